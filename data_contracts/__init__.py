@@ -1,0 +1,35 @@
+"""Data contracts and the artifact store: schemas, value rules, versions and atomic Parquet publishing.
+
+This package knows nothing of stages, recipes or Prefect; everything else in the project builds on it.
+"""
+
+from data_contracts.contract import (
+    REJECTS_SCHEMA,
+    Contract,
+    ContractError,
+    RejectRateExceeded,
+    Rule,
+    check_reject_rate,
+    validate,
+)
+from data_contracts.kinds import CONTRACTS
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, publish_table, rejects_contract
+from data_contracts.versioning import artifact_version, canonical_json
+
+__all__ = [
+    "CONTRACTS",
+    "REJECTS_SCHEMA",
+    "ArtifactRef",
+    "ArtifactStore",
+    "ArtifactWriter",
+    "Contract",
+    "ContractError",
+    "RejectRateExceeded",
+    "Rule",
+    "artifact_version",
+    "canonical_json",
+    "check_reject_rate",
+    "publish_table",
+    "rejects_contract",
+    "validate",
+]

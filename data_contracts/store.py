@@ -1,0 +1,338 @@
+"""The artifact store: versioned Parquet artifacts under `<root>/<kind>/<version>/`, published atomically.
+
+An artifact is a folder of `part-*.parquet` files plus `_manifest.json`, which is written last: a folder
+without a manifest is not published and no reader ever looks inside it. On a local disk the whole folder
+is written under a hidden temporary name and renamed into place, so a killed writer leaves nothing
+visible and two concurrent publishers of the same version leave exactly one artifact (the loser of the
+rename drops its copy). On object stores (any fsspec URL) rename is not atomic, so parts are written in
+place and the manifest, written last, is the commit point.
+
+The store never decides versions (see `versioning.py`) and never interprets rows beyond the contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
+
+MANIFEST = "_manifest.json"
+DEFAULT_ROOT = "./artifacts"
+ROOT_ENV = "RMR1_ARTIFACTS"
+ROWS_PER_PART = 100_000
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A small, serialisable pointer to a published artifact: what stages pass to each other."""
+
+    kind: str
+    version: str
+    uri: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.version}"
+
+
+class ArtifactStore:
+    """Publish, find and read artifacts under one root (a local folder or an fsspec URL)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        root = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV) or DEFAULT_ROOT
+        self.fs, path = fsspec.core.url_to_fs(root)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = os.path.abspath(path) if self.local else path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.uri(self.root)!r})"
+
+    def uri(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    def folder(self, kind: str, version: str) -> str:
+        return f"{self.root}/{kind}/{version}"
+
+    def get(self, kind: str, version: str) -> ArtifactRef | None:
+        """The published artifact of this kind and version, or None."""
+        folder = self.folder(kind, version)
+        if self.fs.exists(f"{folder}/{MANIFEST}"):
+            return ArtifactRef(kind, version, self.uri(folder))
+        return None
+
+    def require(self, kind: str, version: str) -> ArtifactRef:
+        ref = self.get(kind, version)
+        if ref is None:
+            raise FileNotFoundError(f"artifact {kind}/{version} is not published under {self.uri(self.root)}")
+        return ref
+
+    def manifest(self, ref: ArtifactRef) -> dict[str, Any]:
+        with self.fs.open(f"{self.folder(ref.kind, ref.version)}/{MANIFEST}", "r") as handle:
+            return json.load(handle)
+
+    def read_table(self, ref: ArtifactRef, columns: list[str] | None = None) -> pa.Table:
+        manifest = self.manifest(ref)
+        folder = self.folder(ref.kind, ref.version)
+        tables = []
+        for part in manifest["files"]:
+            with self.fs.open(f"{folder}/{part['path']}", "rb") as handle:
+                tables.append(pq.read_table(handle, columns=columns))
+        return pa.concat_tables(tables)
+
+    def verify(self, ref: ArtifactRef) -> list[str]:
+        """Names of part files whose sha256 no longer matches the manifest (empty when intact)."""
+        folder = self.folder(ref.kind, ref.version)
+        bad = []
+        for part in self.manifest(ref)["files"]:
+            digest = hashlib.sha256()
+            with self.fs.open(f"{folder}/{part['path']}", "rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != part["sha256"]:
+                bad.append(part["path"])
+        return bad
+
+    def list(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Manifests of every published artifact (of one kind), oldest first."""
+        if not self.fs.exists(self.root):
+            return []
+        kinds = [kind] if kind else sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False))
+        manifests = []
+        for name in kinds:
+            kind_folder = f"{self.root}/{name}"
+            if name.startswith(".") or not self.fs.isdir(kind_folder):
+                continue
+            for folder in self.fs.ls(kind_folder, detail=False):
+                version = folder.rstrip("/").rsplit("/", 1)[-1]
+                if version.startswith("."):
+                    continue
+                ref = self.get(name, version)
+                if ref is not None:
+                    manifests.append(self.manifest(ref))
+        return sorted(manifests, key=lambda m: (m["created_at"], m["kind"]))
+
+    def find(self, kind: str, version_prefix: str) -> ArtifactRef:
+        """The artifact of `kind` whose version starts with `version_prefix` (unique prefixes only)."""
+        matches = [m for m in self.list(kind) if m["version"].startswith(version_prefix)]
+        if len(matches) != 1:
+            found = "none" if not matches else ", ".join(m["version"] for m in matches)
+            raise LookupError(f"{kind}/{version_prefix}: expected one published artifact, found {found}")
+        return self.require(kind, matches[0]["version"])
+
+    def writer(
+        self,
+        contract: Contract,
+        version: str,
+        *,
+        upstream: Mapping[str, str] | None = None,
+        config: Any = None,
+        code_version: str = "",
+        rows_per_part: int = ROWS_PER_PART,
+    ) -> ArtifactWriter:
+        return ArtifactWriter(self, contract, version, dict(upstream or {}), config, code_version, rows_per_part)
+
+
+class _HashingFile:
+    """A write-only file wrapper that hashes bytes as Parquet writes them (no second read of the file)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.handle.close()
+            self.closed = True
+
+
+class ArtifactWriter:
+    """Writes one artifact: validate batches, stream valid rows to parts, then commit or abort.
+
+    Use as a context manager: leaving the block with an exception aborts (the temporary folder is removed
+    and nothing is published); `commit` writes the manifest last and moves the folder into place.
+    """
+
+    def __init__(
+        self,
+        store: ArtifactStore,
+        contract: Contract,
+        version: str,
+        upstream: dict[str, str],
+        config: Any,
+        code_version: str,
+        rows_per_part: int,
+    ) -> None:
+        self.store = store
+        self.contract = contract
+        self.version = version
+        self.upstream = upstream
+        self.config = config
+        self.code_version = code_version
+        self.rows_per_part = rows_per_part
+        self.final = store.folder(contract.kind, version)
+        if store.local:
+            self.folder = f"{store.root}/{contract.kind}/.tmp-{version}-{uuid.uuid4().hex[:8]}"
+        else:
+            self.folder = self.final
+        self.files: list[dict[str, Any]] = []
+        self.rows = 0
+        self._part: tuple[pq.ParquetWriter, _HashingFile] | None = None
+        self._part_rows = 0
+        self._done = False
+        store.fs.makedirs(self.folder, exist_ok=True)
+
+    def __enter__(self) -> ArtifactWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or not self._done:
+            self.abort()
+
+    def write(self, table: pa.Table, source_refs: pa.Array | None = None) -> pa.Table:
+        """Validate `table`; write the rows that keep the contract; return the rejected rows."""
+        valid, rejects = validate(table, self.contract, source_refs)
+        self.write_valid(valid)
+        return rejects
+
+    def write_valid(self, table: pa.Table) -> None:
+        """Write rows already validated against this writer's contract, rolling to a new part as needed."""
+        offset = 0
+        while offset < table.num_rows:
+            if self._part is None:
+                self._open_part()
+            take = min(self.rows_per_part - self._part_rows, table.num_rows - offset)
+            assert self._part is not None
+            self._part[0].write_table(table.slice(offset, take))
+            self._part_rows += take
+            self.rows += take
+            offset += take
+            if self._part_rows >= self.rows_per_part:
+                self._close_part()
+
+    def _open_part(self) -> None:
+        name = f"part-{len(self.files):05d}.parquet"
+        handle = _HashingFile(self.store.fs.open(f"{self.folder}/{name}", "wb"))
+        writer = pq.ParquetWriter(handle, self.contract.schema, compression="zstd")
+        self.files.append({"path": name})
+        self._part = (writer, handle)
+        self._part_rows = 0
+
+    def _close_part(self) -> None:
+        if self._part is None:
+            return
+        writer, handle = self._part
+        writer.close()
+        handle.close()
+        self.files[-1].update(rows=self._part_rows, bytes=handle.size, sha256=handle.sha256.hexdigest())
+        self._part = None
+
+    def commit(self, stats: Mapping[str, Any] | None = None) -> ArtifactRef:
+        """Write the manifest last and publish; a version already published by someone else wins."""
+        if not self.files:
+            self._open_part()  # an empty artifact still carries its schema
+        self._close_part()
+        manifest = {
+            "kind": self.contract.kind,
+            "version": self.version,
+            "contract_version": self.contract.version,
+            "rows": self.rows,
+            "files": self.files,
+            "upstream": self.upstream,
+            "config": self.config,
+            "code_version": self.code_version,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "flow_run_id": _current_flow_run_id(),
+            "stats": dict(stats or {}),
+        }
+        with self.store.fs.open(f"{self.folder}/{MANIFEST}", "w") as handle:
+            json.dump(manifest, handle, indent=2, default=str)
+        if self.store.local and self.folder != self.final:
+            try:
+                os.rename(self.folder, self.final)
+            except OSError:
+                # Another publisher renamed the same version first: theirs stands, ours is dropped.
+                if self.store.get(self.contract.kind, self.version) is None:
+                    raise
+                shutil.rmtree(self.folder, ignore_errors=True)
+        self._done = True
+        return self.store.require(self.contract.kind, self.version)
+
+    def abort(self) -> None:
+        if self._part is not None:
+            try:
+                self._part[0].close()
+                self._part[1].close()
+            except Exception:  # the folder is removed anyway
+                pass
+            self._part = None
+        self._done = True
+        if self.store.local:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            self.store.fs.rm(self.folder, recursive=True)
+
+
+def rejects_contract(contract: Contract) -> Contract:
+    """The contract of `<kind>_rejects`: one row per rejected input row with the reason."""
+    return Contract(contract.rejects_kind, 1, REJECTS_SCHEMA)
+
+
+def publish_table(
+    store: ArtifactStore,
+    contract: Contract,
+    version: str,
+    table: pa.Table,
+    *,
+    upstream: Mapping[str, str] | None = None,
+    config: Any = None,
+    code_version: str = "",
+    stats: Mapping[str, Any] | None = None,
+) -> ArtifactRef:
+    """Publish an already-valid table in one call (a no-op returning the existing ref if published)."""
+    existing = store.get(contract.kind, version)
+    if existing is not None:
+        return existing
+    with store.writer(contract, version, upstream=upstream, config=config, code_version=code_version) as writer:
+        valid, rejects = validate(table, contract)
+        if rejects.num_rows:
+            raise ValueError(
+                f"{contract.kind}/{version}: {rejects.num_rows} rows break the contract, e.g. "
+                f"{rejects.column('reason')[0].as_py()}"
+            )
+        writer.write_valid(valid)
+        return writer.commit(stats)
+
+
+def _current_flow_run_id() -> str | None:
+    if "prefect" not in sys.modules:  # never import Prefect just to ask
+        return None
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None

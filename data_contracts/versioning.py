@@ -1,0 +1,52 @@
+"""Stable artifact versions: a hash of everything that decides an artifact's rows, and nothing else.
+
+`artifact_version` is the single place where versions are computed. It must never look at the clock, the
+repository commit, paths of temporary folders or any other input that does not change the rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+VERSION_LENGTH = 16
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace; dataclasses become dicts, tuples become lists."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot hash a {type(value).__name__} into an artifact version: {value!r}")
+
+
+def artifact_version(
+    kind: str,
+    contract_version: int,
+    config: Any,
+    upstream: Mapping[str, str],
+    code_version: str,
+) -> str:
+    """Hash of (kind, contract version, the config that matters, upstream versions, code version)."""
+    payload = canonical_json(
+        {
+            "kind": kind,
+            "contract_version": contract_version,
+            "config": config,
+            "upstream": dict(upstream),
+            "code_version": code_version,
+        }
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:VERSION_LENGTH]

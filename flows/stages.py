@@ -1,0 +1,171 @@
+"""Prefect flows: one per stage and the end-to-end pipeline, thin wrappers around the plain stage functions.
+
+A stage flow resolves its upstream artifacts (running missing upstream stages first, or reading the
+versions the pipeline hands it), runs the stage function as one Prefect task, and leaves in the UI a
+table of counts, a link to each artifact folder and a short summary. Skipping is decided by the stage
+function from artifact versions, so it works the same with or without a Prefect database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+from data_contracts import ArtifactRef, ArtifactStore
+from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
+from flows.recipe import Recipe, recipe_from_dict
+from tasks.pull.stage import pull_preferences, pull_version
+from tasks.split.stage import split_pairs, split_versions
+from tasks.stage import StageResult
+
+STAGES = ("pull", "split")
+UPSTREAM: dict[str, tuple[str, ...]] = {"pull": (), "split": (PREFERENCE_PAIRS.kind,)}
+
+
+class MissingUpstream(RuntimeError):
+    """A stage asked to reuse upstream artifacts that are not published."""
+
+
+def run_stage(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
+    """Run one stage as a plain function (no Prefect): the one dispatch from stage names to stage code."""
+    if name == "pull":
+        return pull_preferences(recipe.pull, store, recipe.max_reject_rate)
+    if name == "split":
+        return split_pairs(upstream[PREFERENCE_PAIRS.kind], recipe.split, store)
+    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+
+
+def expected_versions(name: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> dict[str, str]:
+    """The artifact versions a stage would publish for this recipe and upstream, computed without running it."""
+    if name == "pull":
+        return {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)}
+    if name == "split":
+        return split_versions(recipe.split, upstream[PREFERENCE_PAIRS.kind])
+    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+
+
+def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> dict:
+    """The already published outputs of a stage; MissingUpstream naming the stage when one is absent."""
+    outputs = {}
+    for kind, version in expected_versions(name, recipe, upstream).items():
+        ref = store.get(kind, version)
+        if ref is None:
+            raise MissingUpstream(
+                f"stage {name!r} has not published {kind}/{version} for this recipe; run without --from, "
+                f"or run `rmr1 stage {name}` first"
+            )
+        outputs[kind] = ref
+    return outputs
+
+
+def run_plain_pipeline(recipe: Recipe, store: ArtifactStore, to_stage: str) -> dict[str, ArtifactRef]:
+    """Run every stage up to `to_stage` without Prefect (each skips itself when already published)."""
+    refs: dict[str, ArtifactRef] = {}
+    for name in STAGES[: STAGES.index(to_stage) + 1]:
+        refs.update(run_stage(name, recipe, store, refs).outputs)
+    return refs
+
+
+@task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
+def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
+    return run_stage(name, recipe, store, upstream)
+
+
+def stage_table(result: StageResult) -> list[dict[str, Any]]:
+    """The counts table a stage shows in the UI: rows in/out/rejected by source and domain."""
+    if result.stage == "pull":
+        return list(result.stats["counts"])
+    if result.stage == "split":
+        rows = []
+        for kind in (DISTILL_SET.kind, RL_SET.kind):
+            described = result.stats[kind]
+            for domain, count in described["by_domain"].items():
+                rows.append({"artifact": kind, "domain": domain, "rows": count})
+            rows.append({"artifact": kind, "domain": "all", "rows": described["rows"], **described["winner"]})
+        return rows
+    return []
+
+
+def report_stage(result: StageResult, store: ArtifactStore) -> None:
+    """Leave the stage's counts table, artifact links and a summary in the Prefect UI."""
+    key = result.stage.replace("_", "-")
+    create_table_artifact(key=f"{key}-counts", table=stage_table(result), description=result.describe())
+    for kind, ref in result.outputs.items():
+        link = ref.uri if "://" in ref.uri else f"file://{ref.uri}"
+        create_link_artifact(
+            key=f"{key}-{kind.replace('_', '-')}", link=link, link_text=str(ref), description=f"{kind} folder"
+        )
+    rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in result.outputs.items())
+    create_markdown_artifact(
+        key=f"{key}-summary",
+        markdown=f"### {result.stage}: {'skipped (already published)' if result.skipped else 'published'}\n\n"
+        f"| artifact | version | folder |\n|---|---|---|\n{rows}\n",
+    )
+
+
+def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, upstream: dict[str, str] | None) -> dict:
+    logger = get_run_logger()
+    recipe = recipe_from_dict(recipe_dict)
+    store = ArtifactStore(artifacts)
+    if upstream is None:
+        # Run alone: make sure upstream artifacts exist, running the missing stages first.
+        refs = run_plain_pipeline(recipe, store, STAGES[STAGES.index(name) - 1]) if name != STAGES[0] else {}
+    else:
+        refs = {kind: store.require(kind, version) for kind, version in upstream.items()}
+    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in UPSTREAM[name]})
+    report_stage(result, store)
+    logger.info(result.describe())
+    return {kind: ref.version for kind, ref in result.outputs.items()}
+
+
+def _run_name(stage: str) -> Callable[[], str]:
+    def name() -> str:
+        recipe = flow_run.parameters.get("recipe", {})
+        return f"{stage} · {recipe.get('name', '?')} · {recipe_from_dict(recipe).fingerprint}"
+
+    return name
+
+
+@flow(name="pull", flow_run_name=_run_name("pull"), description="Load preference sources into preference_pairs.")
+def pull_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("pull", recipe, artifacts, upstream or {})
+
+
+@flow(name="split", flow_run_name=_run_name("split"), description="Split pairs into distill_set and rl_set.")
+def split_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("split", recipe, artifacts, upstream)
+
+
+STAGE_FLOWS = {"pull": pull_flow, "split": split_flow}
+
+
+@flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")
+def pipeline_flow(
+    recipe: dict[str, Any],
+    artifacts: str | None = None,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+) -> dict[str, str]:
+    """Run stages `from_stage`..`to_stage`; stages before `from_stage` must already be published."""
+    parsed = recipe_from_dict(recipe)
+    store = ArtifactStore(artifacts)
+    first = STAGES.index(from_stage or STAGES[0])
+    last = STAGES.index(to_stage or STAGES[-1])
+    refs: dict[str, ArtifactRef] = {}
+    for index, name in enumerate(STAGES[: last + 1]):
+        upstream = {kind: refs[kind] for kind in UPSTREAM[name]}
+        if index < first:
+            refs.update(published_outputs(name, parsed, store, upstream))
+            continue
+        versions = STAGE_FLOWS[name](recipe, artifacts, upstream={k: r.version for k, r in upstream.items()})
+        refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
+    return {kind: ref.version for kind, ref in refs.items()}

@@ -1,0 +1,1 @@
+"""Pull stage: load preference sources and normalise them into `preference_pairs`."""

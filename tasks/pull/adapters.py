@@ -1,0 +1,380 @@
+"""Per-record adapters: turn one raw preference record of a known layout into a `NormalizedPair`.
+
+Each adapter is a pure function of one record (a plain dict, as a `datasets` Dataset yields it) and its
+`SourceConfig`. It returns a `NormalizedPair`, a `Skip` for a record dropped on purpose by a documented
+rule (Skywork's magpie_ultra rows, RM-R1.md §4), or raises `RowError` naming the record field that is
+wrong. Adapters never print, log, read files or touch global state; source names, row numbers and ids are
+added by the caller. A recipe mistake (a `generic` source without `fields.prompt`) is a plain ValueError,
+not a RowError, so the loader does not mistake it for bad data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tasks.pull.config import DOMAINS, SourceConfig
+
+Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class NormalizedPair:
+    """A preference pair: the shared context, then the preferred and the dispreferred final answer."""
+
+    conversation: list[Turn]  # ends with a user turn; a system turn may only come first
+    chosen: str
+    rejected: str
+    domain: str | None = None  # one of DOMAINS; None = the source's configured or default domain
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A record dropped on purpose by a documented adapter rule (not an error)."""
+
+    reason: str
+
+
+class RowError(ValueError):
+    """A record that cannot be normalised; `field` names the record field that is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RowError], tuple[str, str]]:
+        return (RowError, (self.field, self.message))  # keeps the exception picklable across workers
+
+
+Adapter = Callable[[dict[str, Any], SourceConfig], NormalizedPair | Skip]
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+def _text(record: dict[str, Any], field: str, *, allow_empty: bool = False) -> str:
+    """The string value of `field`; RowError when missing, not a string, or blank (unless allowed)."""
+    if field not in record or record[field] is None:
+        raise RowError(field, "missing")
+    value = record[field]
+    if not isinstance(value, str):
+        raise RowError(field, f"expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise RowError(field, "empty text")
+    return value
+
+
+def _list(record: dict[str, Any], field: str) -> list[Any]:
+    if field not in record or record[field] is None:
+        raise RowError(field, "missing")
+    value = record[field]
+    if not isinstance(value, list):
+        raise RowError(field, f"expected a list of messages, got {type(value).__name__}")
+    if not value:
+        raise RowError(field, "empty message list")
+    return value
+
+
+def _message_turns(messages: list[Any], field: str) -> list[Turn]:
+    """Validate a list of {role, content} dicts (extra keys ignored) into turns."""
+    turns: list[Turn] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RowError(field, f"turn {index} is not a mapping")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise RowError(field, f"turn {index} has unknown role {role!r}")
+        if not isinstance(content, str) or not content.strip():
+            raise RowError(field, f"turn {index} has no text")
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def _split_answer(turns: list[Turn], field: str) -> tuple[list[Turn], str]:
+    """Split a full conversation into (context, final assistant answer)."""
+    if turns[-1]["role"] != "assistant":
+        raise RowError(field, f"last turn is {turns[-1]['role']}, not assistant")
+    return turns[:-1], turns[-1]["content"]
+
+
+def _check_conversation(conversation: list[Turn], field: str) -> None:
+    if not conversation:
+        raise RowError(field, "no turns before the answer")
+    for index, turn in enumerate(conversation):
+        if turn["role"] not in ROLES:
+            raise RowError(field, f"turn {index} has unknown role {turn['role']!r}")
+        if turn["role"] == "system" and index != 0:
+            raise RowError(field, f"system turn at position {index}; only the first turn may be system")
+        if not turn["content"].strip():
+            raise RowError(field, f"turn {index} has no text")
+    if conversation[-1]["role"] != "user":
+        raise RowError(field, f"the turn before the answer is {conversation[-1]['role']}, not user")
+
+
+def _pair(
+    conversation: list[Turn],
+    chosen: str,
+    rejected: str,
+    *,
+    conversation_field: str,
+    chosen_field: str = "chosen",
+    rejected_field: str = "rejected",
+    domain: str | None = None,
+) -> NormalizedPair:
+    """Build a pair after the checks every adapter shares."""
+    _check_conversation(conversation, conversation_field)
+    if not chosen.strip():
+        raise RowError(chosen_field, "empty answer")
+    if not rejected.strip():
+        raise RowError(rejected_field, "empty answer")
+    if chosen.strip() == rejected.strip():
+        raise RowError(rejected_field, "identical to the chosen answer")
+    return NormalizedPair(conversation=conversation, chosen=chosen, rejected=rejected, domain=domain)
+
+
+def _from_full_conversations(
+    chosen_turns: list[Turn],
+    rejected_turns: list[Turn],
+    chosen_field: str,
+    rejected_field: str,
+    domain: str | None = None,
+) -> NormalizedPair:
+    """Pair two full conversations that must agree on everything but their final assistant turn."""
+    context, chosen = _split_answer(chosen_turns, chosen_field)
+    rejected_context, rejected = _split_answer(rejected_turns, rejected_field)
+    if context != rejected_context:
+        raise RowError(rejected_field, "conversation differs from the chosen one before the final turn")
+    return _pair(
+        context,
+        chosen,
+        rejected,
+        conversation_field=chosen_field,
+        chosen_field=chosen_field,
+        rejected_field=rejected_field,
+        domain=domain,
+    )
+
+
+def _user(content: str) -> list[Turn]:
+    return [{"role": "user", "content": content}]
+
+
+# ---------------------------------------------------------------- the adapters
+
+
+def skywork(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """Skywork-Reward-Preference-80K-v0.2: full message lists `chosen`/`rejected` plus `source`."""
+    origin = _text(record, "source", allow_empty=True)
+    if origin == "magpie_ultra":  # RM-R1.md §4: spurious <im_start> and turn-count cues
+        return Skip("magpie_ultra source")
+    chosen_turns = _message_turns(_list(record, "chosen"), "chosen")
+    rejected_turns = _message_turns(_list(record, "rejected"), "rejected")
+    domain = "safety" if "wildguard" in origin.lower() else None
+    return _from_full_conversations(chosen_turns, rejected_turns, "chosen", "rejected", domain)
+
+
+def code_preference_pairs(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """Vezora/Code-Preference-Pairs: the task is `input` (`instruction` is a constant system string)."""
+    question = _text(record, "input")
+    return _pair(
+        _user(question),
+        _text(record, "accepted"),
+        _text(record, "rejected"),
+        conversation_field="input",
+        chosen_field="accepted",
+    )
+
+
+def math_step_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """xinlai/Math-Step-DPO-10K: answers are `initial_reason_steps + full_chosen|full_rejected` (RM-R1.md §4)."""
+    question = _text(record, "prompt")
+    steps = _text(record, "initial_reason_steps", allow_empty=True)
+    chosen = steps + _text(record, "full_chosen")
+    rejected = steps + _text(record, "full_rejected")
+    return _pair(
+        _user(question),
+        chosen,
+        rejected,
+        conversation_field="prompt",
+        chosen_field="full_chosen",
+        rejected_field="full_rejected",
+    )
+
+
+_HH_SPEAKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+_HH_ROLE = {"Human": "user", "Assistant": "assistant"}
+
+
+def _hh_turns(dialogue: str, field: str) -> list[Turn]:
+    """Parse "\\n\\nHuman: …\\n\\nAssistant: …" into turns.
+
+    Only a speaker tag at the start or after a blank line opens a turn; "Human:" inside a line stays text.
+    Consecutive turns of one speaker (the file has "\\n\\nAssistant: …\\n\\nAssistant: …") merge into one
+    turn joined by a blank line. A final turn may be empty; every earlier one must have text.
+    """
+    parts = _HH_SPEAKER.split(dialogue)
+    if parts[0].strip():
+        raise RowError(field, "text before the first Human:/Assistant: tag")
+    if len(parts) == 1:
+        raise RowError(field, "no Human:/Assistant: tags")
+    turns: list[Turn] = []
+    for speaker, raw in zip(parts[1::2], parts[2::2], strict=True):
+        role, content = _HH_ROLE[speaker], raw.strip()
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] = "\n\n".join(part for part in (turns[-1]["content"], content) if part)
+        else:
+            turns.append({"role": role, "content": content})
+    if turns[0]["role"] != "user":
+        raise RowError(field, "dialogue does not start with a Human: turn")
+    return turns
+
+
+def hh_rlhf(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """Anthropic HH-RLHF: `chosen`/`rejected` are whole dialogues differing only in the last Assistant turn."""
+    chosen_turns = _hh_turns(_text(record, "chosen"), "chosen")
+    rejected_turns = _hh_turns(_text(record, "rejected"), "rejected")
+    return _from_full_conversations(chosen_turns, rejected_turns, "chosen", "rejected")
+
+
+_SHAREGPT_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def _sharegpt_turn(message: Any, field: str) -> Turn:
+    if not isinstance(message, dict):
+        raise RowError(field, "expected a {from, value} mapping")
+    speaker, value = message.get("from"), message.get("value")
+    if speaker not in _SHAREGPT_ROLE:
+        raise RowError(field, f"unsupported speaker {speaker!r}")
+    if not isinstance(value, str):
+        raise RowError(field, "value is not a string")
+    return {"role": _SHAREGPT_ROLE[speaker], "content": value}
+
+
+def _v1_turns(messages: list[Any], field: str) -> list[Turn]:
+    """LLaMA-Factory v1 messages: {role, content: [{type: "text", value}], loss_weight}."""
+    turns: list[Turn] = []
+    for index, message in enumerate(messages):
+        parts = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(parts, list):
+            raise RowError(field, f"turn {index} has no content list")
+        texts = []
+        for part in parts:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("value"), str):
+                raise RowError(field, f"turn {index} has a non-text content part")
+            texts.append(part["value"])
+        turns.append({"role": message.get("role"), "content": "".join(texts)})
+    return _message_turns(turns, field)
+
+
+def sharegpt_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """LLaMA-Factory DPO data, ShareGPT (`conversations` + `chosen`/`rejected`) or v1 (`*_messages`)."""
+    if "conversations" in record:
+        conversation = [_sharegpt_turn(m, "conversations") for m in _list(record, "conversations")]
+        system = record.get("system")
+        if system is not None and not isinstance(system, str):
+            raise RowError("system", f"expected a string, got {type(system).__name__}")
+        if system and system.strip():
+            conversation = [{"role": "system", "content": system}, *conversation]
+        answers = {}
+        for field in ("chosen", "rejected"):
+            answer = _sharegpt_turn(record.get(field), field)
+            if answer["role"] != "assistant":
+                raise RowError(field, f"answer is from {answer['role']}, not the assistant")
+            answers[field] = answer["content"]
+        return _pair(conversation, answers["chosen"], answers["rejected"], conversation_field="conversations")
+    if "chosen_messages" in record:
+        chosen_turns = _v1_turns(_list(record, "chosen_messages"), "chosen_messages")
+        rejected_turns = _v1_turns(_list(record, "rejected_messages"), "rejected_messages")
+        return _from_full_conversations(chosen_turns, rejected_turns, "chosen_messages", "rejected_messages")
+    raise RowError("conversations", "missing (neither `conversations` nor `chosen_messages` present)")
+
+
+def _recipe_field(source: SourceConfig, key: str) -> str:
+    name = source.fields.get(key)
+    if not name or not name.strip():
+        raise ValueError(f"source {source.name!r}: recipe key `fields.{key}` is required by the generic adapter")
+    return name.strip()
+
+
+def generic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """String fields named by the recipe: `fields.prompt` (comma list joined by a blank line), `chosen`,
+    `rejected`, optional `system`."""
+    prompt_fields = [name.strip() for name in _recipe_field(source, "prompt").split(",") if name.strip()]
+    chosen_field, rejected_field = _recipe_field(source, "chosen"), _recipe_field(source, "rejected")
+    parts = [_text(record, name, allow_empty=True).strip() for name in prompt_fields]
+    question = "\n\n".join(part for part in parts if part)
+    if not question:
+        raise RowError(",".join(prompt_fields), "empty text")
+    conversation = _user(question)
+    system_field = source.fields.get("system")
+    if system_field:
+        system = _text(record, system_field, allow_empty=True)
+        if system.strip():
+            conversation = [{"role": "system", "content": system}, *conversation]
+    return _pair(
+        conversation,
+        _text(record, chosen_field),
+        _text(record, rejected_field),
+        conversation_field=prompt_fields[0],
+        chosen_field=chosen_field,
+        rejected_field=rejected_field,
+    )
+
+
+def synthetic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """Records of `tasks.pull.synthetic.synthetic_records`: `conversation`, `chosen`, `rejected`, `domain`."""
+    conversation = _message_turns(_list(record, "conversation"), "conversation")
+    domain = _text(record, "domain")
+    if domain not in DOMAINS:
+        raise RowError("domain", f"{domain!r} is not one of {', '.join(DOMAINS)}")
+    return _pair(
+        conversation,
+        _text(record, "chosen"),
+        _text(record, "rejected"),
+        conversation_field="conversation",
+        domain=domain,
+    )
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "skywork": skywork,
+    "code_preference_pairs": code_preference_pairs,
+    "math_step_dpo": math_step_dpo,
+    "hh_rlhf": hh_rlhf,
+    "sharegpt_dpo": sharegpt_dpo,
+    "generic": generic,
+    "synthetic": synthetic,
+}
+
+DEFAULT_DOMAIN: dict[str, str] = {
+    "skywork": "chat",
+    "code_preference_pairs": "code",
+    "math_step_dpo": "math",
+    "hh_rlhf": "safety",  # the shipped file is harmless-base; a helpful-base recipe sets domain: chat
+    "sharegpt_dpo": "chat",
+    "generic": "chat",
+    "synthetic": "chat",
+}
+
+
+def adapt_record(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
+    """Normalise one record with the source's adapter and resolve its domain.
+
+    Domain precedence: the adapter's own (e.g. Skywork's wildguard rows are safety), then
+    `source.domain`, then `DEFAULT_DOMAIN[source.adapter]`; the returned pair always has a domain.
+    Raises RowError for a bad record, ValueError for an unknown adapter or a recipe mistake.
+    """
+    adapter = ADAPTERS.get(source.adapter)
+    if adapter is None:
+        raise ValueError(f"source {source.name!r}: unknown adapter {source.adapter!r}; one of {', '.join(ADAPTERS)}")
+    if not isinstance(record, dict):
+        raise RowError("record", f"expected a mapping, got {type(record).__name__}")
+    result = adapter(record, source)
+    if isinstance(result, Skip) or result.domain is not None:
+        return result
+    return replace(result, domain=source.domain or DEFAULT_DOMAIN[source.adapter])

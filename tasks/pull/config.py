@@ -1,0 +1,93 @@
+"""Recipe sections for the pull stage: which preference sources to load and how to read them.
+
+Every field that changes the rows of `preference_pairs` takes part in the artifact version; fields that
+do not (the reject threshold) are listed in `PullConfig.NOT_VERSIONED`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.stage import ConfigError
+
+ADAPTERS = (
+    "skywork",
+    "code_preference_pairs",
+    "math_step_dpo",
+    "hh_rlhf",
+    "sharegpt_dpo",
+    "generic",
+    "synthetic",
+)
+DOMAINS = ("chat", "safety", "code", "math")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One preference source: where its rows come from and which adapter normalises them."""
+
+    name: str = field(metadata={"help": "Short name of the source; stored in every row's `source` column."})
+    adapter: str = field(metadata={"help": f"How records are read: one of {', '.join(ADAPTERS)}."})
+    path: str | None = field(
+        default=None,
+        metadata={"help": "Local file, glob or folder (json, jsonl, parquet, optionally .gz). Exclusive with hub_id."},
+    )
+    hub_id: str | None = field(
+        default=None, metadata={"help": "Hugging Face dataset id, e.g. Skywork/Skywork-Reward-Preference-80K-v0.2."}
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "Pinned Hub revision (commit sha or tag); required with hub_id."}
+    )
+    subset: str | None = field(
+        default=None, metadata={"help": "Hub dataset configuration name, if the dataset has several."}
+    )
+    split: str = field(default="train", metadata={"help": "Dataset split to load."})
+    domain: str | None = field(
+        default=None,
+        metadata={"help": f"Domain for every row ({', '.join(DOMAINS)}); None lets the adapter decide."},
+    )
+    shuffle_seed: int | None = field(
+        default=None,
+        metadata={"help": "Shuffle the whole split with this seed before first_n (datasets' shuffle, as the authors)."},
+    )
+    first_n: int | None = field(default=None, metadata={"help": "Keep only the first N records (after the shuffle)."})
+    fields: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "generic adapter only: record field names for `prompt`, `chosen`, `rejected` and optionally "
+            "`system`; `prompt` may list several fields joined by a blank line, e.g. 'instruction,input'."
+        },
+    )
+    rows: int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})
+    seed: int = field(default=0, metadata={"help": "synthetic adapter only: generator seed."})
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ADAPTERS:
+            raise ConfigError("adapter", f"unknown adapter {self.adapter!r}; expected one of {', '.join(ADAPTERS)}")
+        if self.domain is not None and self.domain not in DOMAINS:
+            raise ConfigError("domain", f"unknown domain {self.domain!r}; expected one of {', '.join(DOMAINS)}")
+        if self.first_n is not None and self.first_n < 1:
+            raise ConfigError("first_n", f"must be at least 1, got {self.first_n}")
+        if self.adapter == "synthetic":
+            if self.rows < 1:
+                raise ConfigError("rows", "a synthetic source needs rows >= 1")
+            if self.path or self.hub_id:
+                raise ConfigError("adapter", "a synthetic source takes no path or hub_id")
+            return
+        if (self.path is None) == (self.hub_id is None):
+            raise ConfigError("path", "set exactly one of path (local files) or hub_id (Hugging Face Hub)")
+        if self.hub_id is not None and not self.revision:
+            raise ConfigError("revision", f"pin a revision for {self.hub_id} (a commit sha or tag)")
+        if self.adapter == "generic":
+            missing = [k for k in ("prompt", "chosen", "rejected") if k not in self.fields]
+            unknown = sorted(set(self.fields) - {"prompt", "chosen", "rejected", "system"})
+            if missing or unknown:
+                problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
+                raise ConfigError("fields", f"{problem}; the generic adapter maps prompt, chosen, rejected [, system]")
+
+
+@dataclass(frozen=True)
+class PullConfig:
+    """The pull stage's recipe section."""
+
+    sources: tuple[SourceConfig, ...] = field(metadata={"help": "Preference sources, read in this order."})

@@ -1,0 +1,1 @@
+"""The split stage: preference pairs into the distillation subset and the disjoint RL set."""

@@ -24,11 +24,17 @@ STAGE_NAMES = ("pull", "split")  # kept equal to flows.stages.STAGES (tested) so
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", required=True, help="Recipe YAML file, e.g. recipes/smoke.yaml.")
-    parser.add_argument("--artifacts", help="Artifact root (folder or fsspec URL); default $RMR1_ARTIFACTS or ./artifacts.")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--artifacts", help="Artifact root (folder or fsspec URL); default $RMR1_ARTIFACTS or ./artifacts."
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="Override a recipe value, e.g. --set split.distill_fraction=0.2 (repeatable).",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="Run the pipeline over a range of stages.")
     _add_run_options(run)
-    run.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, help="First stage to run (earlier ones must exist).")
+    run.add_argument(
+        "--from", dest="from_stage", choices=STAGE_NAMES, help="First stage to run (earlier ones must exist)."
+    )
     run.add_argument("--to", dest="to_stage", choices=STAGE_NAMES, help="Last stage to run.")
 
     stage = commands.add_parser("stage", help="Run one stage, running missing upstream stages first.")

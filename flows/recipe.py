@@ -89,9 +89,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
-        here = ".".join(parts[: depth + 1])
         if isinstance(node, list):
-            node = node[_list_index(node, part, here)]
+            node = node[_list_index(node, part, key)]
         elif isinstance(node, dict):
             node = node.setdefault(part, {})
         else:

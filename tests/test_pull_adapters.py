@@ -28,10 +28,8 @@ from tasks.pull.adapters import (
 )
 from tasks.pull.config import SourceConfig
 from tasks.pull.synthetic import synthetic_records
-
-FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path("/work/shared/data/preferences")
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"real offline preference files absent ({SHARED})")
+from tests.conftest import FIXTURES, needs_shared
+from tests.conftest import PREFERENCES as SHARED
 
 
 def _source(adapter: str, **overrides: Any) -> SourceConfig:

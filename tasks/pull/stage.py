@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
@@ -35,7 +36,10 @@ log = logging.getLogger(__name__)
 
 def pull_version(config: PullConfig) -> str:
     """The version `preference_pairs` gets for this config and these input files (hashes file contents)."""
-    versioned = {"sources": [{"config": s, "input": source_fingerprint(s)} for s in config.sources]}
+    # Where the files lie is not part of the version (moving them changes nothing); their content is.
+    versioned = {
+        "sources": [{"config": asdict(s) | {"path": None}, "input": source_fingerprint(s)} for s in config.sources]
+    }
     return artifact_version(PREFERENCE_PAIRS.kind, PREFERENCE_PAIRS.version, versioned, {}, CODE_VERSION)
 
 

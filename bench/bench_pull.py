@@ -1,0 +1,184 @@
+"""Benchmark the pull stage on synthetic Skywork-Reward-Preference-80K-v0.2 data beside plain pyarrow.
+
+Writes one Skywork-format parquet file (`chosen`/`rejected` = list<struct<content, role>>, `source`;
+snappy, like the Hub's single file), then runs in a fresh subprocess each, so peak RSS is per measurement:
+
+  baseline  `pq.read_table` of the file + `pq.write_table` of the same rows (zstd, like the store)
+  stage     `pull_preferences` (plain function, no Prefect): load via `datasets` with a cold cache,
+            normalise, dedupe, validate, publish into a fresh `ArtifactStore`
+  profile   the stage once more under cProfile (time not counted; top 15 cumulative entries to a file)
+
+Targets (issue): stage time <= 3x baseline, stage peak RSS <= 2 GB.
+Usage: python bench/bench_pull.py [--rows 100000] [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SOURCES = {  # share of rows per `source` value; magpie_ultra rows are dropped by the skywork adapter
+    "magpie_ultra": 0.30,
+    "magpie_pro_llama3.1": 0.20,
+    "magpie_pro": 0.15,
+    "magpie_air": 0.10,
+    "helpsteer2": 0.10,
+    "offsetbias": 0.08,
+    "wildguard": 0.07,
+}
+MAX_TEXT = 16_000
+TIME_TARGET, RSS_TARGET_MB = 3.0, 2048.0
+
+
+def _corpus(rng: np.random.Generator, size: int) -> str:
+    """Pseudo-text: Zipf-distributed words from a 20k-word random vocabulary with some punctuation."""
+    lengths = rng.integers(1, 11, 20_000)
+    letters = rng.integers(97, 123, int(lengths.sum()), dtype=np.uint8).tobytes().decode()
+    ends = np.cumsum(lengths)
+    suffix = rng.choice(["", ",", ".", ".\n\n"], size=len(lengths), p=[0.85, 0.07, 0.06, 0.02])
+    words = np.array([letters[e - n : e] + s for e, n, s in zip(ends, lengths, suffix, strict=True)], dtype=object)
+    tokens = np.minimum(rng.zipf(1.3, size // 5), len(words)) - 1
+    return " ".join(words[tokens].tolist())[:size]
+
+
+def _texts(rng: np.random.Generator, corpus: str, n: int, mean: float) -> list[str]:
+    """`n` slices of the corpus with log-normal lengths of the given mean (characters)."""
+    sigma = 0.8
+    lengths = np.clip(rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, n), 16, MAX_TEXT).astype(np.int64)
+    starts = rng.integers(0, len(corpus) - MAX_TEXT, n)
+    return [corpus[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+
+
+def make_skywork(path: Path, rows: int, seed: int = 0) -> pa.Table:
+    """Write `rows` Skywork-format pairs: 85% [user, assistant], 15% 4 or 6 turns; last turns differ."""
+    rng = np.random.default_rng(seed)
+    corpus = _corpus(rng, 32 << 20)
+    turns = rng.choice([2, 4, 6], size=rows, p=[0.85, 0.10, 0.05])
+    users = iter(_texts(rng, corpus, int(turns.sum()) // 2, mean=420))
+    assistants = iter(_texts(rng, corpus, int(turns.sum()) // 2 + rows, mean=1_900))
+    chosen, rejected, roles = [], [], []
+    for n in turns.tolist():
+        prefix = [next(users) if j % 2 == 0 else next(assistants) for j in range(n - 1)]
+        chosen += [*prefix, next(assistants)]
+        rejected += [*prefix, next(assistants)]
+        roles += ["user", "assistant"] * (n // 2)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(turns)]).astype(np.int32))
+    role_array = pa.array(roles)
+
+    def messages(contents: list[str]) -> pa.ListArray:
+        return pa.ListArray.from_arrays(
+            offsets, pa.StructArray.from_arrays([pa.array(contents), role_array], ["content", "role"])
+        )
+
+    source = rng.choice(list(SOURCES), size=rows, p=list(SOURCES.values()))
+    table = pa.table({"chosen": messages(chosen), "rejected": messages(rejected), "source": source.tolist()})
+    row_group = max(1, int(100e6 * rows / table.nbytes))  # datasets' default: ~100 MB row groups
+    pq.write_table(table, path, compression="snappy", row_group_size=row_group)
+    return table
+
+
+def child(mode: str, file: str, workdir: Path) -> dict[str, float]:
+    """One measurement in this (fresh) process: rows out, seconds, peak RSS (MB)."""
+    if mode == "baseline":
+        start = time.perf_counter()
+        table = pq.read_table(file)
+        pq.write_table(table, workdir / "baseline.parquet", compression="zstd")
+        rows = table.num_rows
+    else:
+        import cProfile
+        import pstats
+
+        import datasets  # noqa: F401  (imported up front: import time is not the stage's work)
+
+        from data_contracts import ArtifactStore
+        from tasks.pull.config import PullConfig, SourceConfig
+        from tasks.pull.stage import pull_preferences
+
+        config = PullConfig(sources=(SourceConfig(name="skywork", adapter="skywork", path=file),))
+        profiler = cProfile.Profile() if mode == "profile" else None
+        start = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        result = pull_preferences(config, ArtifactStore(workdir / "store"), max_reject_rate=0.05)
+        if profiler is not None:
+            profiler.disable()
+            with open(workdir / "profile.txt", "w") as out:
+                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(15)
+        rows = result.stats["rows_out"]
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_child(mode: str, file: Path, workdir: Path) -> dict[str, float]:
+    """Run `child(mode)` in a new interpreter with a cold `datasets` cache; return its result."""
+    workdir.mkdir(parents=True)
+    env = {**os.environ, "HF_DATASETS_CACHE": str(workdir / "hf-cache"), "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, __file__, "--child", mode, "--file", str(file), "--workdir", str(workdir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="synthetic Skywork pairs to generate")
+    parser.add_argument("--workdir", type=Path, help="where files go (default: a new temp dir, removed at exit)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp workdir (a given --workdir is kept)")
+    parser.add_argument("--child", choices=("baseline", "stage", "profile"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.file, args.workdir)))
+        return
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = workdir / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    run.mkdir()
+    try:
+        file = run / "train-00000-of-00001.parquet"
+        start = time.perf_counter()
+        table = make_skywork(file, args.rows)
+        print(
+            f"input: {file} | {args.rows:,} rows | {file.stat().st_size / 1e6:.0f} MB snappy parquet | "
+            f"{table.nbytes / 1e6:.0f} MB in Arrow ({table.nbytes / args.rows / 1e3:.1f} KB/row) | "
+            f"generated in {time.perf_counter() - start:.1f} s"
+        )
+        del table
+        results = {mode: run_child(mode, file, run / mode) for mode in ("baseline", "stage")}
+        run_child("profile", file, run / "profile")
+        profile = run / "profile" / "profile.txt"
+        gone = " (removed at exit; --keep keeps it)" if args.workdir is None and not args.keep else ""
+        print(f"\nstage profile (cProfile, top 15 cumulative): {profile}{gone}")
+        print("\n".join(line for line in profile.read_text().splitlines() if line.strip()))
+
+        base, stage = results["baseline"], results["stage"]
+        ratio = stage["seconds"] / base["seconds"]
+        print(f"\n{'measurement':<18}{'rows out':>10}{'seconds':>10}{'peak RSS MB':>13}")
+        for name, r in (("pyarrow baseline", base), ("pull stage", stage)):
+            print(f"{name:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{r['rss_mb']:>13.0f}")
+        print(f"stage/baseline time: {ratio:.1f}x (target <= {TIME_TARGET:.0f}x: {'MET' if ratio <= 3 else 'NOT MET'})")
+        rss_ok = stage["rss_mb"] <= RSS_TARGET_MB
+        print(f"stage peak RSS: {stage['rss_mb']:.0f} MB (target <= 2 GB: {'MET' if rss_ok else 'NOT MET'})")
+    finally:
+        if args.workdir is None and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"kept: {run}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Shared test paths and fixtures.
+
+The real offline data lives in `shared/` beside the checkout (as on CI); tests that need it skip with a
+reason when it is absent. Prefect and `datasets` run against throw-away homes, never the developer's own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PREFERENCES = SHARED_DATA / "preferences"
+BENCHMARKS = SHARED_DATA / "benchmarks"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+needs_shared = pytest.mark.skipif(not PREFERENCES.is_dir(), reason=f"real offline data absent ({SHARED_DATA})")
+
+
+# Set before any test module imports Prefect or datasets, which read these at import time.
+_CACHES = Path(tempfile.mkdtemp(prefix="rmr1-test-caches-"))
+os.environ["HF_DATASETS_CACHE"] = str(_CACHES / "hf-datasets")
+os.environ["PREFECT_HOME"] = str(_CACHES / "prefect-home")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
+os.environ["TQDM_DISABLE"] = "1"
+os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("RMR1_ARTIFACTS", None)

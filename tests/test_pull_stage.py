@@ -1,0 +1,200 @@
+"""The pull stage end to end (no Prefect): real files through `datasets`, dedupe, rejects, skipping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_contracts import ArtifactStore, RejectRateExceeded
+from tasks.pull import stage as pull_stage
+from tasks.pull.config import PullConfig, SourceConfig
+from tasks.pull.sources import load_source
+from tasks.pull.stage import pull_preferences, pull_version
+from tests.conftest import FIXTURES, PREFERENCES, needs_shared
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def generic(name: str, path: Path, **extra: Any) -> SourceConfig:
+    fields = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
+    return SourceConfig(name=name, adapter="generic", path=str(path), fields=fields, **extra)
+
+
+def pairs_table(store: ArtifactStore, result: Any) -> pa.Table:
+    return store.read_table(result.outputs["preference_pairs"])
+
+
+@needs_shared
+def test_pull_normalises_real_files_of_every_layout_into_one_artifact(tmp_path: Path) -> None:
+    skywork = tmp_path / "skywork.parquet"  # the Hub ships Skywork as parquet: convert the fixture
+    pq.write_table(pa.Table.from_pylist([json.loads(x) for x in (FIXTURES / "skywork_v0_2.jsonl").open()]), skywork)
+    config = PullConfig(
+        sources=(
+            SourceConfig(name="math", adapter="math_step_dpo", path=str(FIXTURES / "math_step_dpo_10k.jsonl")),
+            SourceConfig(
+                name="code", adapter="code_preference_pairs", path=str(FIXTURES / "code_preference_pairs.jsonl")
+            ),
+            SourceConfig(name="skywork", adapter="skywork", path=str(skywork)),
+            SourceConfig(
+                name="hh", adapter="hh_rlhf", path=str(PREFERENCES / "hh_rlhf_harmless_base" / "test.jsonl.gz")
+            ),
+            SourceConfig(name="dpo-demo", adapter="sharegpt_dpo", path=str(PREFERENCES / "llamafactory_dpo_demo")),
+            generic(
+                "code-sample", PREFERENCES / "code_preference_pairs_sample_agentrubric" / "code_preference_eval.jsonl"
+            ),
+        )
+    )
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = pull_preferences(config, store, max_reject_rate=0.25)  # the 5-row Skywork fixture has 1 bad row
+    table = pairs_table(store, result)
+    by_source = {row["source"]: row for row in _sum_by_source(result.stats["counts"])}
+
+    assert by_source["hh"] == {"source": "hh", "rows_in": 2312, "dropped": 0, "rejected": 4, "rows_out": 2308}
+    # dpo_en_demo.json (300) + v1_dpo_demo.jsonl (10) read as one folder; the demo repeats 5 pairs verbatim.
+    assert by_source["dpo-demo"] == {"source": "dpo-demo", "rows_in": 310, "dropped": 5, "rejected": 0, "rows_out": 305}
+    assert result.stats["dropped"]["dpo-demo: duplicate pair"] == 5
+    assert by_source["code-sample"]["rows_out"] == 200
+    assert by_source["skywork"] == {"source": "skywork", "rows_in": 5, "dropped": 1, "rejected": 1, "rows_out": 3}
+    assert table.num_rows == result.stats["rows_out"] == sum(r["rows_out"] for r in by_source.values())
+    assert set(table.column("domain").to_pylist()) == {"chat", "safety", "code", "math"}
+    assert len(set(table.column("pair_id").to_pylist())) == table.num_rows
+    refs = table.column("source_ref").to_pylist()
+    assert any(r.endswith("test.jsonl.gz#row=0") for r in refs)
+    assert any(r.endswith("v1_dpo_demo.jsonl#row=9") for r in refs)
+    # Row order follows the recipe: math first, then code, ...
+    assert table.column("source").to_pylist()[:3] == ["math"] * 3
+
+    rejects = store.read_table(store.require("preference_pairs_rejects", result.outputs["preference_pairs"].version))
+    hh_rejects = [r for r in rejects.to_pylist() if "test.jsonl.gz" in r["source_ref"]]
+    assert [r["row_index"] for r in hh_rejects] == [86, 516, 925, 1103]
+    assert all(r["reason"] == "adapter: chosen: empty answer" for r in hh_rejects)
+    assert json.loads(hh_rejects[0]["row_json"])["chosen"].startswith("\n\nHuman:")
+
+
+def _sum_by_source(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        total = totals.setdefault(
+            row["source"], {"source": row["source"], "rows_in": 0, "dropped": 0, "rejected": 0, "rows_out": 0}
+        )
+        for key in ("rows_in", "dropped", "rejected", "rows_out"):
+            total[key] += row[key]
+    return list(totals.values())
+
+
+def test_too_many_bad_rows_fail_naming_the_file_row_and_field_and_publish_nothing(tmp_path: Path) -> None:
+    records = [{"prompt": f"question {i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(20)]
+    records[3]["chosen"] = "   "
+    records[11]["rejected"] = None
+    bad_file = write_jsonl(tmp_path / "mine.jsonl", records)
+    store = ArtifactStore(tmp_path / "artifacts")
+    with pytest.raises(RejectRateExceeded) as error:
+        pull_preferences(PullConfig(sources=(generic("mine", bad_file),)), store, max_reject_rate=0.05)
+    message = str(error.value)
+    assert f"{bad_file}: 2 of 20 rows (10.0%) were rejected" in message
+    assert f"{bad_file}#row=3: adapter: chosen: empty text" in message
+    assert f"{bad_file}#row=11: adapter: rejected: missing" in message
+    assert store.list() == []
+    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "artifacts").rglob("*"))
+    # Under a looser threshold the same file publishes, with its two rejects kept aside.
+    result = pull_preferences(PullConfig(sources=(generic("mine", bad_file),)), store, max_reject_rate=0.2)
+    assert result.stats["rows_out"] == 18
+    assert store.get("preference_pairs_rejects", result.outputs["preference_pairs"].version) is not None
+
+
+def test_contract_rejects_name_the_rule_and_field(tmp_path: Path) -> None:
+    records = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(40)]
+    records[5]["rejected"] = records[5]["chosen"] + " "  # passes the adapter, breaks no contract rule...
+    records[7] = {"prompt": "q7", "chosen": "same", "rejected": "same"}
+    path = write_jsonl(tmp_path / "pairs.jsonl", records)
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = pull_preferences(PullConfig(sources=(generic("p", path),)), store)
+    rejects = store.read_table(store.require("preference_pairs_rejects", result.outputs["preference_pairs"].version))
+    reasons = {r["row_index"]: r["reason"] for r in rejects.to_pylist()}
+    assert 7 in reasons and "rejected" in reasons[7]
+
+
+def test_identical_pairs_are_kept_once_across_files_and_sources(tmp_path: Path) -> None:
+    records = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(10)]
+    first = write_jsonl(tmp_path / "first.jsonl", records + records[:3])
+    second = write_jsonl(tmp_path / "second.jsonl", [*records[5:], {"prompt": "new", "chosen": "x", "rejected": "y"}])
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = pull_preferences(PullConfig(sources=(generic("one", first), generic("two", second))), store)
+    table = pairs_table(store, result)
+    assert table.num_rows == 11
+    assert result.stats["dropped"] == {"one: duplicate pair": 3, "two: duplicate pair": 5}
+    assert table.column("source").to_pylist().count("two") == 1
+
+
+def test_shuffle_and_first_n_pick_the_same_rows_as_datasets_shuffle(tmp_path: Path) -> None:
+    records = [
+        {
+            "instruction": "You are a coding assistant.",
+            "input": f"task {i}",
+            "accepted": f"ok {i}",
+            "rejected": f"bug {i}",
+            "ID": i,
+        }
+        for i in range(60)
+    ]
+    path = write_jsonl(tmp_path / "code.jsonl", records)
+    source = SourceConfig(name="code", adapter="code_preference_pairs", path=str(path), shuffle_seed=42, first_n=8)
+    expected = datasets.load_dataset("json", data_files=str(path), split="train").shuffle(seed=42).select(range(8))
+    loaded = [record for _, _, record in load_source(source).iter_records()]
+    assert [r["ID"] for r in loaded] == expected["ID"]
+    store = ArtifactStore(tmp_path / "artifacts")
+    table = pairs_table(store, pull_preferences(PullConfig(sources=(source,)), store))
+    assert [ref.rsplit("=", 1)[1] for ref in table.column("source_ref").to_pylist()] == [str(i) for i in expected["ID"]]
+
+
+def test_second_pull_of_the_same_inputs_is_skipped_without_reading_sources(tmp_path: Path, monkeypatch: Any) -> None:
+    config = PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=60, seed=3),))
+    store = ArtifactStore(tmp_path / "artifacts")
+    first = pull_preferences(config, store)
+    manifest_path = Path(first.outputs["preference_pairs"].uri) / "_manifest.json"
+    before = manifest_path.stat().st_mtime_ns
+
+    def no_loading(*_: Any) -> None:
+        raise AssertionError("a skipped stage must not load its sources")
+
+    monkeypatch.setattr(pull_stage, "load_source", no_loading)
+    second = pull_preferences(config, store)
+    assert second.skipped and not first.skipped
+    assert second.outputs == first.outputs
+    assert second.stats == first.stats
+    assert manifest_path.stat().st_mtime_ns == before
+
+
+def test_version_follows_file_content_not_file_location(tmp_path: Path) -> None:
+    records = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(5)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", records)
+    moved = tmp_path / "elsewhere" / "pairs.jsonl"
+    moved.parent.mkdir()
+    shutil.copy(path, moved)
+    version = pull_version(PullConfig(sources=(generic("p", path),)))
+    assert pull_version(PullConfig(sources=(generic("p", moved),))) == version
+    write_jsonl(moved, [*records, {"prompt": "q", "chosen": "a", "rejected": "b"}])
+    assert pull_version(PullConfig(sources=(generic("p", moved),))) != version
+    assert pull_version(PullConfig(sources=(generic("p", path, first_n=3),))) != version
+    assert pull_version(PullConfig(sources=(generic("renamed", path),))) != version
+
+
+def test_synthetic_smoke_source_covers_every_domain(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    config = PullConfig(sources=(SourceConfig(name="synthetic", adapter="synthetic", rows=400, seed=7),))
+    table = pairs_table(store, pull_preferences(config, store))
+    assert table.num_rows == 400
+    domains = table.column("domain").to_pylist()
+    assert {d: domains.count(d) for d in set(domains)} == {"chat": 160, "safety": 80, "code": 80, "math": 80}
+    multi_turn = [c for c in table.column("conversation").to_pylist() if len(c) > 1]
+    assert len(multi_turn) == 80

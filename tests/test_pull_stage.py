@@ -14,6 +14,7 @@ import pytest
 
 from data_contracts import ArtifactStore, RejectRateExceeded
 from tasks.pull import stage as pull_stage
+from tasks.pull.adapters import NormalizedPair
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import load_source
 from tasks.pull.stage import pull_preferences, pull_version
@@ -112,16 +113,30 @@ def test_too_many_bad_rows_fail_naming_the_file_row_and_field_and_publish_nothin
     assert store.get("preference_pairs_rejects", result.outputs["preference_pairs"].version) is not None
 
 
-def test_contract_rejects_name_the_rule_and_field(tmp_path: Path) -> None:
+def test_rows_breaking_the_contract_are_rejected_with_rule_field_and_file_row(tmp_path: Path, monkeypatch: Any) -> None:
     records = [{"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"} for i in range(40)]
-    records[5]["rejected"] = records[5]["chosen"] + " "  # passes the adapter, breaks no contract rule...
-    records[7] = {"prompt": "q7", "chosen": "same", "rejected": "same"}
     path = write_jsonl(tmp_path / "pairs.jsonl", records)
+    real_adapt = pull_stage.adapt_record
+
+    def adapt_with_one_bad_row(record: dict[str, Any], source: SourceConfig) -> Any:
+        pair = real_adapt(record, source)
+        if record["prompt"] == "q7":  # an adapter bug: the conversation ends with the answer
+            return NormalizedPair([*pair.conversation, {"role": "assistant", "content": "a7"}], "a7", "b7", "chat")
+        return pair
+
+    monkeypatch.setattr(pull_stage, "adapt_record", adapt_with_one_bad_row)
     store = ArtifactStore(tmp_path / "artifacts")
     result = pull_preferences(PullConfig(sources=(generic("p", path),)), store)
-    rejects = store.read_table(store.require("preference_pairs_rejects", result.outputs["preference_pairs"].version))
-    reasons = {r["row_index"]: r["reason"] for r in rejects.to_pylist()}
-    assert 7 in reasons and "rejected" in reasons[7]
+    version = result.outputs["preference_pairs"].version
+    rejects = store.read_table(store.require("preference_pairs_rejects", version)).to_pylist()
+    assert [(r["row_index"], r["source_ref"], r["reason"]) for r in rejects] == [
+        (7, f"{path}#row=7", "contract: last_turn_is_user (conversation)")
+    ]
+    assert json.loads(rejects[0]["row_json"])["chosen"] == "a7"
+    assert result.stats["rows_out"] == 39 == store.read_table(result.outputs["preference_pairs"]).num_rows
+    assert result.stats["counts"] == [
+        {"source": "p", "domain": "chat", "rows_in": 40, "dropped": 0, "rejected": 1, "rows_out": 39}
+    ]
 
 
 def test_identical_pairs_are_kept_once_across_files_and_sources(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Scripts the tests start as real child processes (crash, concurrency and reader-isolation tests)."""

@@ -1,0 +1,75 @@
+"""The `rmr1` command as a user runs it: a real process, an ephemeral Prefect server, real artifacts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+SMOKE = str(ROOT / "recipes" / "smoke.yaml")
+
+
+def rmr1(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_HOME": str(cwd / "prefect-home")}
+    env.pop("RMR1_ARTIFACTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def printed_versions(output: str) -> dict[str, str]:
+    lines = [line.split() for line in output.splitlines() if line.startswith("  ")]
+    return {parts[0]: parts[1] for parts in lines if len(parts) == 2}
+
+
+def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(tmp_path: Path) -> None:
+    first = rmr1("run", "--recipe", SMOKE, "--to", "split", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    versions = printed_versions(first.stdout)
+    assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
+    assert first.stdout.rstrip().endswith("rmr1: done (3 artifacts)")
+    manifests = sorted((tmp_path / "artifacts").glob("*/*/_manifest.json"))
+    assert len(manifests) == 3  # default root ./artifacts, no rejects for the synthetic set
+    stamps = {p: p.stat().st_mtime_ns for p in manifests}
+
+    second = rmr1("run", "--recipe", SMOKE, "--to", "split", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert printed_versions(second.stdout) == versions
+    assert "pull: skipped, already published" in second.stderr
+    assert "split: skipped, already published" in second.stderr
+    assert {p: p.stat().st_mtime_ns for p in manifests} == stamps
+
+    changed = rmr1("run", "--recipe", SMOKE, "--set", "split.distill_fraction=0.2", cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    new_versions = printed_versions(changed.stdout)
+    assert new_versions["preference_pairs"] == versions["preference_pairs"]
+    assert new_versions["distill_set"] != versions["distill_set"]
+
+    listing = rmr1("artifacts", "--kind", "distill_set", cwd=tmp_path)
+    assert listing.returncode == 0
+    assert versions["distill_set"] in listing.stdout and new_versions["distill_set"] in listing.stdout
+    assert f"preference_pairs/{versions['preference_pairs']}" in listing.stdout
+
+
+def test_bad_override_exits_2_naming_the_key(tmp_path: Path) -> None:
+    result = rmr1("run", "--recipe", SMOKE, "--set", "split.distil_fraction=0.2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown key 'split.distil_fraction'; did you mean 'split.distill_fraction'?" in result.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"q": "a", "good": "b", "bad": "c"}\n{"q": "d", "good": "", "bad": "f"}\n')
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "name: mine\npull:\n  sources:\n    - {name: mine, adapter: generic, path: pairs.jsonl,"
+        " fields: {prompt: q, chosen: good, rejected: bad}}\n"
+    )
+    result = rmr1("stage", "pull", "--recipe", str(recipe), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "pairs.jsonl: 1 of 2 rows (50.0%) were rejected" in result.stderr
+    assert "pairs.jsonl#row=1: adapter: good: empty text" in result.stderr

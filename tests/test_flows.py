@@ -1,0 +1,91 @@
+"""Stage flows and the pipeline under a real Prefect server (the test harness), read back as the UI would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.artifacts import Artifact
+from prefect.testing.utilities import prefect_test_harness
+
+from data_contracts import ArtifactStore
+from flows.cli import STAGE_NAMES
+from flows.recipe import load_recipe
+from flows.stages import STAGES, MissingUpstream, pipeline_flow, split_flow
+from tests.conftest import ROOT
+
+SMOKE = ROOT / "recipes" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def smoke(*overrides: str) -> dict[str, Any]:
+    return load_recipe(SMOKE, ["pull.sources.0.rows=120", *overrides]).to_dict()
+
+
+def table_artifact(key: str) -> list[dict[str, Any]]:
+    artifact = Artifact.get(key)
+    assert artifact is not None, f"no Prefect artifact {key}"
+    data = artifact.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_cli_stage_names_match_the_pipeline() -> None:
+    assert STAGE_NAMES == STAGES
+
+
+def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(tmp_path: Path) -> None:
+    versions = pipeline_flow(smoke(), str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
+    pairs = store.require("preference_pairs", versions["preference_pairs"])
+    manifest = store.manifest(pairs)
+    assert manifest["flow_run_id"]  # made inside a Prefect flow run
+    counts = table_artifact("pull-counts")
+    assert {row["domain"] for row in counts} == {"chat", "safety", "code", "math"}
+    assert sum(row["rows_out"] for row in counts) == manifest["rows"] == 120
+    split_counts = table_artifact("split-counts")
+    assert {"artifact": "distill_set", "domain": "all", "rows": 15, "model_a": 8, "model_b": 7} in split_counts
+    link = Artifact.get("split-distill-set")
+    folder = store.folder("distill_set", versions["distill_set"])
+    assert link is not None and f"(file://{folder})" in str(link.data)  # link artifacts read back as markdown
+
+
+def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -> None:
+    first = pipeline_flow(smoke(), str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    created = {m["version"]: m["created_at"] for m in store.list()}
+    second = pipeline_flow(smoke(), str(tmp_path))
+    assert second == first
+    assert {m["version"]: m["created_at"] for m in store.list()} == created
+    summary = Artifact.get("split-summary")
+    assert summary is not None and "skipped (already published)" in str(summary.data)
+
+
+def test_changing_a_split_value_rebuilds_only_the_split(tmp_path: Path) -> None:
+    first = pipeline_flow(smoke(), str(tmp_path))
+    changed = pipeline_flow(smoke("split.seed=5"), str(tmp_path))
+    assert changed["preference_pairs"] == first["preference_pairs"]
+    assert changed["distill_set"] != first["distill_set"] and changed["rl_set"] != first["rl_set"]
+
+
+def test_a_stage_flow_alone_runs_its_missing_upstream_first(tmp_path: Path) -> None:
+    versions = split_flow(smoke(), str(tmp_path))
+    store = ArtifactStore(tmp_path)
+    assert {m["kind"] for m in store.list()} == {"preference_pairs", "distill_set", "rl_set"}
+    assert store.get("distill_set", versions["distill_set"]) is not None
+
+
+def test_from_stage_refuses_to_run_without_published_upstream(tmp_path: Path) -> None:
+    with pytest.raises(MissingUpstream, match="stage 'pull' has not published preference_pairs/"):
+        pipeline_flow(smoke(), str(tmp_path), from_stage="split")
+    pipeline_flow(smoke(), str(tmp_path), to_stage="pull")
+    versions = pipeline_flow(smoke(), str(tmp_path), from_stage="split")
+    assert "rl_set" in versions

@@ -156,9 +156,7 @@ def test_publish_casts_input_columns_to_the_contract_order_and_types(store: Arti
     assert table.to_pylist() == rows
 
 
-def test_manifest_records_provenance_and_per_file_sha256_of_the_bytes_on_disk(
-    store: ArtifactStore, root: Path
-) -> None:
+def test_manifest_records_provenance_and_per_file_sha256_of_the_bytes_on_disk(store: ArtifactStore, root: Path) -> None:
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     ref = publish_table(
         store,
@@ -350,11 +348,10 @@ def test_publish_table_with_a_missing_column_raises_contract_error_and_publishes
 def test_exception_inside_the_writer_leaves_no_folder_and_no_temporary_leftovers(
     store: ArtifactStore, root: Path
 ) -> None:
-    with pytest.raises(RuntimeError, match="stage failed"):
-        with store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer:
-            writer.write_valid(_table(0, 5))
-            assert _leftovers(root), "the writer should be writing into a hidden temporary folder"
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError, match="stage failed"), store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer:
+        writer.write_valid(_table(0, 5))
+        assert _leftovers(root), "the writer should be writing into a hidden temporary folder"
+        raise RuntimeError("stage failed")
 
     assert store.get(KIND, "v1") is None
     assert store.list() == []
@@ -456,7 +453,7 @@ def test_find_resolves_a_unique_version_prefix(store: ArtifactStore) -> None:
 
     assert store.find(KIND, "abc") == ref
     assert store.find(KIND, "abc123") == ref
-    with pytest.raises(LookupError, match="abc123, abd456|abd456, abc123"):
+    with pytest.raises(LookupError, match=r"found abc123, abd456$"):
         store.find(KIND, "ab")
     with pytest.raises(LookupError, match="found none"):
         store.find(KIND, "zz")
@@ -473,9 +470,7 @@ def test_require_raises_file_not_found_for_an_unpublished_version(store: Artifac
 # --- store root --------------------------------------------------------------------------------------
 
 
-def test_store_root_comes_from_rmr1_artifacts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_store_root_comes_from_rmr1_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RMR1_ARTIFACTS", str(tmp_path / "from-env"))
 
@@ -564,10 +559,9 @@ def test_a_memory_url_root_hides_an_artifact_until_its_manifest_is_written(memor
 
 
 def test_a_memory_url_root_aborted_writer_leaves_nothing(memory_store: ArtifactStore) -> None:
-    with pytest.raises(RuntimeError):
-        with memory_store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer:
-            writer.write_valid(_table(0, 5))
-            raise RuntimeError("stage failed")
+    with pytest.raises(RuntimeError), memory_store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer:
+        writer.write_valid(_table(0, 5))
+        raise RuntimeError("stage failed")
     assert memory_store.get(KIND, "v1") is None
     assert memory_store.list() == []
     assert not memory_store.fs.exists(f"{memory_store.root}/{KIND}/v1")
@@ -582,9 +576,8 @@ def test_a_memory_url_root_failed_writer_never_deletes_an_already_published_vers
     memory_store: ArtifactStore,
 ) -> None:
     ref = publish_table(memory_store, PREFERENCE_PAIRS, "v1", _table(0, 5))
-    with pytest.raises(RuntimeError):
-        with memory_store.writer(PREFERENCE_PAIRS, "v1"):
-            raise RuntimeError("a concurrent publisher of the same version fails")
+    with pytest.raises(RuntimeError), memory_store.writer(PREFERENCE_PAIRS, "v1"):
+        raise RuntimeError("a concurrent publisher of the same version fails")
     assert memory_store.get(KIND, "v1") == ref
     assert memory_store.read_table(ref).num_rows == 5
 

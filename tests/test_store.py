@@ -348,7 +348,10 @@ def test_publish_table_with_a_missing_column_raises_contract_error_and_publishes
 def test_exception_inside_the_writer_leaves_no_folder_and_no_temporary_leftovers(
     store: ArtifactStore, root: Path
 ) -> None:
-    with pytest.raises(RuntimeError, match="stage failed"), store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer:
+    with (
+        pytest.raises(RuntimeError, match="stage failed"),
+        store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=2) as writer,
+    ):
         writer.write_valid(_table(0, 5))
         assert _leftovers(root), "the writer should be writing into a hidden temporary folder"
         raise RuntimeError("stage failed")
@@ -453,7 +456,7 @@ def test_find_resolves_a_unique_version_prefix(store: ArtifactStore) -> None:
 
     assert store.find(KIND, "abc") == ref
     assert store.find(KIND, "abc123") == ref
-    with pytest.raises(LookupError, match=r"found abc123, abd456$"):
+    with pytest.raises(LookupError, match=r"found (abc123, abd456|abd456, abc123)$"):
         store.find(KIND, "ab")
     with pytest.raises(LookupError, match="found none"):
         store.find(KIND, "zz")

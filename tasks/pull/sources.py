@@ -42,7 +42,7 @@ class LoadedSource:
 
     source: SourceConfig
     inputs: list[InputFile]
-    datasets: list[Any]  # one `datasets.Dataset` per input
+    datasets: list[Any]  # one `datasets.Dataset` per input, in arrow format
     order: np.ndarray  # global record indices (concatenated inputs) to normalise, in this order
 
     def __len__(self) -> int:
@@ -56,11 +56,9 @@ class LoadedSource:
             which = np.searchsorted(starts, indices, side="right") - 1
             for file_index in np.unique(which):
                 rows = (indices[which == file_index] - starts[file_index]).tolist()
+                batch = self.datasets[file_index][rows]  # a pa.Table: no `select`, which fingerprints each call
                 input_file = self.inputs[file_index]
-                batch = self.datasets[file_index].select(rows).to_dict()
-                names = list(batch)
-                for row, values in zip(rows, zip(*batch.values(), strict=True), strict=True):
-                    yield input_file, row, dict(zip(names, values, strict=True))
+                yield from ((input_file, row, record) for row, record in zip(rows, batch.to_pylist(), strict=True))
 
 
 def resolve_files(path: str) -> list[str]:
@@ -131,4 +129,4 @@ def load_source(source: SourceConfig) -> LoadedSource:
         order = np.arange(total)
     if source.first_n is not None:
         order = order[: source.first_n]
-    return LoadedSource(source, inputs, loaded, order)
+    return LoadedSource(source, inputs, [dataset.with_format("arrow") for dataset in loaded], order)

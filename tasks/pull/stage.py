@@ -29,7 +29,7 @@ from tasks.stage import StageResult
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "pull-1"
-WRITE_BATCH_ROWS = 5_000
+WRITE_BATCH_ROWS = 20_000
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,16 @@ def pull_version(config: PullConfig) -> str:
 
 
 def pair_content_hash(conversation: list[dict[str, str]], chosen: str, rejected: str) -> str:
-    """Hash of the pair's content: equal pairs from different sources or rows dedupe to one."""
-    payload = json.dumps([[(t["role"], t["content"]) for t in conversation], chosen, rejected], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """Hash of the pair's content: equal pairs from different sources or rows dedupe to one.
+
+    Each part is length-prefixed, so no two different pairs feed the same bytes to the hash.
+    """
+    digest = hashlib.sha256()
+    for part in (*(x for turn in conversation for x in (turn["role"], turn["content"])), chosen, rejected):
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:16]
 
 
 class _Counts:

@@ -90,7 +90,7 @@ def test_bad_recipes_fail_naming_the_file_and_key(tmp_path: Path, text: str, mes
 
 
 def test_missing_recipe_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(RecipeError, match="nowhere.yaml: file not found"):
+    with pytest.raises(RecipeError, match=r"nowhere\.yaml: file not found"):
         load_recipe(tmp_path / "nowhere.yaml")
 
 

@@ -70,6 +70,20 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
     return "\n".join(lines)
 
 
+def finish_prefect() -> None:
+    """Flush Prefect's queued logs and events, then stop the temporary server (ephemeral mode) now.
+
+    Left to interpreter exit, the server stops after our last line and its shutdown messages (or a late
+    event flush failing against a stopped server) would end the output; a run must end with its outcome.
+    """
+    from prefect._internal.concurrency.services import QueueService
+    from prefect.server.api.server import SubprocessASGIServer
+
+    QueueService.drain_all(timeout=30)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -93,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             versions = pipeline_flow(recipe.to_dict(), args.artifacts, args.from_stage, args.to_stage)
     except (RejectRateExceeded, MissingUpstream, ContractError, FileNotFoundError, ValueError) as error:
+        finish_prefect()
         print(f"rmr1: failed: {error}", file=sys.stderr)
         return 1
+    finish_prefect()
     for kind, version in versions.items():
         print(f"  {kind:<20} {version}")
     print(f"rmr1: done ({len(versions)} artifacts)")

@@ -213,3 +213,20 @@ def test_synthetic_smoke_source_covers_every_domain(tmp_path: Path) -> None:
     assert {d: domains.count(d) for d in set(domains)} == {"chat": 160, "safety": 80, "code": 80, "math": 80}
     multi_turn = [c for c in table.column("conversation").to_pylist() if len(c) > 1]
     assert len(multi_turn) == 80
+
+
+def test_hub_sources_load_by_id_revision_and_split(tmp_path: Path) -> None:
+    # The Hub is unreachable here; `load_dataset` reads a local folder laid out like a Hub dataset repo
+    # through the very call a Hub id takes (id, subset, revision=..., split=...).
+    repo = tmp_path / "Skywork-like"
+    (repo / "data").mkdir(parents=True)
+    rows = [json.loads(line) for line in (FIXTURES / "skywork_v0_2.jsonl").open()]
+    pq.write_table(pa.Table.from_pylist(rows), repo / "data" / "train-00000-of-00001.parquet")
+    source = SourceConfig(name="skywork", adapter="skywork", hub_id=str(repo), revision="1963267")
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = pull_preferences(PullConfig(sources=(source,)), store, max_reject_rate=0.25)
+    refs = store.read_table(result.outputs["preference_pairs"]).column("source_ref").to_pylist()
+    assert refs[0] == f"hf://{repo}@1963267/train#row=0"
+    assert len(refs) == 3
+    other_revision = SourceConfig(name="skywork", adapter="skywork", hub_id=str(repo), revision="84a203c")
+    assert pull_version(PullConfig(sources=(other_revision,))) != result.outputs["preference_pairs"].version

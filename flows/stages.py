@@ -12,14 +12,20 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
 from flows.recipe import Recipe, recipe_from_dict
-from tasks.pull.stage import pull_preferences, pull_version
+from tasks.pull.stage import ProgressCallback, pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import StageResult
 
@@ -31,10 +37,16 @@ class MissingUpstream(RuntimeError):
     """A stage asked to reuse upstream artifacts that are not published."""
 
 
-def run_stage(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
+def run_stage(
+    name: str,
+    recipe: Recipe,
+    store: ArtifactStore,
+    upstream: dict[str, ArtifactRef],
+    on_progress: ProgressCallback | None = None,
+) -> StageResult:
     """Run one stage as a plain function (no Prefect): the one dispatch from stage names to stage code."""
     if name == "pull":
-        return pull_preferences(recipe.pull, store, recipe.max_reject_rate)
+        return pull_preferences(recipe.pull, store, recipe.max_reject_rate, on_progress)
     if name == "split":
         return split_pairs(upstream[PREFERENCE_PAIRS.kind], recipe.split, store)
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
@@ -73,7 +85,17 @@ def run_plain_pipeline(recipe: Recipe, store: ArtifactStore, to_stage: str) -> d
 
 @task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
 def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
-    return run_stage(name, recipe, store, upstream)
+    return run_stage(name, recipe, store, upstream, prefect_progress(f"{name}-progress", f"{name}: records read"))
+
+
+def prefect_progress(key: str, description: str) -> ProgressCallback:
+    """A progress callback that keeps a Prefect progress artifact (0-100%) up to date."""
+    artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def update(done: int, total: int) -> None:
+        update_progress_artifact(artifact_id, progress=100.0 * done / total if total else 100.0)
+
+    return update
 
 
 def stage_table(result: StageResult) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     counts = table_artifact("pull-counts")
     assert {row["domain"] for row in counts} == {"chat", "safety", "code", "math"}
     assert sum(row["rows_out"] for row in counts) == manifest["rows"] == 120
+    progress = Artifact.get("pull-progress")
+    assert progress is not None and float(progress.data) == 100.0
     split_counts = table_artifact("split-counts")
     assert {"artifact": "distill_set", "domain": "all", "rows": 15, "model_a": 8, "model_b": 7} in split_counts
     link = Artifact.get("split-distill-set")

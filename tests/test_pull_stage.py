@@ -204,10 +204,12 @@ def test_version_follows_file_content_not_file_location(tmp_path: Path) -> None:
     assert pull_version(PullConfig(sources=(generic("renamed", path),))) != version
 
 
-def test_synthetic_smoke_source_covers_every_domain(tmp_path: Path) -> None:
+def test_synthetic_smoke_source_covers_every_domain_and_reports_progress(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "artifacts")
     config = PullConfig(sources=(SourceConfig(name="synthetic", adapter="synthetic", rows=400, seed=7),))
-    table = pairs_table(store, pull_preferences(config, store))
+    progress: list[tuple[int, int]] = []
+    table = pairs_table(store, pull_preferences(config, store, on_progress=lambda *p: progress.append(p)))
+    assert progress[-1] == (400, 400)
     assert table.num_rows == 400
     domains = table.column("domain").to_pylist()
     assert {d: domains.count(d) for d in set(domains)} == {"chat": 160, "safety": 80, "code": 80, "math": 80}

@@ -13,18 +13,19 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from data_contracts import ArtifactStore, artifact_version, check_reject_rate, rejects_contract
+from data_contracts import ArtifactStore, ArtifactWriter, artifact_version, check_reject_rate, rejects_contract
 from data_contracts.contract import REJECTS_SCHEMA
 from data_contracts.kinds import PREFERENCE_PAIRS
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
-from tasks.pull.sources import InputFile, load_source, source_fingerprint
+from tasks.pull.sources import InputFile, LoadedSource, load_source, source_fingerprint
 from tasks.stage import StageResult
 
 # Bump when the rows this stage writes for the same inputs would change.
@@ -56,8 +57,11 @@ def pair_content_hash(conversation: list[dict[str, str]], chosen: str, rejected:
     return digest.hexdigest()[:16]
 
 
+ProgressCallback = Callable[[int, int], None]  # (records read, records in all sources)
+
+
 class _Counts:
-    """Rows in / dropped / rejected / out by (source, domain), and rejects by input file."""
+    """Rows in / dropped / rejected / out by (source, domain), with drop and reject reasons."""
 
     def __init__(self) -> None:
         self.table: Counter[tuple[str, str, str]] = Counter()
@@ -69,113 +73,86 @@ class _Counts:
 
     def rows(self) -> list[dict[str, Any]]:
         keys = sorted({(s, d) for s, d, _ in self.table})
-        return [
-            {
-                "source": s,
-                "domain": d,
-                **{what: self.table[(s, d, what)] for what in ("rows_in", "dropped", "rejected", "rows_out")},
-            }
-            for s, d in keys
-        ]
+        whats = ("rows_in", "dropped", "rejected", "rows_out")
+        return [{"source": s, "domain": d, **{w: self.table[(s, d, w)] for w in whats}} for s, d in keys]
 
 
-def pull_preferences(config: PullConfig, store: ArtifactStore, max_reject_rate: float = 0.05) -> StageResult:
+def pull_preferences(
+    config: PullConfig,
+    store: ArtifactStore,
+    max_reject_rate: float = 0.05,
+    on_progress: ProgressCallback | None = None,
+) -> StageResult:
     """Publish `preference_pairs` for `config` (skipped when that version is already published)."""
     version = pull_version(config)
     existing = store.get(PREFERENCE_PAIRS.kind, version)
     if existing is not None:
         return StageResult("pull", {PREFERENCE_PAIRS.kind: existing}, True, store.manifest(existing)["stats"])
 
-    counts = _Counts()
-    seen: set[str] = set()
-    all_rejects: list[pa.Table] = []
     with store.writer(PREFERENCE_PAIRS, version, config=config, code_version=CODE_VERSION) as writer:
-        for source in config.sources:
-            rejects = _pull_source(source, writer, seen, counts, max_reject_rate)
-            all_rejects.extend(rejects)
+        run = _PullRun(writer, max_reject_rate, on_progress)
+        loaded = [load_source(source) for source in config.sources]
+        run.total = sum(len(source) for source in loaded)
+        for source in loaded:
+            run.pull_source(source)
         stats = {
-            "counts": counts.rows(),
-            "dropped": dict(counts.dropped),
-            "reject_reasons": dict(counts.reject_reasons.most_common(20)),
+            "counts": run.counts.rows(),
+            "dropped": dict(run.counts.dropped),
+            "reject_reasons": dict(run.counts.reject_reasons.most_common(20)),
             "rows_out": writer.rows,
         }
-        if all_rejects:
+        if run.rejects:
             with store.writer(rejects_contract(PREFERENCE_PAIRS), version, config=config) as rejects_writer:
-                rejects_writer.write_valid(pa.concat_tables(all_rejects))
+                rejects_writer.write_valid(pa.Table.from_pylist(run.rejects, schema=REJECTS_SCHEMA))
                 rejects_writer.commit()
         ref = writer.commit(stats)
     log.info("pull: published %s with %d rows", ref, stats["rows_out"])
     return StageResult("pull", {PREFERENCE_PAIRS.kind: ref}, False, stats)
 
 
-def _pull_source(
-    source: SourceConfig,
-    writer: Any,
-    seen: set[str],
-    counts: _Counts,
-    max_reject_rate: float,
-) -> list[pa.Table]:
-    """Normalise one source into `writer`; return its rejects; raise when an input rejects too many rows."""
-    loaded = load_source(source)
-    default_domain = source.domain or DEFAULT_DOMAIN[source.adapter]
-    per_input: Counter[tuple[str, str]] = Counter()
-    rejects: list[pa.Table] = []
-    reject_rows: list[dict[str, Any]] = []
-    examples: dict[str, list[str]] = {}
-    pairs: list[dict[str, Any]] = []
+class _PullRun:
+    """The state of one pull: the writer, the pair ids seen so far (for dedupe), counts and rejects."""
 
-    def reject(input_file: InputFile, row: int, ref: str, reason: str, domain: str, row_json: str) -> None:
-        per_input[(input_file.name, "rejected")] += 1
-        counts.add(source.name, domain, "rejected")
-        counts.reject_reasons[reason] += 1
-        examples.setdefault(input_file.name, []).append(f"{ref}: {reason}")
-        reject_rows.append({"row_index": row, "source_ref": ref, "reason": reason, "row_json": row_json})
+    def __init__(self, writer: ArtifactWriter, max_reject_rate: float, on_progress: ProgressCallback | None) -> None:
+        self.writer = writer
+        self.max_reject_rate = max_reject_rate
+        self.on_progress = on_progress
+        self.seen: set[str] = set()
+        self.counts = _Counts()
+        self.rejects: list[dict[str, Any]] = []  # REJECTS_SCHEMA rows
+        self.examples: dict[str, list[str]] = {}  # input name -> "ref: reason" of its rejects
+        self.per_input: Counter[tuple[str, str]] = Counter()
+        self.pending: list[tuple[dict[str, Any], InputFile, int]] = []  # (pair row, input, row in input)
+        self.read = 0
+        self.total = 0
 
-    def flush() -> None:
-        if pairs:
-            table = pa.Table.from_pylist(pairs)
-            contract_rejects = writer.write(table, table.column("source_ref"))
-            for index, reason, row_json in zip(
-                *(contract_rejects.column(c).to_pylist() for c in ("row_index", "reason", "row_json")), strict=True
-            ):
-                row = pairs[index]
-                counts.add(source.name, row["domain"], "rows_out", -1)
-                input_file, file_row = origins[index]
-                reject(input_file, file_row, row["source_ref"], f"contract: {reason}", row["domain"], row_json)
-            pairs.clear()
-            origins.clear()
-        if reject_rows:
-            rejects.append(pa.Table.from_pylist(reject_rows, schema=REJECTS_SCHEMA))
-            reject_rows.clear()
-
-    origins: list[tuple[InputFile, int]] = []  # (input, row) of each pending pair
-    progress = tqdm(loaded.iter_records(), total=len(loaded), desc=f"pull {source.name}", unit="row", leave=False)
-    for input_file, row, record in progress:
-        per_input[(input_file.name, "rows_in")] += 1
-        ref = f"{input_file.name}#row={row}"
-        try:
-            result = adapt_record(record, source)
-        except RowError as error:
-            counts.add(source.name, "unknown", "rows_in")
-            reject(input_file, row, ref, f"adapter: {error}", "unknown", _json(record))
-            continue
-        if isinstance(result, Skip):
-            counts.add(source.name, default_domain, "rows_in")
-            counts.add(source.name, default_domain, "dropped")
-            counts.dropped[f"{source.name}: {result.reason}"] += 1
-            continue
-        domain = result.domain or default_domain
-        counts.add(source.name, domain, "rows_in")
-        pair_id = pair_content_hash(result.conversation, result.chosen, result.rejected)
-        if pair_id in seen:
-            counts.add(source.name, domain, "dropped")
-            counts.dropped[f"{source.name}: duplicate pair"] += 1
-            continue
-        seen.add(pair_id)
-        counts.add(source.name, domain, "rows_out")
-        origins.append((input_file, row))
-        pairs.append(
-            {
+    def pull_source(self, loaded: LoadedSource) -> None:
+        """Normalise one source into the writer; raise when one of its inputs rejects too many rows."""
+        source = loaded.source
+        default_domain = source.domain or DEFAULT_DOMAIN[source.adapter]
+        records = tqdm(loaded.iter_records(), total=len(loaded), desc=f"pull {source.name}", unit="row", leave=False)
+        for input_file, row, record in records:
+            self.per_input[(input_file.name, "rows_in")] += 1
+            self.read += 1
+            ref = f"{input_file.name}#row={row}"
+            try:
+                result = adapt_record(record, source)
+            except RowError as error:
+                self.counts.add(source.name, "unknown", "rows_in")
+                self._reject(source, input_file, row, ref, f"adapter: {error}", "unknown", _json(record))
+                continue
+            domain = default_domain if isinstance(result, Skip) else result.domain or default_domain
+            self.counts.add(source.name, domain, "rows_in")
+            if isinstance(result, Skip):
+                self._drop(source, domain, result.reason)
+                continue
+            pair_id = pair_content_hash(result.conversation, result.chosen, result.rejected)
+            if pair_id in self.seen:
+                self._drop(source, domain, "duplicate pair")
+                continue
+            self.seen.add(pair_id)
+            self.counts.add(source.name, domain, "rows_out")
+            pair = {
                 "pair_id": pair_id,
                 "source": source.name,
                 "domain": domain,
@@ -184,19 +161,47 @@ def _pull_source(
                 "rejected": result.rejected,
                 "source_ref": ref,
             }
-        )
-        if len(pairs) >= WRITE_BATCH_ROWS:
-            flush()
-    flush()
-    for input_file in loaded.inputs:
-        check_reject_rate(
-            input_file.name,
-            per_input[(input_file.name, "rejected")],
-            per_input[(input_file.name, "rows_in")],
-            max_reject_rate,
-            examples.get(input_file.name, []),
-        )
-    return rejects
+            self.pending.append((pair, input_file, row))
+            if len(self.pending) >= WRITE_BATCH_ROWS:
+                self._flush(source)
+        self._flush(source)
+        for input_file in loaded.inputs:
+            check_reject_rate(
+                input_file.name,
+                self.per_input[(input_file.name, "rejected")],
+                self.per_input[(input_file.name, "rows_in")],
+                self.max_reject_rate,
+                self.examples.get(input_file.name, []),
+            )
+
+    def _drop(self, source: SourceConfig, domain: str, reason: str) -> None:
+        self.counts.add(source.name, domain, "dropped")
+        self.counts.dropped[f"{source.name}: {reason}"] += 1
+
+    def _reject(
+        self, source: SourceConfig, input_file: InputFile, row: int, ref: str, reason: str, domain: str, row_json: str
+    ) -> None:
+        self.per_input[(input_file.name, "rejected")] += 1
+        self.counts.add(source.name, domain, "rejected")
+        self.counts.reject_reasons[reason] += 1
+        self.examples.setdefault(input_file.name, []).append(f"{ref}: {reason}")
+        self.rejects.append({"row_index": row, "source_ref": ref, "reason": reason, "row_json": row_json})
+
+    def _flush(self, source: SourceConfig) -> None:
+        """Validate and write the pending pairs; rows breaking the contract become rejects."""
+        if self.pending:
+            table = pa.Table.from_pylist([pair for pair, _, _ in self.pending])
+            contract_rejects = self.writer.write(table, table.column("source_ref"))
+            columns = (contract_rejects.column(c).to_pylist() for c in ("row_index", "reason", "row_json"))
+            for index, reason, row_json in zip(*columns, strict=True):
+                pair, input_file, row = self.pending[index]
+                self.counts.add(source.name, pair["domain"], "rows_out", -1)
+                self._reject(
+                    source, input_file, row, pair["source_ref"], f"contract: {reason}", pair["domain"], row_json
+                )
+            self.pending.clear()
+        if self.on_progress is not None:
+            self.on_progress(self.read, self.total)
 
 
 def _json(record: dict[str, Any]) -> str:

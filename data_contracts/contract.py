@@ -184,7 +184,8 @@ def last_turn_role(column: str, role: str) -> Rule:
         roles = turns.values.field("role")
         if len(roles) == 0:
             return pa.array(np.zeros(len(turns), dtype=bool))
-        return pa.array(has_turns & pc.equal(roles.take(last), role).to_numpy(zero_copy_only=False))
+        last_is_role = pc.fill_null(pc.equal(roles.take(last), role), False)
+        return pa.array(has_turns & last_is_role.to_numpy(zero_copy_only=False))
 
     return Rule(f"last_turn_is_{role}", column, check)
 

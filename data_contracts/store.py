@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,11 +30,14 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
+from data_contracts.versioning import plain
 
 MANIFEST = "_manifest.json"
 DEFAULT_ROOT = "./artifacts"
 ROOT_ENV = "RMR1_ARTIFACTS"
 ROWS_PER_PART = 100_000
+TEMP_PREFIX = ".tmp-"  # a writer's folder until commit; hidden from readers
+STALE_TEMP_SECONDS = 24 * 3600  # a temporary folder this old belongs to a writer that was killed
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,20 @@ class ArtifactStore:
         code_version: str = "",
         rows_per_part: int = ROWS_PER_PART,
     ) -> ArtifactWriter:
+        self.remove_stale_temporaries(contract.kind)
         return ArtifactWriter(self, contract, version, dict(upstream or {}), config, code_version, rows_per_part)
+
+    def remove_stale_temporaries(self, kind: str, max_age_seconds: float = STALE_TEMP_SECONDS) -> list[str]:
+        """Delete temporary folders of writers killed long ago (local roots); return what was removed."""
+        kind_folder = f"{self.root}/{kind}"
+        if not self.local or not os.path.isdir(kind_folder):
+            return []
+        removed = []
+        for entry in os.scandir(kind_folder):
+            if entry.name.startswith(TEMP_PREFIX) and time.time() - entry.stat().st_mtime > max_age_seconds:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+        return removed
 
 
 class _HashingFile:
@@ -196,10 +213,7 @@ class ArtifactWriter:
         self.code_version = code_version
         self.rows_per_part = rows_per_part
         self.final = store.folder(contract.kind, version)
-        if store.local:
-            self.folder = f"{store.root}/{contract.kind}/.tmp-{version}-{uuid.uuid4().hex[:8]}"
-        else:
-            self.folder = self.final
+        self.folder = f"{store.root}/{contract.kind}/{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
         self.files: list[dict[str, Any]] = []
         self.rows = 0
         self._part: tuple[pq.ParquetWriter, _HashingFile] | None = None
@@ -264,24 +278,39 @@ class ArtifactWriter:
             "rows": self.rows,
             "files": self.files,
             "upstream": self.upstream,
-            "config": self.config,
+            "config": plain(self.config),
             "code_version": self.code_version,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "flow_run_id": _current_flow_run_id(),
             "stats": dict(stats or {}),
         }
-        with self.store.fs.open(f"{self.folder}/{MANIFEST}", "w") as handle:
-            json.dump(manifest, handle, indent=2, default=str)
-        if self.store.local and self.folder != self.final:
-            try:
-                os.rename(self.folder, self.final)
-            except OSError:
-                # Another publisher renamed the same version first: theirs stands, ours is dropped.
-                if self.store.get(self.contract.kind, self.version) is None:
-                    raise
-                shutil.rmtree(self.folder, ignore_errors=True)
+        if self.store.local:
+            self._commit_local(manifest)
+        else:
+            self._commit_remote(manifest)
         self._done = True
         return self.store.require(self.contract.kind, self.version)
+
+    def _commit_local(self, manifest: dict[str, Any]) -> None:
+        with open(f"{self.folder}/{MANIFEST}", "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        try:
+            os.rename(self.folder, self.final)  # atomic: readers see all of it or nothing
+        except OSError:
+            # Another publisher renamed the same version first: theirs stands, ours is dropped.
+            if self.store.get(self.contract.kind, self.version) is None:
+                raise
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _commit_remote(self, manifest: dict[str, Any]) -> None:
+        # Object stores cannot rename a folder atomically: move the parts, then write the manifest last.
+        fs = self.store.fs
+        if self.store.get(self.contract.kind, self.version) is None:
+            for part in self.files:
+                fs.mv(f"{self.folder}/{part['path']}", f"{self.final}/{part['path']}")
+            with fs.open(f"{self.final}/{MANIFEST}", "w") as handle:
+                json.dump(manifest, handle, indent=2)
+        fs.rm(self.folder, recursive=True)
 
     def abort(self) -> None:
         if self._part is not None:
@@ -294,7 +323,7 @@ class ArtifactWriter:
         self._done = True
         if self.store.local:
             shutil.rmtree(self.folder, ignore_errors=True)
-        else:
+        elif self.store.fs.exists(self.folder):
             self.store.fs.rm(self.folder, recursive=True)
 
 

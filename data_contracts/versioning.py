@@ -17,16 +17,19 @@ VERSION_LENGTH = 16
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace; dataclasses become dicts, tuples become lists."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """`value` as JSON-ready dicts, lists and scalars; TypeError for anything a version cannot hash."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"mapping keys must be strings to hash into an artifact version: {list(value)!r}")
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise TypeError(f"cannot hash a {type(value).__name__} into an artifact version: {value!r}")

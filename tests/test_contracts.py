@@ -419,11 +419,6 @@ def test_every_row_after_the_first_with_a_repeated_id_is_rejected() -> None:
     assert set(rejects.column("reason").to_pylist()) == {"unique (pair_id)"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="contract.py:187 last_turn_role: pc.equal on a null role gives null, to_numpy makes it None and "
-    "`bool & None` raises TypeError, so validate raises instead of rejecting the row",
-)
 def test_a_last_turn_with_a_null_role_is_rejected_not_raised() -> None:
     _, rejects = _good_and_broken("preference_pairs", conversation=[{"role": None, "content": "q"}])
     [reason] = rejects.column("reason").to_pylist()

@@ -183,11 +183,6 @@ def test_unhashable_values_raise_type_error_naming_the_type(value: Any, type_nam
         _version(config=value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="versioning.py:27 maps keys through str(k), so {1: 'a', '1': 'b'} silently becomes {'1': 'b'} and "
-    "two different configs share one version",
-)
 def test_keys_that_collide_as_strings_do_not_silently_merge() -> None:
     try:
         colliding = _version(config={1: "a", "1": "b"})

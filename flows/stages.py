@@ -98,25 +98,40 @@ def prefect_progress(key: str, description: str) -> ProgressCallback:
     return update
 
 
-def stage_table(result: StageResult) -> list[dict[str, Any]]:
-    """The counts table a stage shows in the UI: rows in/out/rejected by source and domain."""
+def stage_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
+    """The tables a stage shows in the UI, by artifact key: first its counts by source and domain."""
     if result.stage == "pull":
-        return list(result.stats["counts"])
+        return {"counts": list(result.stats["counts"])}
     if result.stage == "split":
-        rows = []
-        for kind in (DISTILL_SET.kind, RL_SET.kind):
-            described = result.stats[kind]
-            for domain, count in described["by_domain"].items():
-                rows.append({"artifact": kind, "domain": domain, "rows": count})
-            rows.append({"artifact": kind, "domain": "all", "rows": described["rows"], **described["winner"]})
-        return rows
-    return []
+        distill, rl = result.stats[DISTILL_SET.kind], result.stats[RL_SET.kind]
+        keys = sorted(set(distill["by_source_domain"]) | set(rl["by_source_domain"]))
+        counts = []
+        for key in keys:
+            source, domain = key.rsplit("/", 1)
+            in_distill, in_rl = distill["by_source_domain"].get(key, 0), rl["by_source_domain"].get(key, 0)
+            counts.append(
+                {
+                    "source": source,
+                    "domain": domain,
+                    "rows_in": in_distill + in_rl,
+                    "distill_set": in_distill,
+                    "rl_set": in_rl,
+                    "rejected": 0,
+                }
+            )
+        balance = [
+            {"artifact": kind, "rows": s["rows"], **s["winner"]}
+            for kind, s in ((DISTILL_SET.kind, distill), (RL_SET.kind, rl))
+        ]
+        return {"counts": counts, "label-balance": balance}
+    return {}
 
 
 def report_stage(result: StageResult, store: ArtifactStore) -> None:
     """Leave the stage's counts table, artifact links and a summary in the Prefect UI."""
     key = result.stage.replace("_", "-")
-    create_table_artifact(key=f"{key}-counts", table=stage_table(result), description=result.describe())
+    for name, table in stage_tables(result).items():
+        create_table_artifact(key=f"{key}-{name}", table=table, description=result.describe())
     for kind, ref in result.outputs.items():
         link = ref.uri if "://" in ref.uri else f"file://{ref.uri}"
         create_link_artifact(

@@ -54,7 +54,11 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     progress = Artifact.get("pull-progress")
     assert progress is not None and float(progress.data) == 100.0
     split_counts = table_artifact("split-counts")
-    assert {"artifact": "distill_set", "domain": "all", "rows": 15, "model_a": 8, "model_b": 7} in split_counts
+    assert sum(row["rows_in"] for row in split_counts) == 120
+    assert sum(row["distill_set"] for row in split_counts) == 15
+    assert {row["domain"] for row in split_counts} == {"chat", "safety", "code", "math"}
+    balance = table_artifact("split-label-balance")
+    assert {"artifact": "distill_set", "rows": 15, "model_a": 8, "model_b": 7} in balance
     link = Artifact.get("split-distill-set")
     folder = store.folder("distill_set", versions["distill_set"])
     assert link is not None and f"(file://{folder})" in str(link.data)  # link artifacts read back as markdown

@@ -81,12 +81,13 @@ def place_answers(pairs: pa.Table, at_a: np.ndarray) -> pa.Table:
 
 
 def describe_set(table: pa.Table) -> dict[str, Any]:
-    """Counts people check after a split: rows, label balance, and rows by domain and by source."""
+    """Counts people check after a split: rows, label balance, rows by domain and by source/domain."""
+    sources, domains = table.column("source").to_pylist(), table.column("domain").to_pylist()
     return {
         "rows": table.num_rows,
         "winner": dict(sorted(Counter(table.column("winner").to_pylist()).items())),
-        "by_domain": dict(sorted(Counter(table.column("domain").to_pylist()).items())),
-        "by_source": dict(sorted(Counter(table.column("source").to_pylist()).items())),
+        "by_domain": dict(sorted(Counter(domains).items())),
+        "by_source_domain": dict(sorted(Counter(f"{s}/{d}" for s, d in zip(sources, domains, strict=True)).items())),
     }
 
 

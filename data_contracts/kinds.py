@@ -107,6 +107,7 @@ TEACHER_TRACES = Contract(
             _required("completion_tokens", pa.int64()),
             pa.field("cost_usd", pa.float64()),
             pa.field("latency_s", pa.float64()),
+            _required("attempts", pa.int64()),
         ]
     ),
     rules=(
@@ -117,6 +118,7 @@ TEACHER_TRACES = Contract(
         non_empty_text("user"),
         in_range("prompt_tokens", 0),
         in_range("completion_tokens", 0),
+        in_range("attempts", 0),
     ),
 )
 
@@ -145,6 +147,23 @@ SFT_EXAMPLES = Contract(
         one_of("domain", DOMAINS),
         in_range("teacher_pass", 1, 2),
     ),
+)
+
+FILTER_REJECTS = Contract(
+    kind="filter_rejects",
+    version=1,
+    schema=pa.schema(
+        [
+            _required("pair_id", pa.string()),
+            _required("request_id", pa.string()),
+            _required("teacher_pass", pa.int8()),
+            _required("teacher_model", pa.string()),
+            _required("domain", pa.string()),
+            _required("source", pa.string()),
+            _required("reason", pa.string()),
+        ]
+    ),
+    rules=(non_empty_text("reason"), in_range("teacher_pass", 1, 2)),
 )
 
 BENCHMARKS = ("rewardbench", "rm_bench", "rmb")
@@ -204,5 +223,14 @@ EVAL_SCORES = Contract(
 
 CONTRACTS: dict[str, Contract] = {
     c.kind: c
-    for c in (PREFERENCE_PAIRS, DISTILL_SET, RL_SET, TEACHER_TRACES, SFT_EXAMPLES, EVAL_PREDICTIONS, EVAL_SCORES)
+    for c in (
+        PREFERENCE_PAIRS,
+        DISTILL_SET,
+        RL_SET,
+        TEACHER_TRACES,
+        SFT_EXAMPLES,
+        FILTER_REJECTS,
+        EVAL_PREDICTIONS,
+        EVAL_SCORES,
+    )
 }

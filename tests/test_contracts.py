@@ -89,6 +89,16 @@ GOOD_ROW: dict[str, Callable[[str], Row]] = {
         "completion_tokens": 80,
         "cost_usd": 0.002,
         "latency_s": 1.5,
+        "attempts": 1,
+    },
+    "filter_rejects": lambda key: {
+        "pair_id": key,
+        "request_id": f"req-{key}",
+        "teacher_pass": 1,
+        "teacher_model": "claude-3-7-sonnet-20250219",
+        "domain": "chat",
+        "source": "skywork",
+        "reason": "verdict: label tag not in the last 100 characters",
     },
     "sft_examples": lambda key: {
         "pair_id": key,
@@ -245,6 +255,9 @@ CASES: list[Case] = [
     Case("teacher_traces", {"domain": "poetry"}, DOMAIN_REASON, "unknown-domain"),
     Case("teacher_traces", {"user": "\n"}, "non_empty_text (user)", "blank-user"),
     Case("teacher_traces", {"prompt_tokens": -1}, "in_range[0,None] (prompt_tokens)", "negative-prompt-tokens"),
+    Case("teacher_traces", {"attempts": -1}, "in_range[0,None] (attempts)", "negative-attempts"),
+    Case("filter_rejects", {"reason": " "}, "non_empty_text (reason)", "blank-reason"),
+    Case("filter_rejects", {"teacher_pass": 3}, "in_range[1,2] (teacher_pass)", "pass-3"),
     Case(
         "teacher_traces",
         {"completion_tokens": -5},

@@ -16,6 +16,7 @@ from tasks.judge_protocol.templates import (
     render_judge_messages,
     render_user_message,
 )
+from tasks.judge_protocol.traces import render_pass2_hint, trace_format_problem
 from tasks.judge_protocol.verdicts import (
     FILTER_WINDOW,
     RL_WINDOW,
@@ -44,7 +45,9 @@ __all__ = [
     "parse_eval_verdict",
     "place_pair",
     "render_judge_messages",
+    "render_pass2_hint",
     "render_user_message",
     "rl_reward",
+    "trace_format_problem",
     "verdict_winner",
 ]

@@ -115,7 +115,7 @@ def is_single_turn(conversation: list[Turn]) -> bool:
     return roles in (["user"], ["system", "user"])
 
 
-def _fill(text: str, values: dict[str, str]) -> str:
+def fill_placeholders(text: str, values: dict[str, str]) -> str:
     """Replace the given placeholders in a single pass (not str.format: answers contain braces)."""
     pattern = "|".join(re.escape(placeholder) for placeholder in values)
     return re.sub(pattern, lambda match: values[match.group(0)], text)
@@ -142,12 +142,12 @@ def render_user_message(template: TemplateSet, conversation: list[Turn], answer_
     if is_single_turn(conversation):
         question = "\n\n".join(turn["content"] for turn in conversation)  # system content, then user
         values = {"{question}": question, "{answer_a}": answer_a, "{answer_b}": answer_b}
-        return _fill(template.user_single, values)
+        return fill_placeholders(template.user_single, values)
     values = {
         "{conversation_a}": _render_conversation(conversation, answer_a, "Chatbot A"),
         "{conversation_b}": _render_conversation(conversation, answer_b, "Chatbot B"),
     }
-    return _fill(template.user_multi, values)
+    return fill_placeholders(template.user_multi, values)
 
 
 def render_judge_messages(template: TemplateSet, conversation: list[Turn], answer_a: str, answer_b: str) -> list[Turn]:

@@ -339,3 +339,49 @@ def test_verdict_rules_never_raise(text):
         assert isinstance(filter_verdict_matches(text, winner), bool)
         assert rl_reward(text, winner) in (1.0, -1.0)
     assert isinstance(parse_eval_verdict(text, allow_tie=True), Verdict)
+
+
+# --- trace layout and the pass-2 hint --------------------------------------------------------------
+
+COR_CHAT = (
+    "<type>Chat</type>\n<rubric>clarity 60%, accuracy 40%\n<justify>why</justify>\n</rubric>\n"
+    "<eval><quote_A>x</quote_A> <summary_B>y</summary_B></eval>\n<answer>[[B]]</answer>"
+)
+COR_REASONING = "<type>Reasoning</type>\n<solution>4</solution>\n<eval>A says 4</eval>\n<answer>[[A]]</answer>"
+
+
+@pytest.mark.parametrize(
+    ("trace", "problem"),
+    [
+        (COR_CHAT, None),
+        (COR_REASONING, None),
+        (COR_CHAT.replace("<type>Chat</type>", ""), "format: <type>Chat|Reasoning</type> (found 0)"),
+        (COR_CHAT + "<type>Reasoning</type>", "format: <type>Chat|Reasoning</type> (found 2)"),
+        (COR_CHAT.replace("<justify>why</justify>", ""), "format: <justify> in <rubric>"),
+        (COR_CHAT.replace("<rubric>", "").replace("</rubric>", ""), "format: <rubric>"),
+        (COR_REASONING.replace("<solution>4</solution>", ""), "format: <solution>"),
+        (COR_CHAT.replace("<eval>", "").replace("</eval>", ""), "format: <eval>"),
+        (COR_CHAT.replace("<answer>[[B]]</answer>", "<answer>[[B]]"), "format: one <answer>[[A|B]]</answer> (found 0)"),
+        (COR_CHAT + " <answer>[[A]]</answer>", "format: one <answer>[[A|B]]</answer> (found 2)"),
+        (
+            "<type>Reasoning</type><solution>s</solution><answer>[[A]]</answer><eval>e</eval>",
+            "format: <answer> after </eval>",
+        ),
+        (None, "format: no text"),
+    ],
+)
+def test_trace_format_problem_names_the_first_missing_piece(trace: str, problem: str | None) -> None:
+    from tasks.judge_protocol import trace_format_problem
+
+    assert trace_format_problem(trace) == problem
+
+
+def test_pass2_hint_states_the_correct_verdict_and_quotes_the_previous_judgement() -> None:
+    from tasks.judge_protocol import render_pass2_hint
+
+    previous = "I prefer {question} [[A]] <answer>[[A]]</answer>"
+    hint = render_pass2_hint(previous, "model_b")
+    assert "The correct verdict is [[B]]." in hint
+    assert f"[The Start of the Previous Judgement]\n{previous}\n[The End of the Previous Judgement]" in hint
+    assert hint.endswith("<answer>[[B]]</answer>.")
+    assert "[[A]]" not in hint.replace(previous, "")

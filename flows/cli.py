@@ -19,7 +19,12 @@ from collections.abc import Sequence
 from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
 from flows.recipe import RecipeError, load_recipe
 
-STAGE_NAMES = ("pull", "split")  # kept equal to flows.stages.STAGES (tested) so --help needs no Prefect import
+STAGE_NAMES = (
+    "pull",
+    "split",
+    "distill",
+    "filter",
+)  # kept equal to flows.stages.STAGES (tested) so --help needs no Prefect import
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

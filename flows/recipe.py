@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 
 from data_contracts import canonical_json
+from tasks.distill.config import DistillConfig
+from tasks.filter.config import FilterConfig
 from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
 from tasks.stage import ConfigError
@@ -36,6 +38,8 @@ class Recipe:
     name: str = field(metadata={"help": "Recipe name, shown in flow-run names."})
     pull: PullConfig = field(metadata={"help": "Which preference sources to load."})
     split: SplitConfig = field(default_factory=SplitConfig, metadata={"help": "Distillation / RL split."})
+    distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Teacher traces."})
+    filter: FilterConfig = field(default_factory=FilterConfig, metadata={"help": "Which traces become SFT data."})
     max_reject_rate: float = field(
         default=0.05,
         metadata={

@@ -23,14 +23,22 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from data_contracts import ArtifactRef, ArtifactStore
-from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
+from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET, TEACHER_TRACES
 from flows.recipe import Recipe, recipe_from_dict
+from tasks.distill.client import Outcome, RunStats
+from tasks.distill.stage import Shard, ShardRunner, distill_traces, distill_version, run_shard
+from tasks.filter.stage import filter_traces, filter_versions
 from tasks.pull.stage import ProgressCallback, pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import StageResult
 
-STAGES = ("pull", "split")
-UPSTREAM: dict[str, tuple[str, ...]] = {"pull": (), "split": (PREFERENCE_PAIRS.kind,)}
+STAGES = ("pull", "split", "distill", "filter")
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "pull": (),
+    "split": (PREFERENCE_PAIRS.kind,),
+    "distill": (DISTILL_SET.kind,),
+    "filter": (TEACHER_TRACES.kind,),
+}
 
 
 class MissingUpstream(RuntimeError):
@@ -43,12 +51,18 @@ def run_stage(
     store: ArtifactStore,
     upstream: dict[str, ArtifactRef],
     on_progress: ProgressCallback | None = None,
+    shard_runner: ShardRunner | None = None,
 ) -> StageResult:
     """Run one stage as a plain function (no Prefect): the one dispatch from stage names to stage code."""
     if name == "pull":
         return pull_preferences(recipe.pull, store, recipe.max_reject_rate, on_progress)
     if name == "split":
         return split_pairs(upstream[PREFERENCE_PAIRS.kind], recipe.split, store)
+    if name == "distill":
+        distill_set = upstream[DISTILL_SET.kind]
+        return distill_traces(distill_set, recipe.distill, store, runner=shard_runner, on_progress=on_progress)
+    if name == "filter":
+        return filter_traces(upstream[TEACHER_TRACES.kind], recipe.filter, store)
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
 
@@ -58,6 +72,10 @@ def expected_versions(name: str, recipe: Recipe, upstream: dict[str, ArtifactRef
         return {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)}
     if name == "split":
         return split_versions(recipe.split, upstream[PREFERENCE_PAIRS.kind])
+    if name == "distill":
+        return {TEACHER_TRACES.kind: distill_version(recipe.distill, upstream[DISTILL_SET.kind])}
+    if name == "filter":
+        return filter_versions(recipe.filter, upstream[TEACHER_TRACES.kind])
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
 
 
@@ -85,7 +103,14 @@ def run_plain_pipeline(recipe: Recipe, store: ArtifactStore, to_stage: str) -> d
 
 @task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
 def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
-    return run_stage(name, recipe, store, upstream, prefect_progress(f"{name}-progress", f"{name}: records read"))
+    progress = prefect_progress(f"{name}-progress", f"{name}: work done")
+    return run_stage(name, recipe, store, upstream, progress, shard_runner=distill_shard_task)
+
+
+@task(name="distill-shard", cache_policy=NONE, task_run_name="{shard.name}")
+def distill_shard_task(shard: Shard) -> tuple[list[Outcome], RunStats]:
+    """One shard of teacher requests: one Prefect task, never one per request."""
+    return run_shard(shard)
 
 
 def prefect_progress(key: str, description: str) -> ProgressCallback:
@@ -124,6 +149,11 @@ def stage_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
             for kind, s in ((DISTILL_SET.kind, distill), (RL_SET.kind, rl))
         ]
         return {"counts": counts, "label-balance": balance}
+    if result.stage == "distill":
+        by_pass = [{**row, "failed_by_reason": str(row["failed_by_reason"])} for row in result.stats["by_pass"]]
+        return {"counts": by_pass, "totals": [result.stats["totals"]]}
+    if result.stage == "filter":
+        return {"pass-rates": result.stats["pass_rates"]}
     return {}
 
 
@@ -182,7 +212,21 @@ def split_flow(
     return _stage_flow("split", recipe, artifacts, upstream)
 
 
-STAGE_FLOWS = {"pull": pull_flow, "split": split_flow}
+@flow(name="distill", flow_run_name=_run_name("distill"), description="Teacher traces for distill_set.")
+def distill_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("distill", recipe, artifacts, upstream)
+
+
+@flow(name="filter", flow_run_name=_run_name("filter"), description="Kept traces into sft_examples.")
+def filter_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("filter", recipe, artifacts, upstream)
+
+
+STAGE_FLOWS = {"pull": pull_flow, "split": split_flow, "distill": distill_flow, "filter": filter_flow}
 
 
 @flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")

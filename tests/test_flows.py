@@ -44,7 +44,9 @@ def test_cli_stage_names_match_the_pipeline() -> None:
 def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(tmp_path: Path) -> None:
     versions = pipeline_flow(smoke(), str(tmp_path))
     store = ArtifactStore(tmp_path)
-    assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
+    assert set(versions) == {
+        "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects"
+    }  # fmt: skip
     pairs = store.require("preference_pairs", versions["preference_pairs"])
     manifest = store.manifest(pairs)
     assert manifest["flow_run_id"]  # made inside a Prefect flow run
@@ -85,7 +87,7 @@ def test_changing_a_split_value_rebuilds_only_the_split(tmp_path: Path) -> None:
 def test_a_stage_flow_alone_runs_its_missing_upstream_first(tmp_path: Path) -> None:
     versions = split_flow(smoke(), str(tmp_path))
     store = ArtifactStore(tmp_path)
-    assert {m["kind"] for m in store.list()} == {"preference_pairs", "distill_set", "rl_set"}
+    assert {m["kind"] for m in store.list()} == {"preference_pairs", "distill_set", "rl_set"}  # nothing downstream
     assert store.get("distill_set", versions["distill_set"]) is not None
 
 

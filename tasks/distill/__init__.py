@@ -1,0 +1,1 @@
+"""The distill stage: Chain-of-Rubrics traces from a teacher over any OpenAI-compatible API."""

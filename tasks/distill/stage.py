@@ -1,0 +1,341 @@
+"""The distill stage: Chain-of-Rubrics traces for `distill_set` from a teacher, in one or two passes.
+
+Pass 1 renders every pair with the judge template and asks the main teacher. Pass 2 (optional) sends
+only the pairs pass 1 got wrong (its verdict fails the distillation filter rule) to a second teacher,
+with the correct verdict and the wrong judgement appended as a hint (RM-R1.md §5). Every trace row
+records its pass and teacher. Requests go out in shards (one Prefect task each); each answer is in the
+request cache the moment it arrives, so a killed run re-run sends only what was not answered, and a
+request that fails for good becomes a `status=failed` row with its reason instead of failing the stage.
+
+With no `teacher.base_url` the stage starts the stand-in teacher (a heuristic, not a model) on
+127.0.0.1 and says so; its traces are versioned under the stand-in's model name, never the real one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
+from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
+from tasks.distill.cache import RequestCache
+from tasks.distill.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
+from tasks.distill.config import DistillConfig, TeacherConfig
+from tasks.judge_protocol import filter_verdict_matches, load_template_set, render_judge_messages
+from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
+from tasks.stage import StageResult
+
+# Bump when the rows this stage writes for the same inputs would change.
+CODE_VERSION = "distill-1"
+STANDIN_MODEL = "standin-longer-answer-judge"
+STANDIN_KEY = "standin-needs-no-key"  # the stand-in checks that a key is sent, not which
+
+log = logging.getLogger(__name__)
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One Prefect task's worth of requests to one teacher."""
+
+    teacher_pass: int
+    index: int
+    requests: list[TeacherRequest]
+    teacher: TeacherConfig  # with the resolved base_url (the stand-in's when it runs)
+    cache_path: str
+    budget_usd: float | None
+    spent_usd: float
+
+    @property
+    def name(self) -> str:
+        return f"pass{self.teacher_pass}-shard{self.index:04d}"
+
+
+ShardRunner = Callable[[Shard], tuple[list[Outcome], RunStats]]
+
+
+def run_shard(shard: Shard, on_outcome: Callable[[Outcome], None] | None = None) -> tuple[list[Outcome], RunStats]:
+    """Send one shard's requests (cached answers are not re-sent); the plain, Prefect-free runner."""
+    api_key = STANDIN_KEY if shard.teacher.model == STANDIN_MODEL else resolve_api_key(shard.teacher)
+    with RequestCache(shard.cache_path) as cache:
+        return asyncio.run(
+            send_requests(
+                shard.requests,
+                shard.teacher,
+                cache,
+                api_key=api_key,
+                on_outcome=on_outcome,
+                budget_usd=shard.budget_usd,
+                spent_usd=shard.spent_usd,
+            )
+        )
+
+
+def effective_teacher(teacher: TeacherConfig) -> TeacherConfig:
+    """The stand-in's model name when no endpoint is set, so its answers never pass for the real model's."""
+    return teacher if teacher.base_url is not None else dataclasses.replace(teacher, model=STANDIN_MODEL)
+
+
+def _versioned(teacher: TeacherConfig | None) -> dict[str, Any] | None:
+    if teacher is None:
+        return None
+    fields = dataclasses.asdict(effective_teacher(teacher))
+    return {k: v for k, v in fields.items() if k not in TeacherConfig.NOT_VERSIONED}
+
+
+def distill_version(config: DistillConfig, distill_set: ArtifactRef) -> str:
+    """The `teacher_traces` version: what is asked of whom, not how fast or at what price."""
+    versioned = {
+        "teacher": _versioned(config.teacher),
+        "second_teacher": _versioned(config.second_teacher),
+        "template": load_template_set(config.template).fingerprint,
+        "pass2_hint": hashlib.sha256(PASS2_HINT_FILE.read_bytes()).hexdigest()[:16] if config.second_teacher else None,
+        "attempt": config.attempt,
+    }
+    upstream = {DISTILL_SET.kind: distill_set.version}
+    return artifact_version(TEACHER_TRACES.kind, TEACHER_TRACES.version, versioned, upstream, CODE_VERSION)
+
+
+def default_cache_path(store: ArtifactStore, config: DistillConfig) -> str:
+    if config.cache_dir is not None:
+        folder = config.cache_dir
+    elif store.local:
+        folder = os.path.join(store.root, ".request_cache")
+    else:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "rmr1")
+    return os.path.join(folder, "teacher_requests.sqlite")
+
+
+@contextlib.contextmanager
+def teacher_endpoint(teacher: TeacherConfig) -> Iterator[TeacherConfig]:
+    """The teacher to call: as configured, or the stand-in started on 127.0.0.1 for the duration."""
+    if teacher.base_url is not None:
+        yield teacher
+        return
+    from tasks.distill.standin_teacher import StandinTeacher
+
+    with StandinTeacher(model=STANDIN_MODEL) as standin:
+        log.warning(
+            "teacher.base_url is not set: using the STAND-IN teacher at %s (a heuristic that prefers the longer "
+            "answer, not a model); set teacher.base_url for real traces",
+            standin.base_url,
+        )
+        yield dataclasses.replace(teacher, base_url=standin.base_url, model=STANDIN_MODEL)
+
+
+def judge_request(
+    row: dict[str, Any], template: Any, teacher: TeacherConfig, hint: str | None = None
+) -> TeacherRequest:
+    """The teacher request for one judge pair: the template's messages, plus the pass-2 hint if given."""
+    messages = render_judge_messages(template, row["conversation"], row["answer_a"], row["answer_b"])
+    if hint is not None:
+        messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\n\n{hint}"}
+    return TeacherRequest(
+        messages=tuple(messages),
+        model=teacher.model,
+        max_tokens=teacher.max_tokens,
+        temperature=teacher.temperature,
+        top_p=teacher.top_p,
+    )
+
+
+class _Progress:
+    """A terminal bar plus a throttled callback (Prefect's progress artifact) over all requests."""
+
+    def __init__(self, total: int, on_progress: ProgressCallback | None) -> None:
+        self.bar = tqdm(total=total, desc="distill", unit="req", leave=False)
+        self.total, self.done, self.on_progress, self.last = total, 0, on_progress, 0.0
+
+    def __call__(self, _: Outcome) -> None:
+        self.done += 1
+        self.bar.update()
+        if self.on_progress is not None and (time.monotonic() - self.last > 2.0 or self.done == self.total):
+            self.last = time.monotonic()
+            self.on_progress(self.done, self.total)
+
+    def add(self, more: int) -> None:
+        self.total += more
+        self.bar.total = self.total
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+
+def _run_pass(
+    teacher_pass: int,
+    requests: list[TeacherRequest],
+    teacher: TeacherConfig,
+    config: DistillConfig,
+    cache_path: str,
+    runner: ShardRunner | None,
+    progress: _Progress,
+    spent_usd: float,
+) -> tuple[list[Outcome], list[RunStats]]:
+    outcomes: list[Outcome] = []
+    stats: list[RunStats] = []
+    for index, begin in enumerate(range(0, len(requests), config.shard_rows)):
+        shard = Shard(
+            teacher_pass,
+            index,
+            requests[begin : begin + config.shard_rows],
+            teacher,
+            cache_path,
+            config.budget_usd,
+            spent_usd,
+        )
+        if runner is None:
+            shard_outcomes, shard_stats = run_shard(shard, progress)
+        else:
+            shard_outcomes, shard_stats = runner(shard)
+            for outcome in shard_outcomes:
+                progress(outcome)
+        outcomes.extend(shard_outcomes)
+        stats.append(shard_stats)
+        spent_usd += shard_stats.cost_usd
+    return outcomes, stats
+
+
+def distill_traces(
+    distill_set: ArtifactRef,
+    config: DistillConfig,
+    store: ArtifactStore,
+    *,
+    runner: ShardRunner | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> StageResult:
+    """Publish `teacher_traces` for `distill_set` (skipped when that version is already published).
+
+    `runner` sends one shard (default: in this process; the Prefect flow passes one task per shard).
+    """
+    version = distill_version(config, distill_set)
+    existing = store.get(TEACHER_TRACES.kind, version)
+    if existing is not None:
+        return StageResult("distill", {TEACHER_TRACES.kind: existing}, True, store.manifest(existing)["stats"])
+
+    pairs = store.read_table(distill_set).to_pylist()
+    template = load_template_set(config.template)
+    cache_path = default_cache_path(store, config)
+    progress = _Progress(len(pairs), on_progress)
+    started = time.monotonic()
+    trace_rows: list[dict[str, Any]] = []
+    run_stats: list[RunStats] = []
+    try:
+        with teacher_endpoint(config.teacher) as teacher:
+            requests = [judge_request(pair, template, teacher) for pair in pairs]
+            outcomes, stats = _run_pass(1, requests, teacher, config, cache_path, runner, progress, 0.0)
+        run_stats += stats
+        trace_rows += [_trace_row(p, r, o, 1, teacher.model) for p, r, o in zip(pairs, requests, outcomes, strict=True)]
+        wrong = [
+            (pair, outcome)
+            for pair, outcome in zip(pairs, outcomes, strict=True)
+            if outcome.status == "ok" and not filter_verdict_matches(outcome.text or "", pair["winner"])
+        ]
+        if config.second_teacher is not None and wrong:
+            progress.add(len(wrong))
+            with teacher_endpoint(config.second_teacher) as second:
+                hinted = [
+                    judge_request(pair, template, second, render_pass2_hint(outcome.text or "", pair["winner"]))
+                    for pair, outcome in wrong
+                ]
+                spent = sum(s.cost_usd for s in run_stats)
+                outcomes2, stats2 = _run_pass(2, hinted, second, config, cache_path, runner, progress, spent)
+            run_stats += stats2
+            trace_rows += [
+                _trace_row(pair, request, outcome, 2, second.model)
+                for (pair, _), request, outcome in zip(wrong, hinted, outcomes2, strict=True)
+            ]
+    finally:
+        progress.close()
+
+    stats = summarize(trace_rows, run_stats, time.monotonic() - started, len(wrong))
+    ref = publish_table(
+        store,
+        TEACHER_TRACES,
+        version,
+        pa.Table.from_pylist(trace_rows, schema=TEACHER_TRACES.schema),
+        upstream={DISTILL_SET.kind: distill_set.version},
+        config=config,
+        code_version=CODE_VERSION,
+        stats=stats,
+    )
+    log.info("distill: published %s: %s", ref, stats["totals"])
+    return StageResult("distill", {TEACHER_TRACES.kind: ref}, False, stats)
+
+
+def _trace_row(
+    pair: dict[str, Any], request: TeacherRequest, outcome: Outcome, teacher_pass: int, model: str
+) -> dict[str, Any]:
+    system = next((m["content"] for m in request.messages if m["role"] == "system"), None)
+    return {
+        "pair_id": pair["pair_id"],
+        "request_id": outcome.request_id,
+        "teacher_pass": teacher_pass,
+        "teacher_model": model,
+        "status": outcome.status,
+        "failure_reason": outcome.failure_reason,
+        "system": system,
+        "user": request.messages[-1]["content"],
+        "response": outcome.text,
+        "finish_reason": outcome.finish_reason,
+        "winner": pair["winner"],
+        "domain": pair["domain"],
+        "source": pair["source"],
+        "prompt_tokens": outcome.prompt_tokens,
+        "completion_tokens": outcome.completion_tokens,
+        "cost_usd": outcome.cost_usd,
+        "latency_s": outcome.latency_s,
+        "attempts": outcome.attempts,
+    }
+
+
+def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: float, pass1_wrong: int) -> dict:
+    """Totals and per-pass counts for the manifest and the UI: requests, failures by reason, tokens, cost."""
+    by_pass = []
+    for teacher_pass in sorted({r["teacher_pass"] for r in rows}):
+        mine = [r for r in rows if r["teacher_pass"] == teacher_pass]
+        failures = Counter((r["failure_reason"] or "").split(":")[0] for r in mine if r["status"] == "failed")
+        by_pass.append(
+            {
+                "pass": teacher_pass,
+                "teacher": mine[0]["teacher_model"],
+                "requests": len(mine),
+                "ok": sum(r["status"] == "ok" for r in mine),
+                "failed": sum(r["status"] == "failed" for r in mine),
+                "failed_by_reason": dict(failures),
+                "verdict_matches_label": sum(
+                    r["status"] == "ok" and filter_verdict_matches(r["response"] or "", r["winner"]) for r in mine
+                ),
+                "prompt_tokens": sum(r["prompt_tokens"] for r in mine),
+                "completion_tokens": sum(r["completion_tokens"] for r in mine),
+                "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in mine), 6),
+            }
+        )
+    sent = sum(s.requests - s.cached for s in run_stats)
+    totals = {
+        "requests": len(rows),
+        "sent": sent,
+        "cached": sum(s.cached for s in run_stats),
+        "retries": sum(s.retries for s in run_stats),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "pass1_wrong": pass1_wrong,
+        "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+        "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),
+        "wall_s": round(wall_s, 2),
+        "requests_per_s": round(sent / wall_s, 2) if wall_s > 0 else 0.0,
+    }
+    return {"totals": totals, "by_pass": by_pass}

@@ -1,0 +1,121 @@
+"""The filter stage: teacher traces → `sft_examples` (kept) and `filter_rejects` (with the reason).
+
+A trace is kept when it was answered, its verdict matches the label by the distillation filter rule
+(RM-R1.md §3: the label's tag in the last 100 characters) and, under `format` strictness, it has the
+Chain-of-Rubrics layout. Per pair the pass-1 trace is kept when it passes, else the pass-2 trace; the
+SFT prompt is always the pass-1 prompt (the pass-2 hint is not part of what the student learns from).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import pyarrow as pa
+
+from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
+from data_contracts.kinds import FILTER_REJECTS, SFT_EXAMPLES, TEACHER_TRACES
+from tasks.filter.config import FilterConfig
+from tasks.judge_protocol import filter_verdict_matches, trace_format_problem
+from tasks.stage import StageResult
+
+# Bump when the rows this stage writes for the same inputs would change.
+CODE_VERSION = "filter-1"
+
+log = logging.getLogger(__name__)
+
+
+def filter_versions(config: FilterConfig, traces: ArtifactRef) -> dict[str, str]:
+    upstream = {TEACHER_TRACES.kind: traces.version}
+    return {
+        c.kind: artifact_version(c.kind, c.version, config, upstream, CODE_VERSION)
+        for c in (SFT_EXAMPLES, FILTER_REJECTS)
+    }
+
+
+def rejection_reason(trace: dict[str, Any], strictness: str) -> str | None:
+    """Why a trace row cannot become an SFT example, or None when it can."""
+    if trace["status"] != "ok":
+        return f"request failed: {trace['failure_reason']}"
+    text = trace["response"] or ""
+    if not filter_verdict_matches(text, trace["winner"]):
+        return "verdict: label tag not in the last 100 characters"
+    if strictness == "format":
+        return trace_format_problem(text)
+    return None
+
+
+def filter_traces(traces: ArtifactRef, config: FilterConfig, store: ArtifactStore) -> StageResult:
+    """Publish `sft_examples` and `filter_rejects` from `traces` (skipped when both are published)."""
+    versions = filter_versions(config, traces)
+    existing = {kind: store.get(kind, version) for kind, version in versions.items()}
+    if all(existing.values()):
+        outputs = {kind: ref for kind, ref in existing.items() if ref is not None}
+        return StageResult("filter", outputs, True, store.manifest(outputs[SFT_EXAMPLES.kind])["stats"])
+
+    rows = store.read_table(traces).to_pylist()
+    by_pair: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        by_pair[row["pair_id"]][row["teacher_pass"]] = row
+    examples, rejects = [], []
+    for pair_id, passes in by_pair.items():
+        kept = None
+        for teacher_pass in sorted(passes):
+            trace = passes[teacher_pass]
+            reason = rejection_reason(trace, config.strictness) if kept is None else "superseded by an earlier pass"
+            if reason is None:
+                kept = trace
+            else:
+                rejects.append({**_lineage(trace), "reason": reason})
+        if kept is not None:
+            first = passes[min(passes)]  # the prompt without the pass-2 hint
+            examples.append(
+                {
+                    "pair_id": pair_id,
+                    "system": first["system"],
+                    "user": first["user"],
+                    "assistant": kept["response"],
+                    "winner": kept["winner"],
+                    "domain": kept["domain"],
+                    "source": kept["source"],
+                    "teacher_pass": kept["teacher_pass"],
+                    "teacher_model": kept["teacher_model"],
+                    "request_id": kept["request_id"],
+                }
+            )
+    stats = {"pass_rates": pass_rates(rows, examples), "kept": len(examples), "rejected": len(rejects)}
+    upstream = {TEACHER_TRACES.kind: traces.version}
+    outputs = {}
+    for contract, table_rows in ((FILTER_REJECTS, rejects), (SFT_EXAMPLES, examples)):
+        outputs[contract.kind] = publish_table(
+            store,
+            contract,
+            versions[contract.kind],
+            pa.Table.from_pylist(table_rows, schema=contract.schema),
+            upstream=upstream,
+            config=config,
+            code_version=CODE_VERSION,
+            stats=stats,
+        )
+    log.info("filter: kept %d of %d pairs", len(examples), len(by_pair))
+    return StageResult("filter", outputs, False, stats)
+
+
+def _lineage(trace: dict[str, Any]) -> dict[str, Any]:
+    keys = ("pair_id", "request_id", "teacher_pass", "teacher_model", "domain", "source")
+    return {key: trace[key] for key in keys}
+
+
+def pass_rates(traces: list[dict[str, Any]], examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept / judged by (domain, source, pass, teacher): how often each teacher's traces survive."""
+    kept = {(e["pair_id"], e["teacher_pass"]) for e in examples}
+    groups: dict[tuple[str, str, int, str], list[int]] = defaultdict(lambda: [0, 0])
+    for trace in traces:
+        key = (trace["domain"], trace["source"], trace["teacher_pass"], trace["teacher_model"])
+        groups[key][0] += 1
+        groups[key][1] += (trace["pair_id"], trace["teacher_pass"]) in kept
+    return [
+        {"domain": d, "source": s, "pass": p, "teacher": t, "traces": n, "kept": k, "pass_rate": round(k / n, 4)}
+        for (d, s, p, t), (n, k) in sorted(groups.items())
+    ]

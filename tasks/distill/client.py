@@ -1,0 +1,542 @@
+"""Sending teacher requests: bounded concurrency, rate limits, retries, a durable cache and a budget.
+
+`send_requests` takes chat-completion requests and returns one `Outcome` per request, in order: answers
+already in the `RequestCache` come back at once, the rest go through one `AsyncOpenAI` client with at most
+`max_in_flight` requests in flight, a smooth requests/tokens-per-minute limiter before every attempt, and
+retries with exponential back-off and full jitter that honour `Retry-After`. Each answer is committed to
+the cache the moment it arrives; a request that still fails comes back `failed` with a reason. It must
+never raise because one request failed, never send a request whose answer is cached, and never let the
+API key reach an outcome, a log line, an exception message or the statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, cast
+
+from tasks.distill.cache import CachedAnswer, RequestCache
+from tasks.distill.config import TeacherConfig
+
+log = logging.getLogger(__name__)
+
+RATE_SAFETY = 0.99  # aim 1% under a rate limit so arrival jitter never pushes a 60 s window over it
+MAX_RETRY_AFTER_S = 3600.0  # a longer Retry-After is honoured only up to an hour
+CHARS_PER_TOKEN = 4  # rough prompt-size estimate for the tokens-per-minute limiter
+TOKENS_PER_MESSAGE = 4  # role and separators, per message
+_RETRY_STATUSES = {408: "timeout", 429: "rate_limited"}  # and every 5xx: "server_error"
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """One chat-completion request; its id is a hash of exactly what is sent (model, messages, parameters)."""
+
+    messages: tuple[dict[str, str], ...]
+    model: str
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The keyword arguments of `chat.completions.create`, leaving out parameters that are None."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(message) for message in self.messages],
+            "max_tokens": self.max_tokens,
+        }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.top_p is not None:
+            body["top_p"] = self.top_p
+        return body
+
+    @cached_property
+    def request_id(self) -> str:
+        """sha256 hex of the canonical JSON of `body()`: the same request always has the same id."""
+        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def estimated_tokens(self) -> int:
+        """Prompt estimate plus `max_tokens`: what a tokens-per-minute limit is charged for this request."""
+        prompt_chars = sum(len(str(message.get("content", ""))) for message in self.messages)
+        return prompt_chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(self.messages) + self.max_tokens
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one request: its answer and usage, or why it failed ("category: detail")."""
+
+    request_id: str
+    status: Literal["ok", "failed"]
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float  # the answer's cost at the configured prices (a cached answer's too)
+    latency_s: float  # first attempt to outcome, back-off included; 0 for a cached answer
+    attempts: int
+    cached: bool
+    failure_reason: str | None
+
+    @property
+    def failure_category(self) -> str | None:
+        """The reason's category: rate_limited, server_error, timeout, connection, budget_exhausted, ..."""
+        return None if self.failure_reason is None else self.failure_reason.split(":", 1)[0]
+
+
+@dataclass
+class RunStats:
+    """Totals of one `send_requests` call. `cost_usd` and the tokens count only what this run paid for."""
+
+    requests: int = 0
+    ok: int = 0  # cached answers included
+    failed: Counter[str] = field(default_factory=Counter)  # by failure category
+    cached: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def sent_ok(self) -> int:
+        """Answers that came from the teacher in this run (not from the cache)."""
+        return self.ok - self.cached
+
+    def throughput(self) -> float:
+        """Answers from the teacher per second of wall time (cached answers excluded)."""
+        return self.sent_ok / self.wall_s if self.wall_s > 0 else 0.0
+
+    def merged(self, other: RunStats) -> RunStats:
+        """The totals of two runs (e.g. two shards)."""
+        return RunStats(
+            requests=self.requests + other.requests,
+            ok=self.ok + other.ok,
+            failed=self.failed + other.failed,
+            cached=self.cached + other.cached,
+            retries=self.retries + other.retries,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            wall_s=self.wall_s + other.wall_s,
+        )
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """A two-column table (metric, value) for a Prefect table artifact or the terminal."""
+        rows: list[dict[str, Any]] = [
+            {"metric": "requests", "value": self.requests},
+            {"metric": "ok", "value": self.ok},
+            {"metric": "ok from cache", "value": self.cached},
+            {"metric": "failed", "value": sum(self.failed.values())},
+        ]
+        rows += [{"metric": f"failed: {reason}", "value": count} for reason, count in sorted(self.failed.items())]
+        rows += [
+            {"metric": "retries", "value": self.retries},
+            {"metric": "prompt tokens", "value": self.prompt_tokens},
+            {"metric": "completion tokens", "value": self.completion_tokens},
+            {"metric": "cost (USD)", "value": round(self.cost_usd, 6)},
+            {"metric": "wall time (s)", "value": round(self.wall_s, 3)},
+            {"metric": "throughput (answers/s)", "value": round(self.throughput(), 3)},
+        ]
+        return rows
+
+
+class RateLimiter:
+    """Smooth requests- and tokens-per-minute limits; None means unlimited.
+
+    Each `acquire` reserves the earliest moment both limits allow and sleeps until then; the next
+    reservation starts one interval later (60/rpm seconds, tokens·60/tpm seconds). There is no burst
+    allowance, so 120 RPM sends one request every ~0.5 s and a provider counting a sliding 60 s window never
+    sees more than its limit (we aim `RATE_SAFETY` under it). Reserving is synchronous, so concurrent tasks
+    on one event loop need no lock.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._request_interval = 60.0 / (requests_per_minute * RATE_SAFETY) if requests_per_minute else 0.0
+        self._seconds_per_token = 60.0 / (tokens_per_minute * RATE_SAFETY) if tokens_per_minute else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_request = -math.inf
+        self._next_token = -math.inf
+
+    @property
+    def unlimited(self) -> bool:
+        return not self._request_interval and not self._seconds_per_token
+
+    def reserve(self, tokens: int) -> float:
+        """Book the next slot for a request of `tokens` tokens; the seconds to wait until it (≥ 0)."""
+        now = self._clock()
+        start = max(now, self._next_request, self._next_token)
+        self._next_request = start + self._request_interval
+        self._next_token = start + tokens * self._seconds_per_token
+        return start - now
+
+    async def acquire(self, tokens: int) -> None:
+        if self.unlimited:
+            return
+        delay = self.reserve(tokens)
+        if delay > 0:
+            await self._sleep(delay)
+
+
+class MissingApiKeyError(RuntimeError):
+    """The teacher's API key could not be found; the message names where it was looked for."""
+
+
+def resolve_api_key(cfg: TeacherConfig) -> str:
+    """The key from the Prefect Secret block `cfg.api_key_secret_block` if set, else `$cfg.api_key_env`."""
+    if cfg.api_key_secret_block:
+        name = cfg.api_key_secret_block
+        try:
+            from prefect.blocks.system import Secret
+
+            value = Secret.load(name).get()
+        except Exception as error:
+            raise MissingApiKeyError(
+                f"could not load the teacher API key from Prefect Secret block {name!r} "
+                f"(teacher.api_key_secret_block): {type(error).__name__}"
+            ) from None
+        if not isinstance(value, str) or not value.strip():
+            raise MissingApiKeyError(f"Prefect Secret block {name!r} (teacher.api_key_secret_block) holds no key")
+        return value.strip()
+    value = os.environ.get(cfg.api_key_env, "").strip()
+    if not value:
+        raise MissingApiKeyError(
+            f"no teacher API key: set the environment variable {cfg.api_key_env} "
+            "(or name another one in teacher.api_key_env, or a Prefect Secret block in teacher.api_key_secret_block)"
+        )
+    return value
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` in seconds or as an HTTP date; None if absent."""
+    if not headers:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        return None
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def backoff_delay(
+    retry: int, cfg: TeacherConfig, retry_after: float | None = None, rng: random.Random | None = None
+) -> float:
+    """Seconds before retry number `retry` (0 = the first): full jitter over min(max, initial·2^retry), but
+    never less than the server's Retry-After."""
+    ceiling = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2.0 ** min(retry, 60))
+    delay = (rng or random).uniform(0.0, ceiling)
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def cost_usd(prompt_tokens: int, completion_tokens: int, cfg: TeacherConfig) -> float:
+    return prompt_tokens * cfg.price_input_per_mtok / 1e6 + completion_tokens * cfg.price_output_per_mtok / 1e6
+
+
+@dataclass(frozen=True)
+class _Failure:
+    category: str
+    detail: str
+    retryable: bool
+    retry_after: float | None = None
+
+    def reason(self, attempts: int) -> str:
+        tail = f" after {attempts} attempts" if self.retryable else ""
+        return f"{self.category}: {self.detail}{tail}" if self.detail else f"{self.category}{tail}"
+
+
+class _InvalidResponse(Exception):
+    """A 200 answer without usable content."""
+
+
+def _classify(error: Exception, cfg: TeacherConfig, scrub: Callable[[str], str]) -> _Failure:
+    import openai
+
+    if isinstance(error, openai.APITimeoutError):
+        return _Failure("timeout", f"no answer within {cfg.timeout_s:g} s", True)
+    if isinstance(error, openai.APIConnectionError):
+        return _Failure("connection", _short(scrub(str(error))), True)
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        retry_after = parse_retry_after(error.response.headers)
+        if status in _RETRY_STATUSES:
+            return _Failure(_RETRY_STATUSES[status], str(status), True, retry_after)
+        if status >= 500:
+            return _Failure("server_error", str(status), True, retry_after)
+        return _Failure("client_error", f"{status} {_short(scrub(str(error)))}", False)
+    if isinstance(error, openai.APIResponseValidationError | _InvalidResponse | ValueError):
+        return _Failure("invalid_response", _short(scrub(str(error))), True)
+    return _Failure("error", f"{type(error).__name__}: {_short(scrub(str(error)))}", False)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Sender:
+    """The state of one `send_requests` call: the client, the limiter, the budget and the totals."""
+
+    def __init__(
+        self,
+        cfg: TeacherConfig,
+        cache: RequestCache,
+        client: Any,
+        stats: RunStats,
+        budget_usd: float | None,
+        spent_usd: float,
+        api_key: str,
+    ) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.client = client
+        self.stats = stats
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        self.rng = random.Random()
+        self._api_key = api_key
+        self._budget_logged = False
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def budget_exhausted(self) -> bool:
+        if self.budget_usd is None or self.spent_usd + self.stats.cost_usd < self.budget_usd:
+            return False
+        if not self._budget_logged:
+            self._budget_logged = True
+            log.warning(
+                "budget of $%.4f reached ($%.4f spent before, $%.4f in this run): no new requests are sent",
+                self.budget_usd, self.spent_usd, self.stats.cost_usd,
+            )  # fmt: skip
+        return True
+
+    async def send(self, request: TeacherRequest) -> Outcome:
+        """Send one request, retrying what may pass next time; always returns an Outcome."""
+        cfg = self.cfg
+        request_id = request.request_id
+        body = request.body()
+        tokens = request.estimated_tokens()
+        started = time.perf_counter()
+        attempts = 0
+        while True:
+            if self.budget_exhausted():
+                return self._failed(request_id, "budget_exhausted", attempts, started)
+            await self.limiter.acquire(tokens)
+            if self.budget_exhausted():
+                return self._failed(request_id, "budget_exhausted", attempts, started)
+            attempts += 1
+            try:
+                completion = await self.client.chat.completions.create(**body)
+                answer = _parse_answer(request, completion)
+            except Exception as error:
+                failure = _classify(error, cfg, self.scrub)
+            else:
+                return self._answered(answer, attempts, started)  # a cache failure is loud, not a row
+            if not failure.retryable or attempts > cfg.max_retries:
+                reason = failure.reason(attempts)
+                log.warning("teacher request %s failed: %s", request_id[:12], reason)
+                return self._failed(request_id, reason, attempts, started)
+            self.stats.retries += 1
+            delay = backoff_delay(attempts - 1, cfg, failure.retry_after, self.rng)
+            log.debug(
+                "teacher request %s: %s (attempt %d), retrying in %.2f s",
+                request_id[:12], failure.reason(attempts), attempts, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+
+    def _answered(self, answer: CachedAnswer, attempts: int, started: float) -> Outcome:
+        prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        self.cache.put(answer)  # committed before anyone hears of it
+        cost = cost_usd(prompt_tokens, completion_tokens, self.cfg)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.cost_usd += cost
+        return Outcome(
+            request_id=answer.request_id,
+            status="ok",
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - started,
+            attempts=attempts,
+            cached=False,
+            failure_reason=None,
+        )
+
+    @staticmethod
+    def _failed(request_id: str, reason: str, attempts: int, started: float) -> Outcome:
+        return Outcome(
+            request_id=request_id,
+            status="failed",
+            text=None,
+            finish_reason=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            latency_s=time.perf_counter() - started if attempts else 0.0,
+            attempts=attempts,
+            cached=False,
+            failure_reason=reason,
+        )
+
+
+def _parse_answer(request: TeacherRequest, completion: Any) -> CachedAnswer:
+    """The cache row for a chat completion; `_InvalidResponse` when it holds no text."""
+    choices = getattr(completion, "choices", None)
+    if not choices or choices[0].message is None or choices[0].message.content is None:
+        raise _InvalidResponse("the answer holds no message content")
+    choice = choices[0]
+    usage = getattr(completion, "usage", None)
+    return CachedAnswer(
+        request_id=request.request_id,
+        text=choice.message.content,
+        finish_reason=choice.finish_reason,
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        model=getattr(completion, "model", None) or request.model,
+        created_at=time.time(),
+    )
+
+
+def _cached_outcome(answer: CachedAnswer, cfg: TeacherConfig) -> Outcome:
+    return Outcome(
+        request_id=answer.request_id,
+        status="ok",
+        text=answer.text,
+        finish_reason=answer.finish_reason,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        cost_usd=cost_usd(answer.prompt_tokens, answer.completion_tokens, cfg),
+        latency_s=0.0,
+        attempts=0,
+        cached=True,
+        failure_reason=None,
+    )
+
+
+def _make_client(cfg: TeacherConfig, api_key: str) -> Any:
+    import httpx2
+    import openai
+
+    if cfg.base_url is None:
+        raise ValueError("teacher.base_url is None: start the stand-in teacher and pass its URL in the config")
+    connections = cfg.max_in_flight + 8  # head-room, so a request never waits for a pooled connection
+    http_client = openai.DefaultAsyncHttpxClient(
+        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=cfg.timeout_s,
+    )
+    return openai.AsyncOpenAI(
+        api_key=api_key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s, http_client=http_client
+    )
+
+
+async def send_requests(
+    requests: Sequence[TeacherRequest],
+    cfg: TeacherConfig,
+    cache: RequestCache,
+    *,
+    api_key: str,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    budget_usd: float | None = None,
+    spent_usd: float = 0.0,
+) -> tuple[list[Outcome], RunStats]:
+    """One Outcome per request, in the order of `requests`, and the run's totals.
+
+    Cached answers come back at once (`cached=True`, nothing sent); the others are sent by at most
+    `cfg.max_in_flight` workers, each answer committed to `cache` before `on_outcome` hears of it. A
+    request that keeps failing comes back `failed` with its reason; once `spent_usd` plus this run's cost
+    reaches `budget_usd`, the requests not yet sent come back `failed` / `budget_exhausted` (requests
+    already in flight may overshoot the budget by their own cost). Identical requests are sent once.
+    Only an exception raised by `on_outcome` propagates (answers already cached stay cached).
+    """
+    started = time.perf_counter()
+    stats = RunStats(requests=len(requests))
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    positions: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        positions.setdefault(request.request_id, []).append(index)
+
+    def settle(outcome: Outcome) -> None:
+        for index in positions[outcome.request_id]:
+            outcomes[index] = outcome
+            if outcome.status == "ok":
+                stats.ok += 1
+                stats.cached += outcome.cached
+            else:
+                stats.failed[outcome.failure_category or "error"] += 1
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+    cached = cache.get_many(positions)
+    for answer in cached.values():
+        settle(_cached_outcome(answer, cfg))
+    pending = [requests[indices[0]] for request_id, indices in positions.items() if request_id not in cached]
+    log.info(
+        "teacher %s: %d requests, %d answered from the cache, %d to send (%d in flight)",
+        cfg.model, len(requests), stats.cached, len(pending), min(cfg.max_in_flight, len(pending)),
+    )  # fmt: skip
+
+    if pending:
+        client = _make_client(cfg, api_key)
+        sender = _Sender(cfg, cache, client, stats, budget_usd, spent_usd, api_key)
+        queue: Iterator[TeacherRequest] = iter(pending)
+
+        async def worker() -> None:
+            for request in queue:  # shared iterator: each request is taken by exactly one worker
+                settle(await sender.send(request))
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(cfg.max_in_flight, len(pending)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await client.close()
+
+    stats.wall_s = time.perf_counter() - started
+    log.info(
+        "teacher %s: %d ok (%d cached), %d failed %s, %d retries, %d+%d tokens, $%.4f, %.1f s, %.1f answers/s",
+        cfg.model, stats.ok, stats.cached, sum(stats.failed.values()), dict(stats.failed), stats.retries,
+        stats.prompt_tokens, stats.completion_tokens, stats.cost_usd, stats.wall_s, stats.throughput(),
+    )  # fmt: skip
+    return cast(list[Outcome], outcomes), stats

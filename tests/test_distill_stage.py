@@ -1,0 +1,205 @@
+"""The distill stage against a real loopback teacher: passes, faults, kills, secrets, budget, versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from data_contracts import ArtifactRef, ArtifactStore
+from tasks.distill.config import DistillConfig, TeacherConfig
+from tasks.distill.stage import STANDIN_MODEL, distill_traces, distill_version
+from tasks.distill.standin_teacher import Faults, StandinTeacher
+from tasks.judge_protocol import filter_verdict_matches
+from tasks.pull.config import PullConfig, SourceConfig
+from tasks.pull.stage import pull_preferences
+from tasks.split.config import SplitConfig
+from tasks.split.stage import split_pairs
+
+FAKE_KEY = "sk-rmr1-FAKE-secret-7f3c9a1e5b"
+
+
+def make_distill_set(store: ArtifactStore, rows: int, fraction: float = 0.5) -> ArtifactRef:
+    pairs = pull_preferences(
+        PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=rows, seed=11),)), store
+    )
+    split = split_pairs(pairs.outputs["preference_pairs"], SplitConfig(distill_fraction=fraction), store)
+    return split.outputs["distill_set"]
+
+
+def fast_teacher(base_url: str | None, **changes: Any) -> TeacherConfig:
+    settings: dict[str, Any] = {
+        "base_url": base_url, "model": "teacher-under-test", "max_tokens": 512, "max_in_flight": 16,
+        "backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 0.5, "max_retries": 8,
+    }  # fmt: skip
+    return TeacherConfig(**{**settings, **changes})
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    return FAKE_KEY
+
+
+@pytest.fixture
+def teacher(tmp_path: Path) -> Iterator[StandinTeacher]:
+    with StandinTeacher(log_path=str(tmp_path / "server.jsonl")) as server:
+        yield server
+
+
+def traces(store: ArtifactStore, result: Any) -> list[dict[str, Any]]:
+    return store.read_table(result.outputs["teacher_traces"]).to_pylist()
+
+
+def test_two_passes_record_pass_and_teacher_and_pass2_only_sees_what_pass1_got_wrong(
+    tmp_path: Path, teacher: StandinTeacher, api_key: str
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 120)
+    config = DistillConfig(
+        teacher=fast_teacher(teacher.base_url), second_teacher=fast_teacher(teacher.base_url, model="second-teacher")
+    )
+    result = distill_traces(distill_set, config, store)
+    rows = traces(store, result)
+    pass1 = [r for r in rows if r["teacher_pass"] == 1]
+    pass2 = [r for r in rows if r["teacher_pass"] == 2]
+    wrong = [r["pair_id"] for r in pass1 if not filter_verdict_matches(r["response"], r["winner"])]
+    assert len(pass1) == 60 and all(r["status"] == "ok" for r in rows)
+    assert 0 < len(wrong) < 60  # the stand-in prefers the longer answer; ~30% of chosen answers are shorter
+    assert [r["pair_id"] for r in pass2] == wrong
+    assert {r["teacher_model"] for r in pass1} == {"teacher-under-test"}
+    assert {r["teacher_model"] for r in pass2} == {"second-teacher"}
+    assert all("The correct verdict is" in r["user"] for r in pass2)
+    assert all(filter_verdict_matches(r["response"], r["winner"]) for r in pass2)  # the hint was followed
+    assert result.stats["totals"]["pass1_wrong"] == len(wrong)
+    assert {p["pass"]: p["requests"] for p in result.stats["by_pass"]} == {1: 60, 2: len(wrong)}
+
+
+def test_faults_leave_every_pair_accounted_for_without_duplicates_or_repeated_answers(
+    tmp_path: Path, api_key: str
+) -> None:
+    faults = Faults(
+        rate_429=0.3, retry_after_s=0.05, rate_500=0.1, rate_malformed=0.05, rate_hang=0.02, hang_s=5, seed=3
+    )
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 400)
+    with StandinTeacher(faults=faults) as server:
+        result = distill_traces(distill_set, DistillConfig(teacher=fast_teacher(server.base_url)), store)
+        log = server.request_log()
+    rows = traces(store, result)
+    pair_ids = store.read_table(distill_set).column("pair_id").to_pylist()
+    assert sorted(r["pair_id"] for r in rows) == sorted(pair_ids)  # every pair, once
+    assert all(r["status"] == "ok" or r["failure_reason"] for r in rows)
+    answered = Counter(entry["request_id"] for entry in log if entry["outcome"] in ("ok", "malformed", "truncated"))
+    assert max(answered.values()) == 1  # no answered request was sent again
+    outcomes = Counter(entry["outcome"] for entry in log)
+    assert outcomes["429"] > 0 and outcomes["500"] > 0 and outcomes["hang"] > 0 and outcomes["malformed"] > 0
+    malformed = [r for r in rows if r["status"] == "ok" and "<answer>" not in (r["response"] or "")]
+    assert malformed  # answered at the HTTP level; the filter stage rejects them
+    assert result.stats["totals"]["retries"] > 0
+
+
+def test_killed_distill_resumes_without_resending_answered_requests(tmp_path: Path) -> None:
+    log_path = tmp_path / "server.jsonl"
+    config = {"rows": 200, "max_in_flight": 8}
+    with StandinTeacher(latency_s=0.05, log_path=str(log_path)) as server:
+        env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "TQDM_DISABLE": "1"}
+        command = [sys.executable, "-m", "tests.helpers.distill_worker", str(tmp_path / "killed"), server.base_url]
+        rng = random.Random(5)
+        kills = 0
+        for _ in range(3):
+            worker = subprocess.Popen([*command, json.dumps(config)], env=env, stdout=subprocess.PIPE, text=True)
+            assert worker.stdout is not None and worker.stdout.readline().strip() == "distilling"
+            time.sleep(rng.uniform(0.3, 1.2))
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGKILL)
+                kills += 1
+            worker.wait()
+        finished = subprocess.run([*command, json.dumps(config)], env=env, capture_output=True, text=True)
+        assert finished.returncode == 0, finished.stderr
+        uninterrupted = subprocess.run(
+            [*command[:-2], str(tmp_path / "clean"), server.base_url, json.dumps(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert kills >= 2
+    resumed_rows = json.loads(finished.stdout.strip().splitlines()[-1])
+    clean_rows = json.loads(uninterrupted.stdout.strip().splitlines()[-1])
+    assert resumed_rows == clean_rows  # same rows as a run never interrupted
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    resumed_ids = {row[1] for row in resumed_rows}
+    answered = Counter(e["request_id"] for e in entries if e["outcome"] == "ok" and e["request_id"] in resumed_ids)
+    resent = sum(n - 1 for n in answered.values() if n > 1)
+    # The clean run sends everything once more (its own cache); beyond that, only requests that were in
+    # flight at a kill may have been answered twice.
+    assert resent <= len(resumed_ids) + kills * config["max_in_flight"]
+
+
+def test_the_api_key_is_nowhere_in_artifacts_caches_or_logs(
+    tmp_path: Path, teacher: StandinTeacher, api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = distill_traces(make_distill_set(store, 40), DistillConfig(teacher=fast_teacher(teacher.base_url)), store)
+    assert traces(store, result)
+    assert all(entry["auth"] for entry in teacher.request_log())  # the key was sent...
+    leaks = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert leaks == []  # ...and written nowhere
+    assert FAKE_KEY not in caplog.text
+    assert FAKE_KEY not in (tmp_path / "server.jsonl").read_text()
+
+
+def test_budget_stops_sending_and_a_new_attempt_resumes_from_the_cache(
+    tmp_path: Path, teacher: StandinTeacher, api_key: str
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 120)
+    priced = fast_teacher(teacher.base_url, price_input_per_mtok=100.0, price_output_per_mtok=100.0, max_in_flight=4)
+    first = distill_traces(distill_set, DistillConfig(teacher=priced, budget_usd=0.5), store)
+    rows = traces(store, first)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and all(r["failure_reason"].startswith("budget_exhausted") for r in failed)
+    # Requests already in flight when the budget is reached still finish and count.
+    assert first.stats["totals"]["cost_usd"] <= 0.5 + priced.max_in_flight * max(r["cost_usd"] for r in rows)
+    sent_before = len(teacher.request_log())
+    retry = distill_traces(distill_set, DistillConfig(teacher=priced, attempt=1), store)
+    assert retry.outputs != first.outputs and all(r["status"] == "ok" for r in traces(store, retry))
+    assert len(teacher.request_log()) - sent_before == len(failed)  # answered ones came from the cache
+    assert retry.stats["totals"]["cached"] == len(rows) - len(failed)
+
+
+def test_version_follows_what_is_asked_not_how_fast_and_the_standin_never_poses_as_the_teacher() -> None:
+    ref = ArtifactRef("distill_set", "d1", "/nowhere")
+    base = DistillConfig(teacher=fast_teacher("http://teacher/v1"))
+    version = distill_version(base, ref)
+    faster = dataclasses.replace(base.teacher, max_in_flight=256, requests_per_minute=600, base_url="http://other/v1")
+    assert distill_version(dataclasses.replace(base, teacher=faster, shard_rows=7), ref) == version
+    assert (
+        distill_version(dataclasses.replace(base, teacher=fast_teacher("http://t/v1", max_tokens=99)), ref) != version
+    )
+    assert distill_version(dataclasses.replace(base, template="reasoning-v1"), ref) != version
+    assert distill_version(dataclasses.replace(base, attempt=1), ref) != version
+    assert distill_version(base, ArtifactRef("distill_set", "d2", "/nowhere")) != version
+    standin = DistillConfig(teacher=fast_teacher(None))  # same model name, but answered by the stand-in
+    assert distill_version(standin, ref) != distill_version(DistillConfig(teacher=fast_teacher("http://x/v1")), ref)
+
+
+def test_no_endpoint_starts_the_standin_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING")
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = distill_traces(make_distill_set(store, 40), DistillConfig(teacher=fast_teacher(None)), store)
+    assert {r["teacher_model"] for r in traces(store, result)} == {STANDIN_MODEL}
+    assert "STAND-IN teacher" in caplog.text

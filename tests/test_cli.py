@@ -74,3 +74,28 @@ def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "pairs.jsonl: 1 of 2 rows (50.0%) were rejected" in result.stderr
     assert "pairs.jsonl#row=1: adapter: good: empty text" in result.stderr
+
+
+def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Path) -> None:
+    from tasks.distill.standin_teacher import StandinTeacher
+
+    fake_key = "sk-rmr1-FAKE-cli-secret-93be41d07a"
+    with StandinTeacher() as teacher:
+        env_key = {"RMR1_TEST_TEACHER_KEY": fake_key}
+        overrides = [
+            "--set", f"distill.teacher.base_url={teacher.base_url}", "--set", "distill.teacher.model=teacher-x",
+            "--set", "distill.teacher.api_key_env=RMR1_TEST_TEACHER_KEY", "--set", "distill.second_teacher=null",
+            "--set", "pull.sources.0.rows=80",
+        ]  # fmt: skip
+        os.environ.update(env_key)
+        try:
+            result = rmr1("run", "--recipe", SMOKE, "--to", "filter", *overrides, cwd=tmp_path)
+        finally:
+            os.environ.pop("RMR1_TEST_TEACHER_KEY")
+        assert all(entry["auth"] for entry in teacher.request_log()) and teacher.request_log()
+    assert result.returncode == 0, result.stderr
+    assert "teacher_traces" in result.stdout
+    assert fake_key not in result.stdout + result.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files)  # Prefect's database is in this PREFECT_HOME
+    assert [p for p in files if fake_key.encode() in p.read_bytes()] == []

@@ -203,3 +203,40 @@ def test_no_endpoint_starts_the_standin_and_says_so(tmp_path: Path, caplog: pyte
     result = distill_traces(make_distill_set(store, 40), DistillConfig(teacher=fast_teacher(None)), store)
     assert {r["teacher_model"] for r in traces(store, result)} == {STANDIN_MODEL}
     assert "STAND-IN teacher" in caplog.text
+
+
+def test_batch_mode_answers_every_pair_through_the_batch_api(tmp_path: Path, api_key: str) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 60)
+    with StandinTeacher(batch_delay_s=0.2) as server:
+        config = DistillConfig(teacher=fast_teacher(server.base_url), batch_mode=True, batch_poll_s=0.05)
+        result = distill_traces(distill_set, config, store)
+        log = server.request_log()
+    rows = traces(store, result)
+    assert len(rows) == 30 and all(r["status"] == "ok" for r in rows)
+    assert Counter(entry["source"] for entry in log) == {"batch": 30}
+    # Streamed and batched answers share the request cache: the same recipe streamed sends nothing.
+    streamed = distill_traces(distill_set, dataclasses.replace(config, batch_mode=False), store)
+    assert streamed.skipped  # batch_mode does not change what is asked, so not the version either
+
+
+def test_a_killed_batch_run_collects_its_batch_instead_of_resubmitting(tmp_path: Path) -> None:
+    with StandinTeacher(batch_delay_s=3.0) as server:
+        env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "TQDM_DISABLE": "1"}
+        command = [sys.executable, "-m", "tests.helpers.distill_worker", str(tmp_path), server.base_url]
+        settings = json.dumps({"rows": 40, "max_in_flight": 8, "batch": True})
+        worker = subprocess.Popen([*command, settings], env=env, stdout=subprocess.PIPE, text=True)
+        state_folder = tmp_path / "artifacts" / ".request_cache" / "batches"
+        deadline = time.monotonic() + 60
+        while not any(state_folder.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(state_folder.glob("*.json")), "the batch id was not recorded before polling"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        finished = subprocess.run([*command, settings], env=env, capture_output=True, text=True)
+        log = server.request_log()
+    assert finished.returncode == 0, finished.stderr
+    rows = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert len(rows) == 20 and all(row[3] == "ok" for row in rows)
+    assert Counter(entry["source"] for entry in log) == {"batch": 20}  # one batch, never resubmitted
+    assert not any(state_folder.glob("*.json"))  # collected, so forgotten

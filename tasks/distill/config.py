@@ -96,7 +96,13 @@ class DistillConfig:
         metadata={"help": "Request cache folder; None = <artifact root>/.request_cache (or ~/.cache/rmr1 for URLs)."},
     )
 
-    NOT_VERSIONED = ("shard_rows", "budget_usd", "cache_dir")
+    batch_mode: bool = field(
+        default=False,
+        metadata={"help": "Send through the OpenAI Batch API (/v1/batches) instead of one request at a time."},
+    )
+    batch_poll_s: float = field(default=30.0, metadata={"help": "Seconds between batch status checks."})
+
+    NOT_VERSIONED = ("shard_rows", "budget_usd", "cache_dir", "batch_mode", "batch_poll_s")
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
+from tasks.distill.batch import send_batch
 from tasks.distill.cache import RequestCache
 from tasks.distill.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.distill.config import DistillConfig, TeacherConfig
@@ -57,6 +58,7 @@ class Shard:
     cache_path: str
     budget_usd: float | None
     spent_usd: float
+    batch_poll_s: float | None = None  # None: stream requests; else send one batch and poll this often
 
     @property
     def name(self) -> str:
@@ -70,6 +72,17 @@ def run_shard(shard: Shard, on_outcome: Callable[[Outcome], None] | None = None)
     """Send one shard's requests (cached answers are not re-sent); the plain, Prefect-free runner."""
     api_key = STANDIN_KEY if shard.teacher.model == STANDIN_MODEL else resolve_api_key(shard.teacher)
     with RequestCache(shard.cache_path) as cache:
+        if shard.batch_poll_s is not None:
+            ids = hashlib.sha256("".join(sorted(r.request_id for r in shard.requests)).encode()).hexdigest()[:16]
+            state_path = os.path.join(os.path.dirname(shard.cache_path), "batches", f"{ids}.json")
+            batch = send_batch(
+                shard.requests, shard.teacher, cache, api_key=api_key, state_path=state_path, poll_s=shard.batch_poll_s
+            )
+            outcomes, stats = asyncio.run(batch)
+            for outcome in outcomes:
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            return outcomes, stats
         return asyncio.run(
             send_requests(
                 shard.requests,
@@ -196,6 +209,7 @@ def _run_pass(
             cache_path,
             config.budget_usd,
             spent_usd,
+            config.batch_poll_s if config.batch_mode else None,
         )
         if runner is None:
             shard_outcomes, shard_stats = run_shard(shard, progress)

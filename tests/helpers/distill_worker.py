@@ -33,7 +33,9 @@ def main() -> None:
         backoff_initial_s=0.01, backoff_max_s=0.05, timeout_s=5.0,
     )  # fmt: skip
     print("distilling", flush=True)
-    result = distill_traces(distill_set, DistillConfig(teacher=teacher, shard_rows=25), store)
+    batch = settings.get("batch", False)
+    config = DistillConfig(teacher=teacher, shard_rows=25 if not batch else 1000, batch_mode=batch, batch_poll_s=0.1)
+    result = distill_traces(distill_set, config, store)
     table = store.read_table(result.outputs["teacher_traces"])
     rows = sorted(
         [r["pair_id"], r["request_id"], r["teacher_pass"], r["status"], r["response"]] for r in table.to_pylist()

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import random
@@ -29,9 +30,11 @@ from tasks.distill.client import (
     RateLimiter,
     RunStats,
     TeacherRequest,
+    _classify,
     backoff_delay,
     parse_retry_after,
     resolve_api_key,
+    send_requests,
 )
 from tasks.distill.config import TeacherConfig
 
@@ -354,3 +357,377 @@ def test_outcome_failure_category_is_the_reason_prefix():
     failed = Outcome("x", "failed", None, None, 0, 0, 0.0, 1.0, 7, False, "rate_limited: 429 after 7 attempts")
     assert failed.failure_category == "rate_limited"
     assert math.isclose(failed.latency_s, 1.0)
+
+
+# --- against the stand-in teacher (a real HTTP server on 127.0.0.1) ----------------------------------
+
+standin = pytest.importorskip("tasks.distill.standin_teacher")
+Faults, StandinTeacher = standin.Faults, standin.StandinTeacher
+
+
+@pytest.fixture
+def start_teacher():
+    """Start stand-in teachers for one test; all are stopped at its end."""
+    started: list[StandinTeacher] = []
+
+    def start(latency_s: float = 0.01, faults: Faults | None = None, **kwargs: object) -> tuple[StandinTeacher, str]:
+        teacher = StandinTeacher(latency_s, faults or Faults(), **kwargs)
+        base_url = teacher.start()
+        started.append(teacher)
+        return teacher, base_url
+
+    yield start
+    for teacher in started:
+        teacher.stop()
+
+
+def fast_cfg(base_url: str, **overrides: object) -> TeacherConfig:
+    """Short back-offs and timeouts, so fault tests take seconds."""
+    settings: dict[str, object] = {
+        "base_url": base_url,
+        "model": "standin",
+        "max_tokens": 512,
+        "max_in_flight": 8,
+        "max_retries": 6,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+        "timeout_s": 5.0,
+    }
+    return TeacherConfig(**(settings | overrides))
+
+
+def judge_requests(count: int, tag: str = "q", cfg: TeacherConfig | None = None) -> list[TeacherRequest]:
+    """Pairwise judge prompts in the RM-R1 layout; answer B is longer for odd i."""
+    requests = []
+    for i in range(count):
+        a, b = f"answer A to {tag}{i}", f"answer B to {tag}{i}" + " with more detail" * (i % 2)
+        user = (
+            f"[Client Question]\n{tag} question {i}\n\n[The Start of Chatbot A's Response]\n{a}\n"
+            f"[The End of Chatbot A's Response]\n\n[The Start of Chatbot B's Response]\n{b}\n"
+            "[The End of Chatbot B's Response]"
+        )
+        messages = ({"role": "system", "content": "You are a fair judge."}, {"role": "user", "content": user})
+        requests.append(TeacherRequest(messages, model="standin", max_tokens=cfg.max_tokens if cfg else 512))
+    return requests
+
+
+def send(requests, cfg, cache, **kwargs):
+    return asyncio.run(send_requests(requests, cfg, cache, api_key=FAKE_KEY, **kwargs))
+
+
+def entries_by_request(log: list[dict]) -> dict[str, list[dict]]:
+    by_id: dict[str, list[dict]] = {}
+    for entry in sorted(log, key=lambda e: e["t"]):
+        by_id.setdefault(entry["request_id"], []).append(entry)
+    return by_id
+
+
+ANSWERED = {"ok", "malformed", "truncated"}  # outcomes the stand-in answers with a 200
+
+
+def test_every_request_is_answered_in_order_and_cached_before_it_is_reported(start_teacher, tmp_path):
+    teacher, url = start_teacher()
+    cfg = fast_cfg(url, price_input_per_mtok=3.0, price_output_per_mtok=15.0)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    requests = judge_requests(40)
+    requests.insert(7, requests[3])  # a duplicate is sent once and reported at both places
+    cached_when_reported = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        cached_when_reported.append(outcome.request_id in cache)
+
+    outcomes, stats = send(requests, cfg, cache, on_outcome=on_outcome)
+
+    assert [o.request_id for o in outcomes] == [r.request_id for r in requests]
+    assert all(o.status == "ok" and not o.cached and o.attempts == 1 for o in outcomes)
+    assert all("<answer>[[" in o.text and o.finish_reason == "stop" for o in outcomes)
+    assert outcomes[1].text.endswith("[[B]]</answer>") and outcomes[0].text.endswith("[[A]]</answer>")
+    assert len(cached_when_reported) == 41 and all(cached_when_reported)
+    log = teacher.request_log()
+    # The server hashes the body it received: our request id is a hash of exactly what was sent.
+    assert sorted(e["request_id"] for e in log) == sorted({r.request_id for r in requests})
+    assert all(e["outcome"] == "ok" and e["auth"] for e in log)
+    assert len(cache) == 40
+    assert stats.requests == 41 and stats.ok == 41 and stats.cached == 0 and not stats.failed
+    assert stats.prompt_tokens == sum(o.prompt_tokens for o in outcomes) - outcomes[7].prompt_tokens
+    assert stats.cost_usd == pytest.approx((stats.prompt_tokens * 3.0 + stats.completion_tokens * 15.0) / 1e6)
+    assert stats.throughput() > 0
+
+
+def test_cached_answers_are_not_sent_again(start_teacher, tmp_path):
+    teacher, url = start_teacher()
+    cfg = fast_cfg(url)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    first, _ = send(judge_requests(20), cfg, cache)
+    sent_before = len(teacher.request_log())
+
+    # A wider recipe: the 20 old requests again (with a changed concurrency, which is not part of the id)
+    # and 10 new ones.
+    outcomes, stats = send(judge_requests(30), fast_cfg(url, max_in_flight=3), cache)
+
+    resent = [e["request_id"] for e in teacher.request_log()[sent_before:]]
+    assert sorted(resent) == sorted(r.request_id for r in judge_requests(30)[20:])
+    assert [o.cached for o in outcomes] == [True] * 20 + [False] * 10
+    assert [o.text for o in outcomes[:20]] == [o.text for o in first]
+    assert stats.cached == 20 and stats.ok == 30 and stats.sent_ok == 10
+
+
+def test_429_is_retried_no_sooner_than_retry_after(start_teacher, tmp_path):
+    teacher, url = start_teacher(faults=Faults(rate_429=0.3, retry_after_s=0.5, seed=3))
+    cfg = fast_cfg(url, max_retries=10)  # back-off alone would retry after ≤ 0.05 s
+    outcomes, stats = send(judge_requests(30), cfg, RequestCache(str(tmp_path / "cache.sqlite")))
+
+    assert all(o.status == "ok" for o in outcomes)
+    log = teacher.request_log()
+    rejected = [e for e in log if e["outcome"] == "429"]
+    assert rejected and stats.retries == len(rejected)
+    for entries in entries_by_request(log).values():
+        for before, after in itertools.pairwise(entries):
+            assert before["outcome"] == "429"
+            assert after["t"] - before["t"] >= 0.5  # the Retry-After the server asked for
+    assert sum(o.attempts for o in outcomes) == len(log)
+
+
+def test_500_is_retried_until_answered(start_teacher, tmp_path):
+    teacher, url = start_teacher(faults=Faults(rate_500=0.3, seed=5))
+    outcomes, stats = send(judge_requests(30), fast_cfg(url, max_retries=10), RequestCache(str(tmp_path / "c.db")))
+
+    assert all(o.status == "ok" for o in outcomes)
+    errors = sum(e["outcome"] == "500" for e in teacher.request_log())
+    assert errors > 0 and stats.retries == errors
+
+
+def test_a_hanging_request_times_out_and_fails_with_its_reason_after_max_retries(start_teacher, tmp_path):
+    teacher, url = start_teacher(faults=Faults(rate_hang=1.0, hang_s=30.0))
+    cfg = fast_cfg(url, timeout_s=0.3, max_retries=2)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    started = time.perf_counter()
+    outcomes, stats = send(judge_requests(3), cfg, cache)
+
+    assert time.perf_counter() - started < 5.0
+    for outcome in outcomes:
+        assert outcome.status == "failed" and outcome.attempts == 3 and outcome.text is None
+        assert outcome.failure_reason == "timeout: no answer within 0.3 s after 3 attempts"
+    assert stats.failed == {"timeout": 3} and stats.retries == 6 and stats.ok == 0
+    assert [len(entries) for entries in entries_by_request(teacher.request_log()).values()] == [3, 3, 3]
+    assert len(cache) == 0  # a failure is never cached: the next run tries again
+
+
+def test_other_client_errors_fail_at_once(start_teacher, tmp_path):
+    _, url = start_teacher()
+    outcomes, stats = send(judge_requests(2), fast_cfg(url + "/no-such-path"), RequestCache(str(tmp_path / "c.db")))
+
+    assert [o.attempts for o in outcomes] == [1, 1]
+    assert all(o.failure_reason.startswith("client_error: 404") for o in outcomes)
+    assert stats.retries == 0 and stats.failed == {"client_error": 2}
+
+
+def test_fault_mix_accounts_for_every_request_and_never_repeats_an_answered_one(start_teacher, tmp_path):
+    faults = Faults(
+        rate_429=0.3, retry_after_s=0.2, rate_500=0.1, rate_malformed=0.05, rate_hang=0.02, hang_s=30.0,
+        rate_truncated=0.05, seed=11,
+    )  # fmt: skip
+    teacher, url = start_teacher(faults=faults)
+    cfg = fast_cfg(url, max_in_flight=32, max_retries=3, timeout_s=0.5)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    requests = judge_requests(200)
+    outcomes, stats = send(requests, cfg, cache)
+
+    assert len(outcomes) == 200 and len({o.request_id for o in outcomes}) == 200
+    assert all((o.status == "ok") == (o.failure_reason is None) for o in outcomes)
+    assert stats.ok + sum(stats.failed.values()) == 200 and stats.ok > 150
+    assert set(stats.failed) <= {"rate_limited", "server_error", "timeout"}
+    log = teacher.request_log()
+    assert all(sum(e["outcome"] in ANSWERED for e in entries) <= 1 for entries in entries_by_request(log).values())
+    # Malformed and truncated answers are answers (the filter judges them), and they are cached.
+    assert sum(o.text == standin.MALFORMED_TEXT for o in outcomes) == sum(e["outcome"] == "malformed" for e in log)
+    truncated = sum(e["outcome"] == "truncated" for e in log)
+    assert truncated > 0 and sum(o.finish_reason == "length" for o in outcomes) == truncated
+    assert len(cache) == stats.ok
+
+    # A re-run sends only what failed, and nothing already answered.
+    failed_ids = {o.request_id for o in outcomes if o.status == "failed"}
+    sent_before = len(log)
+    again, _ = send(requests, fast_cfg(url, max_in_flight=32, max_retries=20, timeout_s=0.5), cache)
+    resent = {e["request_id"] for e in teacher.request_log()[sent_before:]}
+    assert resent == failed_ids
+    assert all(o.status == "ok" for o in again)
+
+
+def test_rate_limit_keeps_the_achieved_rate_just_under_the_limit_without_a_429(start_teacher, tmp_path, monkeypatch):
+    # A 15 s sliding window allowing 30 requests is a 120 RPM limit the test can fill in seconds rather
+    # than minutes: a client sending faster than 120 RPM for a moment is refused, as by a real provider.
+    monkeypatch.setattr(standin, "RATE_WINDOW_S", 15.0)
+    teacher, url = start_teacher(requests_per_minute=30)
+
+    # Control, on a twin server: without the client-side limit a burst is refused, so the check has teeth.
+    _, twin_url = start_teacher(requests_per_minute=30)
+    unlimited = fast_cfg(twin_url, max_in_flight=16, max_retries=0)
+    burst, _ = send(judge_requests(40, "burst"), unlimited, RequestCache(str(tmp_path / "burst.sqlite")))
+    assert sum(o.failure_category == "rate_limited" for o in burst) > 0
+
+    cfg = fast_cfg(url, max_in_flight=16, requests_per_minute=120)
+    outcomes, stats = send(judge_requests(50), cfg, RequestCache(str(tmp_path / "cache.sqlite")))
+
+    log = teacher.request_log()
+    assert all(o.status == "ok" for o in outcomes) and stats.retries == 0
+    assert [e["outcome"] for e in log] == ["ok"] * 50  # the server never saw us over its limit
+    arrivals = sorted(e["t"] for e in log)
+    achieved_rpm = 60.0 * (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert 0.95 * 120 <= achieved_rpm <= 120
+
+
+def test_budget_cap_stops_sending_and_a_rerun_with_more_budget_resumes(start_teacher, tmp_path):
+    teacher, url = start_teacher()
+    cfg = fast_cfg(url, max_in_flight=1, price_output_per_mtok=10_000.0)  # about $1 per answer
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    requests = judge_requests(20)
+    outcomes, stats = send(requests, cfg, cache, budget_usd=5.0)
+
+    answered = [o for o in outcomes if o.status == "ok"]
+    costs = [o.cost_usd for o in answered]
+    assert 0 < len(answered) < 20 and sum(costs[:-1]) < 5.0 <= sum(costs)
+    assert outcomes[: len(answered)] == answered  # one in flight: the first ones were answered
+    assert all(o.failure_reason == "budget_exhausted" and o.attempts == 0 for o in outcomes[len(answered) :])
+    assert stats.failed == {"budget_exhausted": 20 - len(answered)}
+    assert len(teacher.request_log()) == len(answered)  # nothing sent after the budget was reached
+
+    # Already over budget before this run: nothing is sent at all.
+    nothing, _ = send(judge_requests(3, "other"), cfg, cache, budget_usd=5.0, spent_usd=stats.cost_usd)
+    assert [o.failure_reason for o in nothing] == ["budget_exhausted"] * 3
+    assert len(teacher.request_log()) == len(answered)
+
+    resumed, more = send(requests, cfg, cache, budget_usd=100.0, spent_usd=stats.cost_usd)
+    assert all(o.status == "ok" for o in resumed) and more.cached == len(answered)
+    assert len(teacher.request_log()) == 20  # each request sent exactly once over both runs
+
+
+def test_concurrency_never_exceeds_max_in_flight(start_teacher, tmp_path):
+    teacher, url = start_teacher(latency_s=0.3)
+    started = time.perf_counter()
+    send(judge_requests(24), fast_cfg(url, max_in_flight=4), RequestCache(str(tmp_path / "cache.sqlite")))
+    assert time.perf_counter() - started >= 24 / 4 * 0.3
+    arrivals = sorted(e["t"] for e in teacher.request_log())
+    # Each worker sends its next request only after the previous answer (0.3 s later), so any 0.29 s
+    # holds at most one arrival per worker.
+    assert max(sum(1 for t in arrivals if start <= t < start + 0.29) for start in arrivals) <= 4
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from tasks.distill.cache import RequestCache
+    from tasks.distill.client import TeacherRequest, send_requests
+    from tasks.distill.config import TeacherConfig
+    settings, cache_path, requests_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    bodies = json.load(open(requests_path))
+    requests = [TeacherRequest(tuple(b["messages"]), b["model"], b["max_tokens"]) for b in bodies]
+    asyncio.run(send_requests(requests, TeacherConfig(**settings), RequestCache(cache_path), api_key="sk-child",
+                              on_outcome=lambda o: print(o.request_id, flush=True)))
+    """
+)
+
+
+def test_a_killed_run_loses_only_what_was_in_flight(start_teacher, tmp_path):
+    teacher, url = start_teacher(latency_s=0.1)
+    cfg = fast_cfg(url, max_in_flight=4)
+    requests = judge_requests(60)
+    (tmp_path / "requests.json").write_text(json.dumps([r.body() for r in requests]))
+    settings = json.dumps({name: getattr(cfg, name) for name in ("base_url", "model", "max_in_flight", "timeout_s")})
+    path = tmp_path / "cache.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, settings, str(path), str(tmp_path / "requests.json")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reported = [child.stdout.readline().strip() for _ in range(12)]
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    sent_by_child = len(teacher.request_log())
+    assert 12 <= sent_by_child < 60
+
+    cache = RequestCache(str(path))
+    assert set(reported) <= set(cache.get_many(reported))
+    outcomes, stats = send(requests, cfg, cache)
+
+    assert all(o.status == "ok" for o in outcomes) and stats.cached >= 12
+    by_id = entries_by_request(teacher.request_log())
+    assert set(by_id) == {r.request_id for r in requests}
+    # At most the 4 requests in flight at the kill were sent twice; no answer that was stored.
+    sent_twice = [rid for rid, entries in by_id.items() if len(entries) > 1]
+    assert len(sent_twice) <= 4 and not set(sent_twice) & set(reported)
+
+
+def test_the_api_key_never_appears_in_outcomes_stats_or_logs(start_teacher, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)  # every logger, the openai and httpx ones included
+    faults = Faults(rate_429=0.3, retry_after_s=0.1, rate_500=0.2, rate_hang=0.1, hang_s=30.0, seed=2)
+    teacher, url = start_teacher(faults=faults)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    results = [
+        send(judge_requests(30), fast_cfg(url, timeout_s=0.3, max_retries=1), cache),
+        send(judge_requests(2, "x"), fast_cfg(url + "/no-such-path"), cache),
+        send(judge_requests(2, "y"), fast_cfg("http://127.0.0.1:9/v1", max_retries=1), cache),  # nothing listens
+    ]
+
+    assert all(entry["auth"] for entry in teacher.request_log())  # it was sent, as a bearer token
+    text = caplog.text + repr(results) + "".join(str(stats.as_rows()) for _, stats in results)
+    assert {"rate_limited", "server_error", "timeout", "client_error", "connection"} <= {
+        o.failure_category for outcomes, _ in results for o in outcomes
+    }
+    assert FAKE_KEY not in text and FAKE_KEY[-12:] not in text
+    assert FAKE_KEY.encode() not in Path(cache.path).read_bytes()
+
+
+def test_error_messages_are_scrubbed_of_the_key():
+
+    failure = _classify(
+        RuntimeError(f"bad header Bearer {FAKE_KEY}"), TeacherConfig(), lambda s: s.replace(FAKE_KEY, "***")
+    )
+    assert FAKE_KEY not in failure.reason(1) and "***" in failure.reason(1)
+
+
+@pytest.mark.slow
+def test_throughput_is_at_least_95_percent_of_the_raw_client(tmp_path):
+    """bench/-style check: 2,000 requests, 200 ms latency, 64 in flight, raw client first and last."""
+    import openai
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tasks.distill.standin_teacher", "--latency", "0.2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    url = server.stdout.readline().strip()
+
+    async def raw(requests: list[TeacherRequest]) -> float:
+        client = openai.AsyncOpenAI(api_key=FAKE_KEY, base_url=url, max_retries=0)
+        queue = iter(requests)
+
+        async def worker() -> None:
+            for request in queue:
+                await client.chat.completions.create(**request.body())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(64)))
+        elapsed = time.perf_counter() - started
+        await client.close()
+        return len(requests) / elapsed
+
+    try:
+        cfg = fast_cfg(url, max_in_flight=64, timeout_s=60.0)
+        rates: dict[str, list[float]] = {"raw": [], "ours": []}
+        for round_ in range(3):
+            rates["raw"].append(asyncio.run(raw(judge_requests(2000, f"raw{round_}"))))
+            cache = RequestCache(str(tmp_path / f"cache{round_}.sqlite"))
+            started = time.perf_counter()
+            outcomes, _ = send(judge_requests(2000, f"ours{round_}"), cfg, cache)
+            rates["ours"].append(2000 / (time.perf_counter() - started))
+            assert all(o.status == "ok" for o in outcomes)
+    finally:
+        server.terminate()
+        server.wait()
+    assert max(rates["ours"]) >= 0.95 * max(rates["raw"]), rates

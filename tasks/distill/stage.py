@@ -348,7 +348,8 @@ def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: flo
         "pass1_wrong": pass1_wrong,
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
-        "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),
+        "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),  # what these traces cost
+        "spent_usd": round(sum(s.cost_usd for s in run_stats), 6),  # what this run paid (cache hits are free)
         "wall_s": round(wall_s, 2),
         "requests_per_s": round(sent / wall_s, 2) if wall_s > 0 else 0.0,
     }

@@ -253,13 +253,9 @@ class Faults:
             raise ValueError("retry_after_s and hang_s must not be negative")
 
     def rates(self) -> dict[str, float]:
-        return dict(
-            zip(
-                self.KINDS,
-                (self.rate_429, self.rate_500, self.rate_hang, self.rate_malformed, self.rate_truncated),
-                strict=True,
-            )
-        )
+        """Fault kind -> share of attempts, in the order one uniform draw walks them."""
+        values = (self.rate_429, self.rate_500, self.rate_hang, self.rate_malformed, self.rate_truncated)
+        return dict(zip(self.KINDS, values, strict=True))
 
 
 def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -273,8 +269,14 @@ def _retry_after_header(seconds: float) -> str:
 class StandinTeacher:
     """A loopback OpenAI-compatible server in a background thread; see the module docstring.
 
+    Every chat answer and fault waits `latency_s` (without blocking the server). `requests_per_minute`
+    admits at most floor(rpm) requests in any sliding 60 s window of arrival times and answers the rest
+    429 (outcome "rate_limited", Retry-After = seconds until a slot frees); refused requests do not
+    count. Faults are drawn per admitted attempt, in arrival order, from `random.Random(faults.seed)`.
     `request_log()` has one entry per chat-completion request, whether sent over HTTP or as a line of a
-    batch: {"t": monotonic arrival time, "request_id", "outcome", "auth", "source": "http" | "batch"}.
+    batch: {"t": monotonic arrival time, "request_id": `request_id(body)`, "outcome", "auth": whether a
+    bearer key came (never the key), "source": "http" | "batch"}; `log_path` appends the same as JSON lines.
+    Files, batches and models requests are not logged. `port` 0 picks a free port.
     """
 
     def __init__(
@@ -326,8 +328,12 @@ class StandinTeacher:
         # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
         # socket says TCP; without it every response stalls ~40 ms on Nagle + delayed ACK.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, self.port))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((HOST, self.port))
+        except OSError:
+            sock.close()
+            raise
         port = sock.getsockname()[1]
         if self.log_path:
             self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in stop()
@@ -482,8 +488,9 @@ class StandinTeacher:
         if outcome == "unauthorized":
             return _error(401, "missing 'Authorization: Bearer <key>' header", "invalid_api_key")
         if outcome in ("rate_limited", "429"):
-            retry_after = wait_s if outcome == "rate_limited" else self.faults.retry_after_s
-            headers = {"Retry-After": _retry_after_header(max(0.0, retry_after))}
+            # A refused request waits whole seconds until a slot frees; an injected 429 says what it was told.
+            retry_after = math.ceil(max(0.0, wait_s)) if wait_s is not None else self.faults.retry_after_s
+            headers = {"Retry-After": _retry_after_header(retry_after)}
             return _error(429, f"stand-in teacher: too many requests ({outcome})", "rate_limit_exceeded", headers)
         if outcome == "500":
             return _error(500, "stand-in teacher: injected server error", "server_error")

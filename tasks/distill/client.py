@@ -210,11 +210,12 @@ def resolve_api_key(cfg: TeacherConfig) -> str:
         try:
             from prefect.blocks.system import Secret
 
-            value = Secret.load(name).get()
+            # `_sync=True`: the synchronous load even when called from inside an event loop.
+            value = Secret.load(name, _sync=True).get()
         except Exception as error:
             raise MissingApiKeyError(
                 f"could not load the teacher API key from Prefect Secret block {name!r} "
-                f"(teacher.api_key_secret_block): {type(error).__name__}"
+                f"(teacher.api_key_secret_block): {type(error).__name__}: {_short(str(error))}"
             ) from None
         if not isinstance(value, str) or not value.strip():
             raise MissingApiKeyError(f"Prefect Secret block {name!r} (teacher.api_key_secret_block) holds no key")
@@ -298,7 +299,8 @@ def _classify(error: Exception, cfg: TeacherConfig, scrub: Callable[[str], str])
             return _Failure(_RETRY_STATUSES[status], str(status), True, retry_after)
         if status >= 500:
             return _Failure("server_error", str(status), True, retry_after)
-        return _Failure("client_error", f"{status} {_short(scrub(str(error)))}", False)
+        message = str(error).removeprefix(f"Error code: {status} - ")  # the openai client's prefix
+        return _Failure("client_error", f"{status} {_short(scrub(message))}", False)
     if isinstance(error, openai.APIResponseValidationError | _InvalidResponse | ValueError):
         return _Failure("invalid_response", _short(scrub(str(error))), True)
     return _Failure("error", f"{type(error).__name__}: {_short(scrub(str(error)))}", False)
@@ -352,7 +354,7 @@ class _Sender:
         cfg = self.cfg
         request_id = request.request_id
         body = request.body()
-        tokens = request.estimated_tokens()
+        tokens = 0 if self.limiter.unlimited else request.estimated_tokens()
         started = time.perf_counter()
         attempts = 0
         while True:
@@ -486,7 +488,8 @@ async def send_requests(
     request that keeps failing comes back `failed` with its reason; once `spent_usd` plus this run's cost
     reaches `budget_usd`, the requests not yet sent come back `failed` / `budget_exhausted` (requests
     already in flight may overshoot the budget by their own cost). Identical requests are sent once.
-    Only an exception raised by `on_outcome` propagates (answers already cached stay cached).
+    Only an exception from `on_outcome` or from the cache itself (a full disk) propagates — answers
+    already committed stay committed — and a ValueError when `cfg.base_url` is None.
     """
     started = time.perf_counter()
     stats = RunStats(requests=len(requests))

@@ -26,7 +26,7 @@ from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET, TEACHER_TRACES
 from flows.recipe import Recipe, recipe_from_dict
 from tasks.distill.client import Outcome, RunStats
-from tasks.distill.stage import Shard, ShardRunner, distill_traces, distill_version, run_shard
+from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
 from tasks.filter.stage import filter_traces, filter_versions
 from tasks.pull.stage import ProgressCallback, pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
@@ -108,9 +108,9 @@ def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: di
 
 
 @task(name="distill-shard", cache_policy=NONE, task_run_name="{shard.name}")
-def distill_shard_task(shard: Shard) -> tuple[list[Outcome], RunStats]:
+def distill_shard_task(shard: Shard, on_outcome: OutcomeCallback | None) -> tuple[list[Outcome], RunStats]:
     """One shard of teacher requests: one Prefect task, never one per request."""
-    return run_shard(shard)
+    return run_shard(shard, on_outcome)
 
 
 def prefect_progress(key: str, description: str) -> ProgressCallback:

@@ -65,10 +65,11 @@ class Shard:
         return f"pass{self.teacher_pass}-shard{self.index:04d}"
 
 
-ShardRunner = Callable[[Shard], tuple[list[Outcome], RunStats]]
+OutcomeCallback = Callable[[Outcome], None]
+ShardRunner = Callable[[Shard, OutcomeCallback | None], tuple[list[Outcome], RunStats]]
 
 
-def run_shard(shard: Shard, on_outcome: Callable[[Outcome], None] | None = None) -> tuple[list[Outcome], RunStats]:
+def run_shard(shard: Shard, on_outcome: OutcomeCallback | None = None) -> tuple[list[Outcome], RunStats]:
     """Send one shard's requests (cached answers are not re-sent); the plain, Prefect-free runner."""
     api_key = STANDIN_KEY if shard.teacher.model == STANDIN_MODEL else resolve_api_key(shard.teacher)
     with RequestCache(shard.cache_path) as cache:
@@ -211,12 +212,7 @@ def _run_pass(
             spent_usd,
             config.batch_poll_s if config.batch_mode else None,
         )
-        if runner is None:
-            shard_outcomes, shard_stats = run_shard(shard, progress)
-        else:
-            shard_outcomes, shard_stats = runner(shard)
-            for outcome in shard_outcomes:
-                progress(outcome)
+        shard_outcomes, shard_stats = (runner or run_shard)(shard, progress)
         outcomes.extend(shard_outcomes)
         stats.append(shard_stats)
         spent_usd += shard_stats.cost_usd

@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from flows.stages import STAGE_FLOWS, MissingUpstream, pipeline_flow  # imports Prefect
+    from tasks.distill.client import MissingApiKeyError
+    from tasks.distill.stage import DistillIncomplete
 
     print(f"rmr1: recipe {recipe.name} ({recipe.fingerprint}), artifacts {ArtifactStore(args.artifacts)}")
     try:
@@ -111,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             versions = STAGE_FLOWS[args.name](recipe.to_dict(), args.artifacts)
         else:
             versions = pipeline_flow(recipe.to_dict(), args.artifacts, args.from_stage, args.to_stage)
-    except (RejectRateExceeded, MissingUpstream, ContractError, FileNotFoundError, ValueError) as error:
+    except (
+        RejectRateExceeded, MissingUpstream, ContractError, FileNotFoundError, ValueError, DistillIncomplete,
+        MissingApiKeyError,
+    ) as error:  # fmt: skip
         finish_prefect()
         print(f"rmr1: failed: {error}", file=sys.stderr)
         return 1

@@ -28,9 +28,9 @@ from flows.recipe import Recipe, recipe_from_dict
 from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
 from tasks.filter.stage import filter_traces, filter_versions
-from tasks.pull.stage import ProgressCallback, pull_preferences, pull_version
+from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
-from tasks.stage import StageResult
+from tasks.stage import ProgressCallback, StageResult
 
 STAGES = ("pull", "split", "distill", "filter")
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -60,7 +60,14 @@ def run_stage(
         return split_pairs(upstream[PREFERENCE_PAIRS.kind], recipe.split, store)
     if name == "distill":
         distill_set = upstream[DISTILL_SET.kind]
-        return distill_traces(distill_set, recipe.distill, store, runner=shard_runner, on_progress=on_progress)
+        return distill_traces(
+            distill_set,
+            recipe.distill,
+            store,
+            max_failure_rate=recipe.max_reject_rate,
+            runner=shard_runner,
+            on_progress=on_progress,
+        )
     if name == "filter":
         return filter_traces(upstream[TEACHER_TRACES.kind], recipe.filter, store)
     raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
@@ -91,14 +98,6 @@ def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream:
             )
         outputs[kind] = ref
     return outputs
-
-
-def run_plain_pipeline(recipe: Recipe, store: ArtifactStore, to_stage: str) -> dict[str, ArtifactRef]:
-    """Run every stage up to `to_stage` without Prefect (each skips itself when already published)."""
-    refs: dict[str, ArtifactRef] = {}
-    for name in STAGES[: STAGES.index(to_stage) + 1]:
-        refs.update(run_stage(name, recipe, store, refs).outputs)
-    return refs
 
 
 @task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
@@ -151,7 +150,7 @@ def stage_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
         return {"counts": counts, "label-balance": balance}
     if result.stage == "distill":
         by_pass = [{**row, "failed_by_reason": str(row["failed_by_reason"])} for row in result.stats["by_pass"]]
-        return {"counts": by_pass, "totals": [result.stats["totals"]]}
+        return {"counts": result.stats["counts"], "by-pass": by_pass, "totals": [result.stats["totals"]]}
     if result.stage == "filter":
         return {"pass-rates": result.stats["pass_rates"]}
     return {}
@@ -180,8 +179,12 @@ def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, u
     recipe = recipe_from_dict(recipe_dict)
     store = ArtifactStore(artifacts)
     if upstream is None:
-        # Run alone: make sure upstream artifacts exist, running the missing stages first.
-        refs = run_plain_pipeline(recipe, store, STAGES[STAGES.index(name) - 1]) if name != STAGES[0] else {}
+        # Run alone: upstream stages first, as subflows (each skips itself when already published).
+        refs = {}
+        for before in STAGES[: STAGES.index(name)]:
+            needed = {kind: refs[kind].version for kind in UPSTREAM[before]}
+            versions = STAGE_FLOWS[before](recipe_dict, artifacts, upstream=needed)
+            refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
     else:
         refs = {kind: store.require(kind, version) for kind, version in upstream.items()}
     result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in UPSTREAM[name]})

@@ -7,10 +7,13 @@ numbers as the run that made the artifact.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from data_contracts import ArtifactRef
+
+ProgressCallback = Callable[[int, int], None]  # (work done, total work): drives bars and Prefect progress
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 
 from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill.config import DistillConfig, TeacherConfig
-from tasks.distill.stage import STANDIN_MODEL, distill_traces, distill_version
+from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_traces, distill_version
 from tasks.distill.standin_teacher import Faults, StandinTeacher
 from tasks.judge_protocol import filter_verdict_matches
 from tasks.pull.config import PullConfig, SourceConfig
@@ -139,13 +139,14 @@ def test_killed_distill_resumes_without_resending_answered_requests(tmp_path: Pa
     resumed_rows = json.loads(finished.stdout.strip().splitlines()[-1])
     clean_rows = json.loads(uninterrupted.stdout.strip().splitlines()[-1])
     assert resumed_rows == clean_rows  # same rows as a run never interrupted
+    # Before the clean run, each request may have been answered once, plus once more only if it was in
+    # flight when a kill hit (answered by the server, never cached by the client).
     entries = [json.loads(line) for line in log_path.read_text().splitlines()]
-    resumed_ids = {row[1] for row in resumed_rows}
-    answered = Counter(e["request_id"] for e in entries if e["outcome"] == "ok" and e["request_id"] in resumed_ids)
-    resent = sum(n - 1 for n in answered.values() if n > 1)
-    # The clean run sends everything once more (its own cache); beyond that, only requests that were in
-    # flight at a kill may have been answered twice.
-    assert resent <= len(resumed_ids) + kills * config["max_in_flight"]
+    before_clean = entries[: len(entries) - len({row[1] for row in clean_rows})]
+    answered = Counter(e["request_id"] for e in before_clean if e["outcome"] == "ok")
+    assert sum(answered.values()) == len(before_clean)
+    assert set(answered) == {row[1] for row in resumed_rows}
+    assert sum(n - 1 for n in answered.values()) <= kills * config["max_in_flight"]
 
 
 def test_the_api_key_is_nowhere_in_artifacts_caches_or_logs(
@@ -162,23 +163,48 @@ def test_the_api_key_is_nowhere_in_artifacts_caches_or_logs(
     assert FAKE_KEY not in (tmp_path / "server.jsonl").read_text()
 
 
-def test_budget_stops_sending_and_a_new_attempt_resumes_from_the_cache(
-    tmp_path: Path, teacher: StandinTeacher, api_key: str
+def test_budget_stops_sending_says_so_and_a_rerun_resumes_from_the_cache(
+    tmp_path: Path, teacher: StandinTeacher, api_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = ArtifactStore(tmp_path / "artifacts")
     distill_set = make_distill_set(store, 120)
     priced = fast_teacher(teacher.base_url, price_input_per_mtok=100.0, price_output_per_mtok=100.0, max_in_flight=4)
-    first = distill_traces(distill_set, DistillConfig(teacher=priced, budget_usd=0.5), store)
-    rows = traces(store, first)
-    failed = [r for r in rows if r["status"] == "failed"]
-    assert failed and all(r["failure_reason"].startswith("budget_exhausted") for r in failed)
-    # Requests already in flight when the budget is reached still finish and count.
-    assert first.stats["totals"]["cost_usd"] <= 0.5 + priced.max_in_flight * max(r["cost_usd"] for r in rows)
-    sent_before = len(teacher.request_log())
-    retry = distill_traces(distill_set, DistillConfig(teacher=priced, attempt=1), store)
-    assert retry.outputs != first.outputs and all(r["status"] == "ok" for r in traces(store, retry))
-    assert len(teacher.request_log()) - sent_before == len(failed)  # answered ones came from the cache
-    assert retry.stats["totals"]["cached"] == len(rows) - len(failed)
+    with pytest.raises(DistillIncomplete, match=r"teacher requests failed \(\{'budget_exhausted': \d+\}\)"):
+        distill_traces(distill_set, DistillConfig(teacher=priced, budget_usd=0.5), store)
+    assert "budget" in caplog.text.lower()
+    assert store.list("teacher_traces") == []  # nothing half-done is published
+    answered = len(teacher.request_log())
+    assert 0 < answered < 60
+    result = distill_traces(distill_set, DistillConfig(teacher=priced, budget_usd=100.0), store)
+    assert all(r["status"] == "ok" for r in traces(store, result))
+    assert len(teacher.request_log()) - answered == 60 - answered  # the answered ones came from the cache
+    assert result.stats["totals"]["cached"] == answered
+
+
+def test_an_unreachable_teacher_fails_the_stage_without_publishing(tmp_path: Path, api_key: str) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 20)
+    dead = fast_teacher("http://127.0.0.1:9/v1", max_retries=1)  # the discard port: connection refused
+    with pytest.raises(DistillIncomplete, match=r"10 of 10 teacher requests failed \(\{'connection': 10\}\)"):
+        distill_traces(distill_set, DistillConfig(teacher=dead), store)
+    assert store.list("teacher_traces") == []
+
+
+def test_a_few_failures_are_published_as_failed_rows_and_a_new_attempt_retries_only_them(
+    tmp_path: Path, api_key: str
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    distill_set = make_distill_set(store, 120)
+    with StandinTeacher(faults=Faults(rate_500=0.5, seed=1)) as flaky:
+        config = DistillConfig(teacher=fast_teacher(flaky.base_url, max_retries=1))
+        first = distill_traces(distill_set, config, store, max_failure_rate=0.5)
+        failed = [r for r in traces(store, first) if r["status"] == "failed"]
+        assert failed and all(r["failure_reason"].startswith("server_error: 500") for r in failed)
+    with StandinTeacher() as healthy:
+        retry_config = DistillConfig(teacher=fast_teacher(healthy.base_url), attempt=1)
+        retry = distill_traces(distill_set, retry_config, store)
+        assert len(healthy.request_log()) == len(failed)  # only the failed requests are sent again
+    assert all(r["status"] == "ok" for r in traces(store, retry))
 
 
 def test_version_follows_what_is_asked_not_how_fast_and_the_standin_never_poses_as_the_teacher() -> None:

@@ -77,11 +77,15 @@ def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -
     assert summary is not None and "skipped (already published)" in str(summary.data)
 
 
-def test_changing_a_split_value_rebuilds_only_the_split(tmp_path: Path) -> None:
+def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_path: Path) -> None:
     first = pipeline_flow(smoke(), str(tmp_path))
+    pull_created = ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"]
     changed = pipeline_flow(smoke("split.seed=5"), str(tmp_path))
     assert changed["preference_pairs"] == first["preference_pairs"]
-    assert changed["distill_set"] != first["distill_set"] and changed["rl_set"] != first["rl_set"]
+    assert ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
+    assert "skipped" in str(Artifact.get("pull-summary").data)  # type: ignore[union-attr]
+    for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples"):
+        assert changed[kind] != first[kind]
 
 
 def test_a_stage_flow_alone_runs_its_missing_upstream_first(tmp_path: Path) -> None:

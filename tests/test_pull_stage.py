@@ -16,7 +16,7 @@ from data_contracts import ArtifactStore, RejectRateExceeded
 from tasks.pull import stage as pull_stage
 from tasks.pull.adapters import NormalizedPair
 from tasks.pull.config import PullConfig, SourceConfig
-from tasks.pull.sources import load_source
+from tasks.pull.sources import SourceError, load_source
 from tasks.pull.stage import pull_preferences, pull_version
 from tests.conftest import FIXTURES, PREFERENCES, needs_shared
 
@@ -188,6 +188,23 @@ def test_second_pull_of_the_same_inputs_is_skipped_without_reading_sources(tmp_p
     assert second.outputs == first.outputs
     assert second.stats == first.stats
     assert manifest_path.stat().st_mtime_ns == before
+
+
+def test_editing_one_of_two_same_named_files_changes_the_version(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        write_jsonl(tmp_path / "data" / folder / "p.jsonl", [{"prompt": folder, "chosen": "x", "rejected": "y"}])
+    config = PullConfig(sources=(generic("p", tmp_path / "data"),))
+    version = pull_version(config)
+    write_jsonl(tmp_path / "data" / "a" / "p.jsonl", [{"prompt": "edited", "chosen": "x", "rejected": "y"}])
+    assert pull_version(config) != version
+
+
+def test_an_unreadable_file_is_named_in_the_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q2", "chosen": \n')
+    with pytest.raises(SourceError, match=f"{broken}: cannot be read as json"):
+        pull_preferences(PullConfig(sources=(generic("b", broken),)), ArtifactStore(tmp_path / "artifacts"))
 
 
 def test_version_follows_file_content_not_file_location(tmp_path: Path) -> None:

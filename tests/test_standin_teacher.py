@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from tasks.distill.client import request_id_of as request_id
 from tasks.distill.standin_teacher import (
     STANDIN_MODEL,
     STANDIN_NOTICE,
@@ -21,7 +22,6 @@ from tasks.distill.standin_teacher import (
     StandinTeacher,
     judge_trace,
     parse_pair,
-    request_id,
 )
 from tasks.judge_protocol import filter_verdict_matches, load_template_set, parse_eval_verdict, render_judge_messages
 

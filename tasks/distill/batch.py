@@ -3,7 +3,8 @@
 The requests not yet in the cache go up as one JSONL file (`/v1/files`) and one batch (`/v1/batches`).
 The batch id is written to a state file *before* polling starts, so a killed run, re-run, finds it and
 collects the batch it already paid for. Answers land in the request cache like streamed ones; lines the
-batch could not answer come back as failed outcomes with the batch's reason.
+batch could not answer come back as failed outcomes with the batch's reason. `budget_usd` does not
+apply here: a batch is one submission, priced by the provider when it completes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ ENDPOINT = "/v1/chat/completions"
 log = logging.getLogger(__name__)
 
 
+class BatchError(RuntimeError):
+    """A Batch API call failed; the batch id (if any) stays recorded, so a re-run collects it."""
+
+
 def _write_state(path: str, state: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.tmp"
@@ -45,7 +50,8 @@ def _read_state(path: str, request_ids: list[str]) -> str | None:
             state = json.load(handle)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-    return state["batch_id"] if state.get("request_ids") == request_ids else None
+    # A batch that covers every pending request is ours, even if a killed run cached part of its output.
+    return state["batch_id"] if set(request_ids) <= set(state.get("request_ids", ())) else None
 
 
 async def send_batch(
@@ -95,6 +101,9 @@ async def send_batch(
             for request_id in pending:
                 if request_id not in failures and request_id not in cache:
                     failures[request_id] = f"batch_{batch.status}"
+        except openai.OpenAIError as error:
+            message = str(error).replace(api_key, "***")  # an echoing server must not put the key in a log
+            raise BatchError(f"batch API at {cfg.base_url}: {type(error).__name__}: {message}") from None
         finally:
             await client.close()
         os.remove(state_path)
@@ -114,10 +123,13 @@ def _store_answers(output_jsonl: str, cache: RequestCache, cfg: TeacherConfig) -
             failures[record["custom_id"]] = f"batch_error: {response.get('status_code')}"
             continue
         choice, usage = body["choices"][0], body.get("usage") or {}
+        if not (choice.get("message") or {}).get("content"):
+            failures[record["custom_id"]] = "invalid_response: empty answer"  # never cache an empty answer
+            continue
         cache.put(
             CachedAnswer(
                 request_id=record["custom_id"],
-                text=choice["message"]["content"] or "",
+                text=choice["message"]["content"],
                 finish_reason=choice.get("finish_reason"),
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),

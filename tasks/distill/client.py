@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import json
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, cast
 
+from data_contracts import canonical_json
 from tasks.distill.cache import CachedAnswer, RequestCache
 from tasks.distill.config import TeacherConfig
 
@@ -36,6 +36,11 @@ MAX_RETRY_AFTER_S = 3600.0  # a longer Retry-After is honoured only up to an hou
 CHARS_PER_TOKEN = 4  # rough prompt-size estimate for the tokens-per-minute limiter
 TOKENS_PER_MESSAGE = 4  # role and separators, per message
 _RETRY_STATUSES = {408: "timeout", 429: "rate_limited"}  # and every 5xx: "server_error"
+
+
+def request_id_of(body: dict[str, Any]) -> str:
+    """The request cache's key: sha256 hex of the canonical JSON of a chat-completion request body."""
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,7 @@ class TeacherRequest:
     @cached_property
     def request_id(self) -> str:
         """sha256 hex of the canonical JSON of `body()`: the same request always has the same id."""
-        canonical = json.dumps(self.body(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return request_id_of(self.body())
 
     def estimated_tokens(self) -> int:
         """Prompt estimate plus `max_tokens`: what a tokens-per-minute limit is charged for this request."""

@@ -34,17 +34,16 @@ from tasks.distill.batch import send_batch
 from tasks.distill.cache import RequestCache
 from tasks.distill.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.distill.config import DistillConfig, TeacherConfig
+from tasks.distill.standin_teacher import STANDIN_MODEL, StandinTeacher
 from tasks.judge_protocol import filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
-from tasks.stage import StageResult
+from tasks.stage import ProgressCallback, StageResult
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "distill-1"
-STANDIN_MODEL = "standin-longer-answer-judge"
 STANDIN_KEY = "standin-needs-no-key"  # the stand-in checks that a key is sent, not which
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -138,8 +137,6 @@ def teacher_endpoint(teacher: TeacherConfig) -> Iterator[TeacherConfig]:
     if teacher.base_url is not None:
         yield teacher
         return
-    from tasks.distill.standin_teacher import StandinTeacher
-
     with StandinTeacher(model=STANDIN_MODEL) as standin:
         log.warning(
             "teacher.base_url is not set: using the STAND-IN teacher at %s (a heuristic that prefers the longer "
@@ -219,17 +216,25 @@ def _run_pass(
     return outcomes, stats
 
 
+class DistillIncomplete(RuntimeError):
+    """Too many requests failed (or the budget ran out) to publish; answers so far are in the cache."""
+
+
 def distill_traces(
     distill_set: ArtifactRef,
     config: DistillConfig,
     store: ArtifactStore,
     *,
+    max_failure_rate: float = 0.05,
     runner: ShardRunner | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
     """Publish `teacher_traces` for `distill_set` (skipped when that version is already published).
 
-    `runner` sends one shard (default: in this process; the Prefect flow passes one task per shard).
+    Failed requests become `status=failed` rows, but when more than `max_failure_rate` of them failed
+    (an unreachable endpoint, a bad key, the budget) nothing is published: DistillIncomplete says why,
+    and a re-run of the same recipe resumes from the cache. `runner` sends one shard (default: in this
+    process; the Prefect flow passes one task per shard).
     """
     version = distill_version(config, distill_set)
     existing = store.get(TEACHER_TRACES.kind, version)
@@ -272,6 +277,15 @@ def distill_traces(
         progress.close()
 
     stats = summarize(trace_rows, run_stats, time.monotonic() - started, len(wrong))
+    failed = Counter(r["failure_reason"].split(":")[0] for r in trace_rows if r["status"] == "failed")
+    n_failed = sum(failed.values())
+    if n_failed > max_failure_rate * len(trace_rows):
+        raise DistillIncomplete(
+            f"distill: {n_failed} of {len(trace_rows)} teacher requests failed ({dict(failed)}), above the "
+            f"{max_failure_rate:.0%} threshold; nothing was published. The {len(trace_rows) - n_failed} answers "
+            f"are in the request cache ({cache_path}): fix the cause (endpoint, key, budget_usd) and re-run; only "
+            "the unanswered requests are sent."
+        )
     ref = publish_table(
         store,
         TEACHER_TRACES,
@@ -317,7 +331,7 @@ def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: flo
     by_pass = []
     for teacher_pass in sorted({r["teacher_pass"] for r in rows}):
         mine = [r for r in rows if r["teacher_pass"] == teacher_pass]
-        failures = Counter((r["failure_reason"] or "").split(":")[0] for r in mine if r["status"] == "failed")
+        failures = Counter(r["failure_reason"].split(":")[0] for r in mine if r["status"] == "failed")
         by_pass.append(
             {
                 "pass": teacher_pass,
@@ -335,6 +349,10 @@ def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: flo
             }
         )
     sent = sum(s.requests - s.cached for s in run_stats)
+    send_s = sum(s.wall_s for s in run_stats)
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    for row in rows:
+        counts.setdefault((row["source"], row["domain"]), Counter())[row["status"]] += 1
     totals = {
         "requests": len(rows),
         "sent": sent,
@@ -347,6 +365,10 @@ def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: flo
         "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),  # what these traces cost
         "spent_usd": round(sum(s.cost_usd for s in run_stats), 6),  # what this run paid (cache hits are free)
         "wall_s": round(wall_s, 2),
-        "requests_per_s": round(sent / wall_s, 2) if wall_s > 0 else 0.0,
+        "requests_per_s": round(sent / send_s, 2) if send_s > 0 else 0.0,  # while sending, cache hits excluded
     }
-    return {"totals": totals, "by_pass": by_pass}
+    by_source_domain = [
+        {"source": s, "domain": d, "requests": c["ok"] + c["failed"], "ok": c["ok"], "failed": c["failed"]}
+        for (s, d), c in sorted(counts.items())
+    ]
+    return {"totals": totals, "by_pass": by_pass, "counts": by_source_domain}

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from data_contracts.versioning import canonical_json
+from tasks.distill.client import request_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,6 @@ _REASONING_CUES = re.compile(
     r"\d\s*[-+*/^=×÷%<>]\s*\d|\bcode\b|\bfunction\b|def |```|\bsolve\b|\bcalculate\b", re.IGNORECASE
 )
 _UNQUOTABLE = re.compile(r"[\[\]<>]")  # keeps quotes from holding verdict tags or closing a tag early
-
-
-def request_id(body: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON (sorted keys, no whitespace) of a chat-completion request body."""
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------- the heuristic judge
@@ -274,7 +269,7 @@ class StandinTeacher:
     429 (outcome "rate_limited", Retry-After = seconds until a slot frees); refused requests do not
     count. Faults are drawn per admitted attempt, in arrival order, from `random.Random(faults.seed)`.
     `request_log()` has one entry per chat-completion request, whether sent over HTTP or as a line of a
-    batch: {"t": monotonic arrival time, "request_id": `request_id(body)`, "outcome", "auth": whether a
+    batch: {"t": monotonic arrival time, "request_id": `request_id_of(body)`, "outcome", "auth": whether a
     bearer key came (never the key), "source": "http" | "batch"}; `log_path` appends the same as JSON lines.
     Files, batches and models requests are not logged. `port` 0 picks a free port.
     """
@@ -479,7 +474,7 @@ class StandinTeacher:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             self._record(hashlib.sha256(raw).hexdigest(), "bad_request", auth, t=arrival)
             return _error(400, "the body must be a JSON object with a 'messages' list", "invalid_request_error")
-        rid = request_id(body)
+        rid = request_id_of(body)
         wait_s = None if not auth else self._over_rate_limit(arrival)
         outcome = "unauthorized" if not auth else "rate_limited" if wait_s is not None else self._draw_fault()
         self._record(rid, outcome, auth, t=arrival)
@@ -561,7 +556,7 @@ class StandinTeacher:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or request.get("url") != endpoint:
             error = {"code": "invalid_request", "message": f"a line needs custom_id, url {endpoint!r} and a chat body"}
             return {"id": line_id, "custom_id": custom_id, "response": None, "error": error}, False
-        rid = request_id(body)
+        rid = request_id_of(body)
         self._record(rid, "ok", True, source="batch")
         completion = self._completion(body, judge_trace(body["messages"]))
         response = {"status_code": 200, "request_id": rid, "body": completion}

@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 
 from tasks.judge_protocol.templates import fill_placeholders
-from tasks.judge_protocol.verdicts import Winner
+from tasks.judge_protocol.verdicts import VERDICT_TAGS, Winner
 
 PASS2_HINT_FILE = Path(__file__).parent / "templates" / "hints" / "pass2-v1.txt"
-_TAGS = {"model_a": "[[A]]", "model_b": "[[B]]"}  # RM-R1.md §2
 _ANSWER = re.compile(r"<answer>\[\[([AB])\]\]</answer>")
 _TYPE = re.compile(r"<type>(Chat|Reasoning)</type>")
 
@@ -57,4 +56,4 @@ def trace_format_problem(trace: str) -> str | None:
 def render_pass2_hint(previous_judgement: str, winner: Winner) -> str:
     """The suffix for the second teacher: the correct verdict and the previous judgement (RM-R1.md §5)."""
     text = PASS2_HINT_FILE.read_text(encoding="utf-8").rstrip("\n")
-    return fill_placeholders(text, {"{correct_tag}": _TAGS[winner], "{previous_judgement}": previous_judgement})
+    return fill_placeholders(text, {"{correct_tag}": VERDICT_TAGS[winner], "{previous_judgement}": previous_judgement})

@@ -17,13 +17,13 @@ RL_WINDOW = 80  # RL reward reads the last 80 characters (special tokens include
 RL_REWARD_CORRECT = 1.0  # RM-R1.md §1 and §3: +1 when the verdict matches the label
 RL_REWARD_WRONG = -1.0  # RM-R1.md §1 and §3: -1 otherwise; no separate format reward
 
-_VERDICT_TAGS = {"model_a": "[[A]]", "model_b": "[[B]]"}  # RM-R1.md §2
+VERDICT_TAGS = {"model_a": "[[A]]", "model_b": "[[B]]"}  # RM-R1.md §2
 _OTHER = {"model_a": "model_b", "model_b": "model_a"}
 TIE_TAG = "[[C]]"  # only for judges that may call a tie (allow_tie)
 
 
 def _answer_tag(winner: str) -> str:
-    return f"<answer>{_VERDICT_TAGS[winner]}</answer>"
+    return f"<answer>{VERDICT_TAGS[winner]}</answer>"
 
 
 def filter_verdict_matches(trace: str, winner: Winner) -> bool:
@@ -31,9 +31,9 @@ def filter_verdict_matches(trace: str, winner: Winner) -> bool:
 
     The paper's rule looks only for the label's own tag, not for the absence of the other one.
     """
-    if not isinstance(trace, str) or winner not in _VERDICT_TAGS:
+    if not isinstance(trace, str) or winner not in VERDICT_TAGS:
         return False
-    return _VERDICT_TAGS[winner] in trace[-FILTER_WINDOW:]
+    return VERDICT_TAGS[winner] in trace[-FILTER_WINDOW:]
 
 
 def rl_reward(completion: str, winner: Winner) -> float:
@@ -41,7 +41,7 @@ def rl_reward(completion: str, winner: Winner) -> float:
 
     The completion must be decoded with special tokens kept, so an EOS string counts toward the window.
     """
-    if not isinstance(completion, str) or winner not in _VERDICT_TAGS:
+    if not isinstance(completion, str) or winner not in VERDICT_TAGS:
         return RL_REWARD_WRONG
     tail = completion[-RL_WINDOW:]
     if _answer_tag(winner) in tail and _answer_tag(_OTHER[winner]) not in tail:

@@ -15,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tasks.pull.config import DOMAINS, SourceConfig
-
-Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
-
-ROLES = ("system", "user", "assistant")
+from data_contracts.kinds import DOMAINS, ROLES
+from tasks.judge_protocol.templates import Turn
+from tasks.pull.config import SourceConfig
 
 
 @dataclass(frozen=True)

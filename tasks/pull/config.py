@@ -1,13 +1,14 @@
 """Recipe sections for the pull stage: which preference sources to load and how to read them.
 
-Every field that changes the rows of `preference_pairs` takes part in the artifact version; fields that
-do not (the reject threshold) are listed in `PullConfig.NOT_VERSIONED`.
+Every field takes part in the `preference_pairs` version except `path`: input files count by content
+(see `tasks/pull/stage.py`), so moving them changes nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from data_contracts.kinds import DOMAINS
 from tasks.stage import ConfigError
 
 ADAPTERS = (
@@ -19,7 +20,6 @@ ADAPTERS = (
     "generic",
     "synthetic",
 )
-DOMAINS = ("chat", "safety", "code", "math")
 
 
 @dataclass(frozen=True)

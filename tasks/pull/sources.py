@@ -96,7 +96,9 @@ def file_sha256(file: str) -> str:
 def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
     """What identifies a source's input data in artifact versions: file contents or the pinned revision."""
     if source.path is not None:
-        return {os.path.basename(f): file_sha256(f) for f in resolve_files(source.path)}
+        files = resolve_files(source.path)
+        root = os.path.dirname(files[0]) if len(files) == 1 else os.path.commonpath(files)
+        return {os.path.relpath(f, root): file_sha256(f) for f in files}
     if source.hub_id is not None:
         return {"hub_id": source.hub_id, "revision": source.revision, "subset": source.subset, "split": source.split}
     return {}  # synthetic: the config (rows, seed) is the whole input
@@ -113,7 +115,13 @@ def load_source(source: SourceConfig) -> LoadedSource:
     elif source.path is not None:
         loaded, inputs = [], []
         for file in resolve_files(source.path):
-            dataset = datasets.load_dataset(_format(file), data_files=file, split="train")
+            try:
+                dataset = datasets.load_dataset(_format(file), data_files=file, split="train")
+            except Exception as error:  # datasets wraps parse errors without naming the file
+                cause = error.__cause__ or error
+                raise SourceError(
+                    f"{file}: cannot be read as {_format(file)}: {type(cause).__name__}: {cause}"
+                ) from error
             loaded.append(dataset)
             inputs.append(InputFile(file, len(dataset)))
     else:

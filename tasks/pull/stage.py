@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -26,7 +25,7 @@ from data_contracts.kinds import PREFERENCE_PAIRS
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import InputFile, LoadedSource, load_source, source_fingerprint
-from tasks.stage import StageResult
+from tasks.stage import ProgressCallback, StageResult
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "pull-1"
@@ -55,9 +54,6 @@ def pair_content_hash(conversation: list[dict[str, str]], chosen: str, rejected:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()[:16]
-
-
-ProgressCallback = Callable[[int, int], None]  # (records read, records in all sources)
 
 
 class _Counts:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from data_contracts import canonical_json
+from data_contracts.versioning import plain
 from tasks.distill.config import DistillConfig
 from tasks.filter.config import FilterConfig
 from tasks.pull.config import PullConfig
@@ -52,7 +53,7 @@ class Recipe:
             raise ConfigError("max_reject_rate", f"must be in [0, 1], got {self.max_reject_rate}")
 
     def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], yaml.safe_load(canonical_json(self)))
+        return typing.cast(dict[str, Any], plain(self))
 
     @property
     def fingerprint(self) -> str:

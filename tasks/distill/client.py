@@ -122,39 +122,6 @@ class RunStats:
         """Answers from the teacher per second of wall time (cached answers excluded)."""
         return self.sent_ok / self.wall_s if self.wall_s > 0 else 0.0
 
-    def merged(self, other: RunStats) -> RunStats:
-        """The totals of two runs (e.g. two shards)."""
-        return RunStats(
-            requests=self.requests + other.requests,
-            ok=self.ok + other.ok,
-            failed=self.failed + other.failed,
-            cached=self.cached + other.cached,
-            retries=self.retries + other.retries,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost_usd=self.cost_usd + other.cost_usd,
-            wall_s=self.wall_s + other.wall_s,
-        )
-
-    def as_rows(self) -> list[dict[str, Any]]:
-        """A two-column table (metric, value) for a Prefect table artifact or the terminal."""
-        rows: list[dict[str, Any]] = [
-            {"metric": "requests", "value": self.requests},
-            {"metric": "ok", "value": self.ok},
-            {"metric": "ok from cache", "value": self.cached},
-            {"metric": "failed", "value": sum(self.failed.values())},
-        ]
-        rows += [{"metric": f"failed: {reason}", "value": count} for reason, count in sorted(self.failed.items())]
-        rows += [
-            {"metric": "retries", "value": self.retries},
-            {"metric": "prompt tokens", "value": self.prompt_tokens},
-            {"metric": "completion tokens", "value": self.completion_tokens},
-            {"metric": "cost (USD)", "value": round(self.cost_usd, 6)},
-            {"metric": "wall time (s)", "value": round(self.wall_s, 3)},
-            {"metric": "throughput (answers/s)", "value": round(self.throughput(), 3)},
-        ]
-        return rows
-
 
 class RateLimiter:
     """Smooth requests- and tokens-per-minute limits; None means unlimited.

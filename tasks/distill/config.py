@@ -1,8 +1,9 @@
 """Recipe sections for the distill stage: the teacher endpoint, its limits and prices, and the two passes.
 
 Only fields that change the traces take part in the artifact version (model, sampling, max_tokens, the
-template, the pass-2 teacher); how fast or how cheaply they are fetched (concurrency, rate limits,
-retries, timeouts, prices, budget, the endpoint URL and key) does not, and is listed in `NOT_VERSIONED`.
+template, the pass-2 teacher, `attempt`); how fast or how cheaply they are fetched (concurrency, rate
+limits, retries, timeouts, prices, budget, sharding, batch mode, the endpoint URL and key) does not: see
+`TeacherConfig.NOT_VERSIONED` and `tasks.distill.stage.distill_version`.
 """
 
 from __future__ import annotations
@@ -101,8 +102,6 @@ class DistillConfig:
         metadata={"help": "Send through the OpenAI Batch API (/v1/batches) instead of one request at a time."},
     )
     batch_poll_s: float = field(default=30.0, metadata={"help": "Seconds between batch status checks."})
-
-    NOT_VERSIONED = ("shard_rows", "budget_usd", "cache_dir", "batch_mode", "batch_poll_s")
 
     def __post_init__(self) -> None:
         if self.shard_rows < 1:

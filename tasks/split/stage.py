@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
+from tasks.judge_protocol import place_pair
 from tasks.split.config import SplitConfig
 from tasks.stage import StageResult
 
@@ -64,17 +64,23 @@ def chosen_at_a(pair_ids: list[str], placement: str, seed: int) -> np.ndarray:
 
 
 def place_answers(pairs: pa.Table, at_a: np.ndarray) -> pa.Table:
-    """`preference_pairs` rows → judge pairs: answer_a/answer_b and the winner label."""
-    at_a_array = pa.array(at_a)
+    """`preference_pairs` rows → judge pairs: answer_a/answer_b and the winner label (judge protocol)."""
+    placed = [
+        place_pair(chosen, rejected, "A" if first else "B")
+        for chosen, rejected, first in zip(
+            pairs.column("chosen").to_pylist(), pairs.column("rejected").to_pylist(), at_a.tolist(), strict=True
+        )
+    ]
+    answer_a, answer_b, winner = (list(column) for column in zip(*placed, strict=True)) if placed else ([], [], [])
     return pa.table(
         {
             "pair_id": pairs.column("pair_id"),
             "source": pairs.column("source"),
             "domain": pairs.column("domain"),
             "conversation": pairs.column("conversation"),
-            "answer_a": pc.if_else(at_a_array, pairs.column("chosen"), pairs.column("rejected")),
-            "answer_b": pc.if_else(at_a_array, pairs.column("rejected"), pairs.column("chosen")),
-            "winner": pc.if_else(at_a_array, "model_a", "model_b"),
+            "answer_a": pa.array(answer_a, pa.string()),
+            "answer_b": pa.array(answer_b, pa.string()),
+            "winner": pa.array(winner, pa.string()),
             "source_ref": pairs.column("source_ref"),
         }
     )

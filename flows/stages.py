@@ -1,14 +1,17 @@
 """Prefect flows: one per stage and the end-to-end pipeline, thin wrappers around the plain stage functions.
 
-A stage flow resolves its upstream artifacts (running missing upstream stages first, or reading the
-versions the pipeline hands it), runs the stage function as one Prefect task, and leaves in the UI a
-table of counts, a link to each artifact folder and a short summary. Skipping is decided by the stage
-function from artifact versions, so it works the same with or without a Prefect database.
+`SPECS` is the one place a stage is wired in: what it reads, the versions it would publish, how to run
+it, and the tables it shows. A stage flow resolves its upstream artifacts (running upstream stage flows
+first as subflows, or reading the versions the pipeline hands it), runs the stage function as one
+Prefect task, and leaves in the UI its tables, a link to each artifact folder and a short summary.
+Skipping is decided by the stage function from artifact versions, so it works the same with or without
+a Prefect database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -32,13 +35,90 @@ from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import ProgressCallback, StageResult
 
-STAGES = ("pull", "split", "distill", "filter")
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "pull": (),
-    "split": (PREFERENCE_PAIRS.kind,),
-    "distill": (DISTILL_SET.kind,),
-    "filter": (TEACHER_TRACES.kind,),
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the Prefect layer plugs into a stage: a progress callback and a runner for distill shards."""
+
+    on_progress: ProgressCallback | None = None
+    shard_runner: ShardRunner | None = None
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything the flows know about one stage: the one place a stage is wired in."""
+
+    name: str
+    upstream: tuple[str, ...]  # artifact kinds it reads
+    versions: Callable[[Recipe, dict[str, ArtifactRef]], dict[str, str]]  # what it would publish
+    run: Callable[[Recipe, ArtifactStore, dict[str, ArtifactRef], Hooks], StageResult]
+    tables: Callable[[StageResult], dict[str, list[dict[str, Any]]]]  # UI tables, counts first
+
+
+def _split_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
+    distill, rl = result.stats[DISTILL_SET.kind], result.stats[RL_SET.kind]
+    counts = []
+    for key in sorted(set(distill["by_source_domain"]) | set(rl["by_source_domain"])):
+        source, domain = key.rsplit("/", 1)
+        in_distill, in_rl = distill["by_source_domain"].get(key, 0), rl["by_source_domain"].get(key, 0)
+        counts.append(
+            {"source": source, "domain": domain, "rows_in": in_distill + in_rl, "distill_set": in_distill,
+             "rl_set": in_rl, "rejected": 0}
+        )  # fmt: skip
+    balance = [
+        {"artifact": k, "rows": s["rows"], **s["winner"]} for k, s in ((DISTILL_SET.kind, distill), (RL_SET.kind, rl))
+    ]
+    return {"counts": counts, "label-balance": balance}
+
+
+def _distill_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
+    by_pass = [{**row, "failed_by_reason": str(row["failed_by_reason"])} for row in result.stats["by_pass"]]
+    return {"counts": result.stats["counts"], "by-pass": by_pass, "totals": [result.stats["totals"]]}
+
+
+SPECS: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            "pull",
+            (),
+            lambda recipe, up: {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)},
+            lambda recipe, store, up, hooks: pull_preferences(
+                recipe.pull, store, recipe.max_reject_rate, hooks.on_progress
+            ),
+            lambda result: {"counts": list(result.stats["counts"])},
+        ),
+        StageSpec(
+            "split",
+            (PREFERENCE_PAIRS.kind,),
+            lambda recipe, up: split_versions(recipe.split, up[PREFERENCE_PAIRS.kind]),
+            lambda recipe, store, up, hooks: split_pairs(up[PREFERENCE_PAIRS.kind], recipe.split, store),
+            _split_tables,
+        ),
+        StageSpec(
+            "distill",
+            (DISTILL_SET.kind,),
+            lambda recipe, up: {TEACHER_TRACES.kind: distill_version(recipe.distill, up[DISTILL_SET.kind])},
+            lambda recipe, store, up, hooks: distill_traces(
+                up[DISTILL_SET.kind],
+                recipe.distill,
+                store,
+                max_failure_rate=recipe.max_reject_rate,
+                runner=hooks.shard_runner,
+                on_progress=hooks.on_progress,
+            ),
+            _distill_tables,
+        ),
+        StageSpec(
+            "filter",
+            (TEACHER_TRACES.kind,),
+            lambda recipe, up: filter_versions(recipe.filter, up[TEACHER_TRACES.kind]),
+            lambda recipe, store, up, hooks: filter_traces(up[TEACHER_TRACES.kind], recipe.filter, store),
+            lambda result: {"pass-rates": result.stats["pass_rates"]},
+        ),
+    )
 }
+STAGES = tuple(SPECS)
 
 
 class MissingUpstream(RuntimeError):
@@ -46,50 +126,16 @@ class MissingUpstream(RuntimeError):
 
 
 def run_stage(
-    name: str,
-    recipe: Recipe,
-    store: ArtifactStore,
-    upstream: dict[str, ArtifactRef],
-    on_progress: ProgressCallback | None = None,
-    shard_runner: ShardRunner | None = None,
+    name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef], hooks: Hooks = Hooks()
 ) -> StageResult:
-    """Run one stage as a plain function (no Prefect): the one dispatch from stage names to stage code."""
-    if name == "pull":
-        return pull_preferences(recipe.pull, store, recipe.max_reject_rate, on_progress)
-    if name == "split":
-        return split_pairs(upstream[PREFERENCE_PAIRS.kind], recipe.split, store)
-    if name == "distill":
-        distill_set = upstream[DISTILL_SET.kind]
-        return distill_traces(
-            distill_set,
-            recipe.distill,
-            store,
-            max_failure_rate=recipe.max_reject_rate,
-            runner=shard_runner,
-            on_progress=on_progress,
-        )
-    if name == "filter":
-        return filter_traces(upstream[TEACHER_TRACES.kind], recipe.filter, store)
-    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-
-
-def expected_versions(name: str, recipe: Recipe, upstream: dict[str, ArtifactRef]) -> dict[str, str]:
-    """The artifact versions a stage would publish for this recipe and upstream, computed without running it."""
-    if name == "pull":
-        return {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)}
-    if name == "split":
-        return split_versions(recipe.split, upstream[PREFERENCE_PAIRS.kind])
-    if name == "distill":
-        return {TEACHER_TRACES.kind: distill_version(recipe.distill, upstream[DISTILL_SET.kind])}
-    if name == "filter":
-        return filter_versions(recipe.filter, upstream[TEACHER_TRACES.kind])
-    raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    """Run one stage as a plain function (no Prefect)."""
+    return SPECS[name].run(recipe, store, upstream, hooks)
 
 
 def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> dict:
     """The already published outputs of a stage; MissingUpstream naming the stage when one is absent."""
     outputs = {}
-    for kind, version in expected_versions(name, recipe, upstream).items():
+    for kind, version in SPECS[name].versions(recipe, upstream).items():
         ref = store.get(kind, version)
         if ref is None:
             raise MissingUpstream(
@@ -103,7 +149,7 @@ def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream:
 @task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
 def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
     progress = prefect_progress(f"{name}-progress", f"{name}: work done")
-    return run_stage(name, recipe, store, upstream, progress, shard_runner=distill_shard_task)
+    return run_stage(name, recipe, store, upstream, Hooks(progress, distill_shard_task))
 
 
 @task(name="distill-shard", cache_policy=NONE, task_run_name="{shard.name}")
@@ -122,44 +168,10 @@ def prefect_progress(key: str, description: str) -> ProgressCallback:
     return update
 
 
-def stage_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
-    """The tables a stage shows in the UI, by artifact key: first its counts by source and domain."""
-    if result.stage == "pull":
-        return {"counts": list(result.stats["counts"])}
-    if result.stage == "split":
-        distill, rl = result.stats[DISTILL_SET.kind], result.stats[RL_SET.kind]
-        keys = sorted(set(distill["by_source_domain"]) | set(rl["by_source_domain"]))
-        counts = []
-        for key in keys:
-            source, domain = key.rsplit("/", 1)
-            in_distill, in_rl = distill["by_source_domain"].get(key, 0), rl["by_source_domain"].get(key, 0)
-            counts.append(
-                {
-                    "source": source,
-                    "domain": domain,
-                    "rows_in": in_distill + in_rl,
-                    "distill_set": in_distill,
-                    "rl_set": in_rl,
-                    "rejected": 0,
-                }
-            )
-        balance = [
-            {"artifact": kind, "rows": s["rows"], **s["winner"]}
-            for kind, s in ((DISTILL_SET.kind, distill), (RL_SET.kind, rl))
-        ]
-        return {"counts": counts, "label-balance": balance}
-    if result.stage == "distill":
-        by_pass = [{**row, "failed_by_reason": str(row["failed_by_reason"])} for row in result.stats["by_pass"]]
-        return {"counts": result.stats["counts"], "by-pass": by_pass, "totals": [result.stats["totals"]]}
-    if result.stage == "filter":
-        return {"pass-rates": result.stats["pass_rates"]}
-    return {}
-
-
 def report_stage(result: StageResult, store: ArtifactStore) -> None:
     """Leave the stage's counts table, artifact links and a summary in the Prefect UI."""
     key = result.stage.replace("_", "-")
-    for name, table in stage_tables(result).items():
+    for name, table in SPECS[result.stage].tables(result).items():
         create_table_artifact(key=f"{key}-{name}", table=table, description=result.describe())
     for kind, ref in result.outputs.items():
         link = ref.uri if "://" in ref.uri else f"file://{ref.uri}"
@@ -182,12 +194,12 @@ def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, u
         # Run alone: upstream stages first, as subflows (each skips itself when already published).
         refs = {}
         for before in STAGES[: STAGES.index(name)]:
-            needed = {kind: refs[kind].version for kind in UPSTREAM[before]}
+            needed = {kind: refs[kind].version for kind in SPECS[before].upstream}
             versions = STAGE_FLOWS[before](recipe_dict, artifacts, upstream=needed)
             refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
     else:
         refs = {kind: store.require(kind, version) for kind, version in upstream.items()}
-    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in UPSTREAM[name]})
+    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream})
     report_stage(result, store)
     logger.info(result.describe())
     return {kind: ref.version for kind, ref in result.outputs.items()}
@@ -246,7 +258,7 @@ def pipeline_flow(
     last = STAGES.index(to_stage or STAGES[-1])
     refs: dict[str, ArtifactRef] = {}
     for index, name in enumerate(STAGES[: last + 1]):
-        upstream = {kind: refs[kind] for kind in UPSTREAM[name]}
+        upstream = {kind: refs[kind] for kind in SPECS[name].upstream}
         if index < first:
             refs.update(published_outputs(name, parsed, store, upstream))
             continue

@@ -190,7 +190,9 @@ def test_assistant_mask_covers_exactly_the_assistant_content_and_its_end_token(t
     ]
     out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
-    spans = [[i for i, m in group] for key, group in itertools.groupby(zip(ids, mask, strict=True), lambda t: t[1]) if key]
+    spans = [
+        [i for i, m in group] for key, group in itertools.groupby(zip(ids, mask, strict=True), lambda t: t[1]) if key
+    ]
     assert [tokenizer.decode(span) for span in spans] == [reply + EOS_TOKEN for reply in replies]
     assert has_generation_markers(tokenizer.chat_template)
     assert is_chat_template_stop_token_trained(tokenizer)  # what TRL's SFTTrainer checks for assistant_only_loss

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, cast
 
+from openai.types.chat import ChatCompletion
+
 from data_contracts import canonical_json
 from tasks.distill.cache import CachedAnswer, RequestCache
 from tasks.distill.config import TeacherConfig
@@ -336,7 +338,9 @@ class _Sender:
                 return self._failed(request_id, "budget_exhausted", attempts, started)
             attempts += 1
             try:
-                completion = await self.client.chat.completions.create(**body)
+                # The official client's own POST, minus `create`'s per-call parameter conversion, which cost
+                # ~4 ms of CPU per request here (profiled) and capped throughput on 2 cores.
+                completion = await self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
                 answer = _parse_answer(request, completion)
             except Exception as error:
                 failure = _classify(error, cfg, self.scrub)

@@ -35,7 +35,7 @@ from tasks.distill.cache import RequestCache
 from tasks.distill.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.standin_teacher import STANDIN_MODEL, StandinTeacher
-from tasks.judge_protocol import filter_verdict_matches, load_template_set, render_judge_messages
+from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
 from tasks.stage import ProgressCallback, StageResult
 
@@ -147,7 +147,7 @@ def teacher_endpoint(teacher: TeacherConfig) -> Iterator[TeacherConfig]:
 
 
 def judge_request(
-    row: dict[str, Any], template: Any, teacher: TeacherConfig, hint: str | None = None
+    row: dict[str, Any], template: TemplateSet, teacher: TeacherConfig, hint: str | None = None
 ) -> TeacherRequest:
     """The teacher request for one judge pair: the template's messages, plus the pass-2 hint if given."""
     messages = render_judge_messages(template, row["conversation"], row["answer_a"], row["answer_b"])

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasks.distill.cache import CachedAnswer, RequestCache
-from tasks.distill.client import Outcome, RunStats, TeacherRequest, _cached_outcome
+from tasks.distill.client import Outcome, RunStats, TeacherRequest, cached_outcome
 from tasks.distill.config import TeacherConfig
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -158,7 +158,7 @@ def _outcomes(
             outcome = Outcome(request.request_id, "failed", None, None, 0, 0, 0.0, 0.0, 1, False, reason)
             stats.failed[reason.split(":")[0]] += 1
         else:
-            outcome = _cached_outcome(answer, cfg)
+            outcome = cached_outcome(answer, cfg)
             if request.request_id not in known:  # answered by this run's batch
                 outcome = dataclasses.replace(outcome, cached=False, attempts=1)
                 stats.prompt_tokens += outcome.prompt_tokens

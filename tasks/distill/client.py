@@ -414,7 +414,8 @@ def _parse_answer(request: TeacherRequest, completion: Any) -> CachedAnswer:
     )
 
 
-def _cached_outcome(answer: CachedAnswer, cfg: TeacherConfig) -> Outcome:
+def cached_outcome(answer: CachedAnswer, cfg: TeacherConfig) -> Outcome:
+    """The Outcome of an answer already in the cache: nothing sent, cost at the configured prices."""
     return Outcome(
         request_id=answer.request_id,
         status="ok",
@@ -486,7 +487,7 @@ async def send_requests(
 
     cached = cache.get_many(positions)
     for answer in cached.values():
-        settle(_cached_outcome(answer, cfg))
+        settle(cached_outcome(answer, cfg))
     pending = [requests[indices[0]] for request_id, indices in positions.items() if request_id not in cached]
     log.info(
         "teacher %s: %d requests, %d answered from the cache, %d to send (%d in flight)",

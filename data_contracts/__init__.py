@@ -12,18 +12,28 @@ from data_contracts.contract import (
     check_reject_rate,
     validate,
 )
-from data_contracts.kinds import CONTRACTS
-from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, publish_table, rejects_contract
+from data_contracts.kinds import CONTRACTS, FOLDER_KINDS, FolderKind
+from data_contracts.store import (
+    ArtifactRef,
+    ArtifactStore,
+    ArtifactWriter,
+    FolderWriter,
+    publish_table,
+    rejects_contract,
+)
 from data_contracts.versioning import artifact_version, canonical_json
 
 __all__ = [
     "CONTRACTS",
+    "FOLDER_KINDS",
     "REJECTS_SCHEMA",
     "ArtifactRef",
     "ArtifactStore",
     "ArtifactWriter",
     "Contract",
     "ContractError",
+    "FolderKind",
+    "FolderWriter",
     "RejectRateExceeded",
     "Rule",
     "artifact_version",

@@ -6,6 +6,8 @@ version, so downstream artifacts are rebuilt instead of read with the wrong shap
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 from data_contracts.contract import (
@@ -220,6 +222,25 @@ EVAL_SCORES = Contract(
         in_range("error_rate", 0.0, 1.0),
     ),
 )
+
+
+@dataclass(frozen=True)
+class FolderKind:
+    """An artifact that is a folder of files (a model checkpoint) rather than a table.
+
+    `required` files must be present when it is published; the manifest lists every file with its sha256.
+    """
+
+    kind: str
+    version: int
+    required: tuple[str, ...]
+
+
+# A Hugging Face model folder: what `save_pretrained` writes for the model and its tokenizer.
+_HF_FOLDER = ("config.json", "tokenizer_config.json")
+SFT_CHECKPOINT = FolderKind("sft_checkpoint", 1, _HF_FOLDER)
+RL_CHECKPOINT = FolderKind("rl_checkpoint", 1, _HF_FOLDER)
+FOLDER_KINDS: dict[str, FolderKind] = {k.kind: k for k in (SFT_CHECKPOINT, RL_CHECKPOINT)}
 
 CONTRACTS: dict[str, Contract] = {
     c.kind: c

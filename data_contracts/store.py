@@ -1,4 +1,4 @@
-"""The artifact store: versioned Parquet artifacts under `<root>/<kind>/<version>/`, published atomically.
+"""The artifact store: versioned Parquet and checkpoint-folder artifacts under `<root>/<kind>/<version>/`.
 
 An artifact is a folder of `part-*.parquet` files plus `_manifest.json`, which is written last: a folder
 without a manifest is not published and no reader ever looks inside it. On a local disk the whole folder
@@ -6,6 +6,9 @@ is written under a hidden temporary name and renamed into place, so a killed wri
 visible and two concurrent publishers of the same version leave exactly one artifact (the loser of the
 rename drops its copy). On object stores (any fsspec URL) rename is not atomic, so parts are written in
 place and the manifest, written last, is the commit point.
+
+Folder artifacts (model checkpoints, `FolderKind`) follow the same rules: files first, manifest last,
+one rename on local disks.
 
 The store never decides versions (see `versioning.py`) and never interprets rows beyond the contract.
 """
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,6 +34,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
+from data_contracts.kinds import FolderKind
 from data_contracts.versioning import plain
 
 MANIFEST = "_manifest.json"
@@ -38,6 +43,7 @@ ROOT_ENV = "RMR1_ARTIFACTS"
 ROWS_PER_PART = 100_000
 TEMP_PREFIX = ".tmp-"  # a writer's folder until commit; hidden from readers
 STALE_TEMP_SECONDS = 24 * 3600  # a temporary folder this old belongs to a writer that was killed
+CACHE_DIR = "~/.cache/rmr1"  # downloads of remote folder artifacts, scratch space for remote roots
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,34 @@ class ArtifactStore:
         self.remove_stale_temporaries(contract.kind)
         return ArtifactWriter(self, contract, version, dict(upstream or {}), config, code_version, rows_per_part)
 
+    def folder_writer(
+        self, kind: FolderKind, version: str, *, upstream: Mapping[str, str] | None = None, config: Any = None,
+        code_version: str = "",
+    ) -> FolderWriter:  # fmt: skip
+        """A writer for a folder artifact (a model checkpoint); see FolderWriter."""
+        self.remove_stale_temporaries(kind.kind)
+        return FolderWriter(self, kind, version, dict(upstream or {}), config, code_version)
+
+    def local_copy(self, ref: ArtifactRef) -> str:
+        """A local folder holding the artifact's files: the folder itself on a local root, else a verified download."""
+        folder = self.folder(ref.kind, ref.version)
+        if self.local:
+            return folder
+        target = os.path.join(os.path.expanduser(CACHE_DIR), "artifacts", ref.kind, ref.version)
+        if not os.path.exists(os.path.join(target, MANIFEST)):
+            partial = f"{target}{TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
+            self.fs.get(folder, partial, recursive=True)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(partial, target)
+        return target
+
+    def work_dir(self, stage: str, version: str) -> str:
+        """A local scratch folder that survives a killed run (resumable training checkpoints live here)."""
+        base = f"{self.root}/.work" if self.local else os.path.join(os.path.expanduser(CACHE_DIR), "work")
+        path = os.path.join(base, f"{stage}-{version}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
     def remove_stale_temporaries(self, kind: str, max_age_seconds: float = STALE_TEMP_SECONDS) -> list[str]:
         """Delete temporary folders of writers killed long ago (local roots); return what was removed."""
         kind_folder = f"{self.root}/{kind}"
@@ -212,7 +246,6 @@ class ArtifactWriter:
         self.config = config
         self.code_version = code_version
         self.rows_per_part = rows_per_part
-        self.final = store.folder(contract.kind, version)
         self.folder = f"{store.root}/{contract.kind}/{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
         self.files: list[dict[str, Any]] = []
         self.rows = 0
@@ -271,46 +304,13 @@ class ArtifactWriter:
         if not self.files:
             self._open_part()  # an empty artifact still carries its schema
         self._close_part()
-        manifest = {
-            "kind": self.contract.kind,
-            "version": self.version,
-            "contract_version": self.contract.version,
-            "rows": self.rows,
-            "files": self.files,
-            "upstream": self.upstream,
-            "config": plain(self.config),
-            "code_version": self.code_version,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "flow_run_id": _current_flow_run_id(),
-            "stats": dict(stats or {}),
-        }
-        if self.store.local:
-            self._commit_local(manifest)
-        else:
-            self._commit_remote(manifest)
+        manifest = _manifest(
+            self.contract.kind, self.version, self.contract.version, self.files, self.upstream, self.config,
+            self.code_version, stats, rows=self.rows,
+        )  # fmt: skip
+        _publish(self.store, self.contract.kind, self.version, self.folder, self.files, manifest)
         self._done = True
         return self.store.require(self.contract.kind, self.version)
-
-    def _commit_local(self, manifest: dict[str, Any]) -> None:
-        with open(f"{self.folder}/{MANIFEST}", "w") as handle:
-            json.dump(manifest, handle, indent=2)
-        try:
-            os.rename(self.folder, self.final)  # atomic: readers see all of it or nothing
-        except OSError:
-            # Another publisher renamed the same version first: theirs stands, ours is dropped.
-            if self.store.get(self.contract.kind, self.version) is None:
-                raise
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-    def _commit_remote(self, manifest: dict[str, Any]) -> None:
-        # Object stores cannot rename a folder atomically: move the parts, then write the manifest last.
-        fs = self.store.fs
-        if self.store.get(self.contract.kind, self.version) is None:
-            for part in self.files:
-                fs.mv(f"{self.folder}/{part['path']}", f"{self.final}/{part['path']}")
-            with fs.open(f"{self.final}/{MANIFEST}", "w") as handle:
-                json.dump(manifest, handle, indent=2)
-        fs.rm(self.folder, recursive=True)
 
     def abort(self) -> None:
         if self._part is not None:
@@ -321,10 +321,133 @@ class ArtifactWriter:
                 pass
             self._part = None
         self._done = True
-        if self.store.local:
-            shutil.rmtree(self.folder, ignore_errors=True)
-        elif self.store.fs.exists(self.folder):
-            self.store.fs.rm(self.folder, recursive=True)
+        _remove(self.store, self.folder)
+
+
+def _manifest(
+    kind: str,
+    version: str,
+    kind_version: int,
+    files: list[dict[str, Any]],
+    upstream: Mapping[str, str],
+    config: Any,
+    code_version: str,
+    stats: Mapping[str, Any] | None,
+    rows: int | None = None,
+) -> dict[str, Any]:
+    manifest: dict[str, Any] = {"kind": kind, "version": version, "contract_version": kind_version}
+    if rows is not None:
+        manifest["rows"] = rows
+    manifest.update(
+        files=files,
+        upstream=dict(upstream),
+        config=plain(config),
+        code_version=code_version,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        flow_run_id=_current_flow_run_id(),
+        stats=dict(stats or {}),
+    )
+    return manifest
+
+
+def _publish(
+    store: ArtifactStore, kind: str, version: str, folder: str, files: list[dict[str, Any]], manifest: dict[str, Any]
+) -> None:
+    """Move a finished temporary folder into place with its manifest last; an earlier publisher wins."""
+    final = store.folder(kind, version)
+    if store.local:
+        with open(f"{folder}/{MANIFEST}", "w") as handle:
+            json.dump(manifest, handle, indent=2)
+        try:
+            os.rename(folder, final)  # atomic: readers see all of it or nothing
+        except OSError:
+            # Another publisher renamed the same version first: theirs stands, ours is dropped.
+            if store.get(kind, version) is None:
+                raise
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    # Object stores cannot rename a folder atomically: move the files, then write the manifest last.
+    if store.get(kind, version) is None:
+        for entry in files:
+            store.fs.mv(f"{folder}/{entry['path']}", f"{final}/{entry['path']}")
+        with store.fs.open(f"{final}/{MANIFEST}", "w") as handle:
+            json.dump(manifest, handle, indent=2)
+    store.fs.rm(folder, recursive=True)
+
+
+def _remove(store: ArtifactStore, folder: str) -> None:
+    if store.local:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif store.fs.exists(folder):
+        store.fs.rm(folder, recursive=True)
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FolderWriter:
+    """Publishes one folder artifact (a model checkpoint): fill `path` with files, then `commit`.
+
+    `path` is always a local directory. On a local root it is a hidden temporary folder inside the store,
+    renamed into place on commit (no copy of multi-GB weights); on an object store it is a local scratch
+    folder whose files are uploaded on commit, the manifest last. Leaving the `with` block with an
+    exception removes everything.
+    """
+
+    def __init__(
+        self, store: ArtifactStore, kind: FolderKind, version: str, upstream: dict[str, str], config: Any, code: str
+    ) -> None:
+        self.store, self.kind, self.version = store, kind, version
+        self.upstream, self.config, self.code_version = upstream, config, code
+        name = f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}"
+        if store.local:
+            self.path = f"{store.root}/{kind.kind}/{name}"
+            os.makedirs(self.path)
+        else:
+            self.path = tempfile.mkdtemp(prefix=f"rmr1-{kind.kind}-")
+            self._remote_folder = f"{store.root}/{kind.kind}/{name}"
+        self._done = False
+
+    def __enter__(self) -> FolderWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or not self._done:
+            self.abort()
+
+    def commit(self, stats: Mapping[str, Any] | None = None) -> ArtifactRef:
+        missing = [name for name in self.kind.required if not os.path.exists(os.path.join(self.path, name))]
+        if missing:
+            raise FileNotFoundError(f"{self.kind.kind}/{self.version}: {', '.join(missing)} missing in {self.path}")
+        files = []
+        for directory, _, names in sorted(os.walk(self.path)):
+            for name in sorted(names):
+                full = os.path.join(directory, name)
+                relative = os.path.relpath(full, self.path).replace(os.sep, "/")
+                files.append({"path": relative, "bytes": os.path.getsize(full), "sha256": _sha256_of(full)})
+        manifest = _manifest(
+            self.kind.kind, self.version, self.kind.version, files, self.upstream, self.config, self.code_version, stats
+        )
+        folder = self.path
+        if not self.store.local:
+            self.store.fs.put(self.path, self._remote_folder, recursive=True)
+            folder = self._remote_folder
+        _publish(self.store, self.kind.kind, self.version, folder, files, manifest)
+        if not self.store.local:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._done = True
+        return self.store.require(self.kind.kind, self.version)
+
+    def abort(self) -> None:
+        self._done = True
+        shutil.rmtree(self.path, ignore_errors=True)
+        if not self.store.local:
+            _remove(self.store, self._remote_folder)
 
 
 def rejects_contract(contract: Contract) -> Contract:

@@ -1,7 +1,7 @@
 """The `rmr1` command line: run the pipeline or one stage through Prefect, and list published artifacts.
 
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
-    rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...]
+    rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND] [--artifacts DIR]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
@@ -14,16 +14,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 
+import yaml
+
 from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
-from flows.recipe import RecipeError, load_recipe
+from data_contracts.versioning import plain
+from flows.recipe import Recipe, RecipeError, load_recipe
 
 STAGE_NAMES = (
     "pull",
     "split",
     "distill",
     "filter",
+    "sft",
+    "rl",
 )  # kept equal to flows.stages.STAGES (tested) so --help needs no Prefect import
 
 
@@ -56,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     stage = commands.add_parser("stage", help="Run one stage, running missing upstream stages first.")
     stage.add_argument("name", choices=STAGE_NAMES)
     _add_run_options(stage)
+    stage.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="sft/rl: print the resolved TRL config (validated by TRL) and the launch plan; run nothing.",
+    )
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
@@ -71,8 +82,44 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
     lines = [header]
     for m in manifests:
         upstream = ", ".join(f"{k}/{v}" for k, v in m["upstream"].items()) or "-"
-        lines.append(f"{m['kind']:<26} {m['version']:<17} {m['rows']:>9}  {m['created_at']:<25} {upstream}")
+        lines.append(f"{m['kind']:<26} {m['version']:<17} {m.get('rows', '-'):>9}  {m['created_at']:<25} {upstream}")
     return "\n".join(lines)
+
+
+def dry_run(recipe: Recipe, stage: str) -> str:
+    """The TRL config a training stage would run with, as YAML, after TRL itself has accepted the values."""
+    import torch
+
+    from tasks.train.rl import trl_grpo_kwargs
+    from tasks.train.sft import trl_sft_kwargs
+
+    if stage == "sft" and recipe.sft is not None:
+        from trl import SFTConfig as trl_class
+
+        section, kwargs = recipe.sft, trl_sft_kwargs(recipe.sft, "<work>/trainer", recipe.student.revision)
+    elif stage == "rl":
+        from trl import GRPOConfig as trl_class  # type: ignore[assignment]
+
+        section, kwargs = recipe.rl, trl_grpo_kwargs(recipe.rl, "<work>/trainer", recipe.student.revision)
+    else:
+        raise RecipeError(f"--dry-run: recipe {recipe.name} has no {stage} training section")
+    checked = dict(kwargs, output_dir=tempfile.mkdtemp(prefix="rmr1-dry-run-"))
+    if kwargs["bf16"] and not torch.cuda.is_available():  # TRL refuses bf16 without a GPU; check the rest
+        checked.update(bf16=False, use_cpu=True)
+    try:
+        trl_class(**checked)
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"{stage}: TRL rejects the resolved config: {error}") from None
+    plan = {
+        "stage": stage,
+        "student": plain(recipe.student) if stage == "sft" or recipe.sft is None else "the sft_checkpoint",
+        "launch": {
+            **plain(section.launch),
+            "command": "in-process" if section.launch.num_processes == 1 else "accelerate launch",
+        },
+        f"trl.{trl_class.__name__}": kwargs,
+    }
+    return yaml.safe_dump(plan, sort_keys=False, width=120)
 
 
 def finish_prefect() -> None:
@@ -102,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RecipeError as error:
         print(f"rmr1: error: {error}", file=sys.stderr)
         return 2
+    if args.command == "stage" and args.dry_run:
+        try:
+            print(dry_run(recipe, args.name), end="")
+        except RecipeError as error:
+            print(f"rmr1: error: {error}", file=sys.stderr)
+            return 2
+        return 0
 
     from flows.stages import STAGE_FLOWS, MissingUpstream, pipeline_flow  # imports Prefect
     from tasks.distill.client import MissingApiKeyError

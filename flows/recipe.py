@@ -26,6 +26,7 @@ from tasks.filter.config import FilterConfig
 from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
 from tasks.stage import ConfigError
+from tasks.train.config import RlConfig, SftConfig, StudentConfig
 
 
 class RecipeError(ValueError):
@@ -41,6 +42,15 @@ class Recipe:
     split: SplitConfig = field(default_factory=SplitConfig, metadata={"help": "Distillation / RL split."})
     distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Teacher traces."})
     filter: FilterConfig = field(default_factory=FilterConfig, metadata={"help": "Which traces become SFT data."})
+    student: StudentConfig = field(default_factory=StudentConfig, metadata={"help": "The model training starts from."})
+    sft: SftConfig | None = field(
+        default_factory=SftConfig,
+        metadata={
+            "help": "SFT on the kept traces (instruct family). null: no distillation and no SFT, RL straight from "
+            "the student (DeepSeek-distilled family); then split.distill_fraction must be 0."
+        },
+    )
+    rl: RlConfig = field(default_factory=RlConfig, metadata={"help": "GRPO with the ±1 verdict reward."})
     max_reject_rate: float = field(
         default=0.05,
         metadata={
@@ -51,6 +61,16 @@ class Recipe:
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_reject_rate <= 1.0:
             raise ConfigError("max_reject_rate", f"must be in [0, 1], got {self.max_reject_rate}")
+        if self.sft is None and self.split.distill_fraction > 0:
+            raise ConfigError(
+                "split.distill_fraction", "must be 0 without an sft section (no SFT: every pair goes to RL)"
+            )
+        if self.sft is not None and self.rl.template != self.distill.template:
+            raise ConfigError(
+                "rl.template",
+                f"{self.rl.template!r} differs from distill.template {self.distill.template!r}: RL prompts must "
+                "look like the prompts the student was fine-tuned on",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return typing.cast(dict[str, Any], plain(self))

@@ -10,6 +10,7 @@ a Prefect database.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,16 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from data_contracts import ArtifactRef, ArtifactStore
-from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET, TEACHER_TRACES
+from data_contracts.kinds import (
+    DISTILL_SET,
+    FOLDER_KINDS,
+    PREFERENCE_PAIRS,
+    RL_CHECKPOINT,
+    RL_SET,
+    SFT_CHECKPOINT,
+    SFT_EXAMPLES,
+    TEACHER_TRACES,
+)
 from flows.recipe import Recipe, recipe_from_dict
 from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
@@ -34,6 +44,9 @@ from tasks.filter.stage import filter_traces, filter_versions
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import ProgressCallback, StageResult
+from tasks.train.common import CURVES_PNG
+from tasks.train.rl import rl_version, train_rl
+from tasks.train.sft import sft_version, train_sft
 
 
 @dataclass(frozen=True)
@@ -49,10 +62,37 @@ class StageSpec:
     """Everything the flows know about one stage: the one place a stage is wired in."""
 
     name: str
-    upstream: tuple[str, ...]  # artifact kinds it reads
+    upstream: Callable[[Recipe], tuple[str, ...]]  # artifact kinds it reads
     versions: Callable[[Recipe, dict[str, ArtifactRef]], dict[str, str]]  # what it would publish
     run: Callable[[Recipe, ArtifactStore, dict[str, ArtifactRef], Hooks], StageResult]
     tables: Callable[[StageResult], dict[str, list[dict[str, Any]]]]  # UI tables, counts first
+    enabled: Callable[[Recipe], bool] = lambda recipe: True  # False: the recipe leaves this stage out
+
+
+def _reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:
+    return lambda recipe: kinds
+
+
+def _with_sft(recipe: Recipe) -> bool:
+    return recipe.sft is not None
+
+
+def _rl_reads(recipe: Recipe) -> tuple[str, ...]:
+    return (RL_SET.kind, SFT_CHECKPOINT.kind) if recipe.sft is not None else (RL_SET.kind,)
+
+
+TRAINING_COLUMNS = {
+    "sft": ("step", "loss", "mean_token_accuracy", "learning_rate", "grad_norm", "num_tokens"),
+    "rl": ("step", "reward", "reward_std", "accuracy", "parse_error_rate", "completions/mean_length", "kl",
+           "learning_rate"),
+}  # fmt: skip
+
+
+def _training_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
+    columns = TRAINING_COLUMNS[result.stage]
+    metrics = [{c: row.get(c) for c in columns} for row in result.stats.get("metrics", [])]
+    summary = {k: v for k, v in result.stats.items() if k != "metrics" and not isinstance(v, dict | list)}
+    return {"summary": [summary], "metrics": metrics}
 
 
 def _split_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
@@ -81,7 +121,7 @@ SPECS: dict[str, StageSpec] = {
     for spec in (
         StageSpec(
             "pull",
-            (),
+            _reads(),
             lambda recipe, up: {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)},
             lambda recipe, store, up, hooks: pull_preferences(
                 recipe.pull, store, recipe.max_reject_rate, hooks.on_progress
@@ -90,14 +130,14 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "split",
-            (PREFERENCE_PAIRS.kind,),
+            _reads(PREFERENCE_PAIRS.kind),
             lambda recipe, up: split_versions(recipe.split, up[PREFERENCE_PAIRS.kind]),
             lambda recipe, store, up, hooks: split_pairs(up[PREFERENCE_PAIRS.kind], recipe.split, store),
             _split_tables,
         ),
         StageSpec(
             "distill",
-            (DISTILL_SET.kind,),
+            _reads(DISTILL_SET.kind),
             lambda recipe, up: {TEACHER_TRACES.kind: distill_version(recipe.distill, up[DISTILL_SET.kind])},
             lambda recipe, store, up, hooks: distill_traces(
                 up[DISTILL_SET.kind],
@@ -108,13 +148,41 @@ SPECS: dict[str, StageSpec] = {
                 on_progress=hooks.on_progress,
             ),
             _distill_tables,
+            _with_sft,
         ),
         StageSpec(
             "filter",
-            (TEACHER_TRACES.kind,),
+            _reads(TEACHER_TRACES.kind),
             lambda recipe, up: filter_versions(recipe.filter, up[TEACHER_TRACES.kind]),
             lambda recipe, store, up, hooks: filter_traces(up[TEACHER_TRACES.kind], recipe.filter, store),
             lambda result: {"pass-rates": result.stats["pass_rates"]},
+            _with_sft,
+        ),
+        StageSpec(
+            "sft",
+            _reads(SFT_EXAMPLES.kind),
+            lambda recipe, up: {SFT_CHECKPOINT.kind: sft_version(recipe.student, recipe.sft, up[SFT_EXAMPLES.kind])},
+            lambda recipe, store, up, hooks: train_sft(
+                up[SFT_EXAMPLES.kind], recipe.student, recipe.sft, store, on_progress=hooks.on_progress
+            ),
+            _training_tables,
+            _with_sft,
+        ),
+        StageSpec(
+            "rl",
+            _rl_reads,
+            lambda recipe, up: {
+                RL_CHECKPOINT.kind: rl_version(recipe.student, recipe.rl, up[RL_SET.kind], up.get(SFT_CHECKPOINT.kind))
+            },
+            lambda recipe, store, up, hooks: train_rl(
+                up[RL_SET.kind],
+                up.get(SFT_CHECKPOINT.kind),
+                recipe.student,
+                recipe.rl,
+                store,
+                on_progress=hooks.on_progress,
+            ),
+            _training_tables,
         ),
     )
 }
@@ -178,12 +246,22 @@ def report_stage(result: StageResult, store: ArtifactStore) -> None:
         create_link_artifact(
             key=f"{key}-{kind.replace('_', '-')}", link=link, link_text=str(ref), description=f"{kind} folder"
         )
+    for kind, ref in result.outputs.items():
+        if kind in FOLDER_KINDS and store.fs.exists(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}"):
+            create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, f"{result.stage} curves"))
     rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in result.outputs.items())
     create_markdown_artifact(
         key=f"{key}-summary",
         markdown=f"### {result.stage}: {'skipped (already published)' if result.skipped else 'published'}\n\n"
         f"| artifact | version | folder |\n|---|---|---|\n{rows}\n",
     )
+
+
+def _png_markdown(store: ArtifactStore, ref: ArtifactRef, title: str) -> str:
+    """The checkpoint's training curves, inlined as a data URI so the Prefect UI shows them without file access."""
+    with store.fs.open(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}", "rb") as handle:
+        encoded = base64.b64encode(handle.read()).decode()
+    return f"### {title}\n\n![{title}](data:image/png;base64,{encoded})\n\n`{ref}`: {ref.uri}/{CURVES_PNG}\n"
 
 
 def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, upstream: dict[str, str] | None) -> dict:
@@ -194,12 +272,14 @@ def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, u
         # Run alone: upstream stages first, as subflows (each skips itself when already published).
         refs = {}
         for before in STAGES[: STAGES.index(name)]:
-            needed = {kind: refs[kind].version for kind in SPECS[before].upstream}
+            if not SPECS[before].enabled(recipe):
+                continue
+            needed = {kind: refs[kind].version for kind in SPECS[before].upstream(recipe)}
             versions = STAGE_FLOWS[before](recipe_dict, artifacts, upstream=needed)
             refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
     else:
         refs = {kind: store.require(kind, version) for kind, version in upstream.items()}
-    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream})
+    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream(recipe)})
     report_stage(result, store)
     logger.info(result.describe())
     return {kind: ref.version for kind, ref in result.outputs.items()}
@@ -241,7 +321,28 @@ def filter_flow(
     return _stage_flow("filter", recipe, artifacts, upstream)
 
 
-STAGE_FLOWS = {"pull": pull_flow, "split": split_flow, "distill": distill_flow, "filter": filter_flow}
+@flow(name="sft", flow_run_name=_run_name("sft"), description="Fine-tune the student on sft_examples.")
+def sft_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("sft", recipe, artifacts, upstream)
+
+
+@flow(name="rl", flow_run_name=_run_name("rl"), description="GRPO with the verdict reward on rl_set.")
+def rl_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("rl", recipe, artifacts, upstream)
+
+
+STAGE_FLOWS = {
+    "pull": pull_flow,
+    "split": split_flow,
+    "distill": distill_flow,
+    "filter": filter_flow,
+    "sft": sft_flow,
+    "rl": rl_flow,
+}
 
 
 @flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")
@@ -258,7 +359,9 @@ def pipeline_flow(
     last = STAGES.index(to_stage or STAGES[-1])
     refs: dict[str, ArtifactRef] = {}
     for index, name in enumerate(STAGES[: last + 1]):
-        upstream = {kind: refs[kind] for kind in SPECS[name].upstream}
+        if not SPECS[name].enabled(parsed):
+            continue
+        upstream = {kind: refs[kind] for kind in SPECS[name].upstream(parsed)}
         if index < first:
             refs.update(published_outputs(name, parsed, store, upstream))
             continue

@@ -1,0 +1,251 @@
+"""The RL stage: GRPO on `rl_set` judge prompts with the verifiable ±1 reward → `rl_checkpoint`.
+
+Each RL pair is rendered with the judge template into system + user messages (the same messages the
+teacher saw in distillation). The reward is the judge protocol's RL rule (RM-R1.md §3: +1 when the last
+80 characters of the completion, decoded with special tokens, hold the correct `<answer>[[X]]</answer>`
+and not the other; else -1); this module only decodes and calls it. Prompts longer than
+`max_prompt_length` tokens are dropped and counted per domain.
+
+The run starts from the SFT checkpoint (instruct family) or straight from the student model (the
+DeepSeek-distilled family, a recipe without an `sft` section). Rollouts use vLLM on GPU workers (TRL's
+colocate or server mode, imported by TRL only then) and plain `generate` on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from statistics import fmean
+from typing import Any
+
+from data_contracts import ArtifactRef, ArtifactStore, artifact_version
+from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT
+from tasks.judge_protocol import Verdict, load_template_set, parse_eval_verdict, render_judge_messages, rl_reward
+from tasks.stage import ProgressCallback, StageResult
+from tasks.train.common import (
+    checkpoint_folder,
+    drop_overlong,
+    published,
+    start_model,
+    token_count,
+    train_and_publish,
+    versioned_config,
+    write_rows,
+)
+from tasks.train.config import TINY, LaunchConfig, RlConfig, StudentConfig
+from tasks.train.runner import TrainJob, TrainOutcome
+
+# Bump when the same inputs and config would train different weights.
+CODE_VERSION = "rl-1"
+CURVES = {
+    "reward": "mean reward",
+    "reward_std": "reward std",
+    "accuracy": "accuracy (reward +1)",
+    "parse_error_rate": "parse-error rate",
+    "completions/mean_length": "completion length (tokens)",
+    "kl": "KL to the start model",
+}
+
+log = logging.getLogger(__name__)
+
+
+def rl_version(student: StudentConfig, config: RlConfig, pairs: ArtifactRef, sft: ArtifactRef | None) -> str:
+    upstream = {RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {})
+    template = load_template_set(config.template).fingerprint
+    return artifact_version(
+        RL_CHECKPOINT.kind,
+        RL_CHECKPOINT.version,
+        {"student": None if sft else student, "rl": versioned_config(config), "template": template},
+        upstream,
+        CODE_VERSION,
+    )
+
+
+def rl_rows(pairs: list[dict[str, Any]], template_name: str) -> list[dict[str, Any]]:
+    """Conversational prompts (the judge protocol's messages) with the label the reward needs."""
+    template = load_template_set(template_name)
+    return [
+        {
+            "prompt": render_judge_messages(template, row["conversation"], row["answer_a"], row["answer_b"]),
+            "winner": row["winner"],
+            "pair_id": row["pair_id"],
+            "domain": row["domain"],
+        }
+        for row in pairs
+    ]
+
+
+class VerdictReward:
+    """TRL reward function: the RL verdict rule on each completion decoded with its special tokens.
+
+    Also logs, per step, the share of completions rewarded +1 (`accuracy`) and the share with no single
+    verdict by the evaluation rule (`parse_error_rate`).
+    """
+
+    __name__ = "verdict_reward"  # TRL names the logged reward column after it
+
+    def __init__(self, decode: Callable[[list[list[int]]], list[str]]) -> None:
+        self.decode = decode
+
+    def __call__(
+        self,
+        prompts: list[Any],
+        completions: list[Any],
+        completion_ids: list[list[int]],
+        winner: list[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        texts = self.decode(completion_ids)
+        rewards = [rl_reward(text, label) for text, label in zip(texts, winner, strict=True)]  # type: ignore[arg-type]
+        if log_metric is not None and texts:
+            log_metric("accuracy", fmean(r > 0 for r in rewards))
+            log_metric("parse_error_rate", fmean(parse_eval_verdict(t) is Verdict.ERROR for t in texts))
+        return rewards
+
+
+def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of `trl.GRPOConfig` for this recipe section (printed by `--dry-run`)."""
+    on_cpu = config.launch.device == "cpu"
+    bf16 = config.bf16 and not on_cpu
+    engine = config.rollout_engine
+    kwargs: dict[str, Any] = {
+        "output_dir": output_dir,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": "constant",  # RM-R1.md §7: constant, no warm-up
+        "warmup_steps": 0,
+        "per_device_train_batch_size": config.micro_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "generation_batch_size": config.prompts_per_rollout * config.num_generations,
+        "num_generations": config.num_generations,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": 0,
+        "beta": config.beta,
+        "epsilon": config.clip_epsilon,
+        "loss_type": config.loss_type,
+        "scale_rewards": "group",
+        "num_iterations": 1,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "max_completion_length": config.max_completion_length,
+        "max_grad_norm": config.max_grad_norm,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": bf16,
+        "use_cpu": on_cpu,
+        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
+        "model_init_kwargs": {"dtype": "bfloat16" if bf16 else "float32", "revision": revision},
+        "use_vllm": engine != "transformers",
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "logging_steps": config.logging_steps,
+        "report_to": "none",
+    }
+    if engine == "vllm-colocate":
+        kwargs.update(
+            vllm_mode="colocate",
+            vllm_tensor_parallel_size=config.vllm_tensor_parallel_size,
+            vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        )
+    elif engine == "vllm-server":
+        kwargs.update(vllm_mode="server", vllm_server_base_url=config.vllm_server_base_url)
+    return kwargs
+
+
+def rl_config_from(config: dict[str, Any]) -> RlConfig:
+    return RlConfig(**{**config, "launch": LaunchConfig(**config["launch"])})
+
+
+def build_grpo_trainer(job: TrainJob) -> Any:
+    """TRL's GRPOTrainer for a job (called on every rank by the runner)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    config = rl_config_from(job.config)
+    tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
+    tokenizer.padding_side = "left"  # generation pads prompts on the left
+
+    def decode(ids: list[list[int]]) -> list[str]:
+        return tokenizer.batch_decode(ids, skip_special_tokens=False)
+
+    dataset = Dataset.from_parquet(job.data).select_columns(["prompt", "winner"])
+    args = GRPOConfig(**trl_grpo_kwargs(config, job.output_dir, job.revision))
+    return GRPOTrainer(
+        model=job.model, reward_funcs=[VerdictReward(decode)], args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+
+
+def train_rl(
+    pairs: ArtifactRef,
+    sft: ArtifactRef | None,
+    student: StudentConfig,
+    config: RlConfig,
+    store: ArtifactStore,
+    *,
+    on_progress: ProgressCallback | None = None,
+    callbacks: Sequence[Any] = (),
+) -> StageResult:
+    """GRPO from the SFT checkpoint (or the student when `sft` is None); publish `rl_checkpoint`."""
+    version = rl_version(student, config, pairs, sft)
+    done = published(store, RL_CHECKPOINT, version, "rl")
+    if done is not None:
+        return done
+    from transformers import AutoTokenizer
+
+    work_dir = store.work_dir("rl", version)
+    rows = rl_rows(store.read_table(pairs).to_pylist(), config.template)
+    if sft is not None:
+        base, revision, label = checkpoint_folder(store, sft), None, str(sft)
+    else:
+        texts = lambda: ("\n".join(turn["content"] for turn in row["prompt"]) for row in rows)  # noqa: E731
+        base, revision = start_model(student, texts, work_dir), student.revision
+        label = base if student.model != TINY else f"tiny (built from {pairs})"
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
+    lengths = [token_count(tokenizer, row["prompt"], add_generation_prompt=True) for row in rows]
+    kept, dropped = drop_overlong(rows, lengths, config.max_prompt_length)
+    if len(kept) < config.mini_batch_prompts:
+        raise ValueError(
+            f"rl: {len(kept)} usable prompts in {pairs} (after dropping {len(rows) - len(kept)} longer than "
+            f"{config.max_prompt_length} tokens), fewer than one optimizer step's mini_batch_prompts "
+            f"({config.mini_batch_prompts})"
+        )
+    log.info(
+        "rl: %d prompts, %d dropped as longer than %d tokens",
+        len(kept),
+        len(rows) - len(kept),
+        config.max_prompt_length,
+    )
+
+    def summarize(outcome: TrainOutcome) -> dict[str, Any]:
+        rewards = [e["reward"] for e in outcome.log_history if "reward" in e]
+        return {
+            "prompts": len(kept),
+            "dropped_overlong": len(rows) - len(kept),
+            "dropped_overlong_by_domain": dropped,
+            "first_reward": rewards[0] if rewards else None,
+            "final_reward": rewards[-1] if rewards else None,
+        }
+
+    return train_and_publish(
+        stage="rl",
+        kind=RL_CHECKPOINT,
+        version=version,
+        store=store,
+        work_dir=work_dir,
+        base_model=base,
+        base_label=label,
+        revision=revision,
+        data_path=write_rows(kept, f"{work_dir}/data/rl_rows.parquet"),
+        config=config,
+        upstream={RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {}),
+        record={"student": None if sft else student, "rl": config},
+        code_version=CODE_VERSION,
+        curves=CURVES,
+        summarize=summarize,
+        callbacks=callbacks,
+        on_progress=on_progress,
+    )

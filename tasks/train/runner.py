@@ -1,0 +1,181 @@
+"""Run one training job (SFT or GRPO) in this process, or across processes with `accelerate launch`.
+
+A `TrainJob` is everything a training process needs, as JSON: the starting model, the prepared rows (a
+Parquet file), the stage config, where resumable checkpoints go and where the final model is saved. The
+stage functions in `sft.py` and `rl.py` prepare a job and publish its result; this module only trains.
+
+Resuming: the trainer writes a checkpoint every `save_steps` into `output_dir`; a job started again over
+the same `output_dir` resumes from the last complete one (optimizer, scheduler, RNG and data position
+included), so a killed run finishes at the same step count as one that was never interrupted.
+
+More than one process: the job re-launches this module with `accelerate launch` and the recipe's accelerate
+config (infra/accelerate/). Under plain data parallelism every rank holds the full weights, and the job
+checks that the ranks agree on them at the end.
+
+    python -m tasks.train.runner JOB.json      # what `accelerate launch` runs on every rank
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from tasks.stage import ProgressCallback
+
+log = logging.getLogger(__name__)
+
+TRAINING_LOG = "training_log.json"  # written into the final model folder: the trainer's log history
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run, serialisable so `accelerate launch` can hand it to every rank."""
+
+    stage: str  # "sft" or "rl"
+    model: str  # starting model: local folder or Hub id
+    revision: str | None
+    data: str  # Parquet file of prepared rows
+    config: dict[str, Any]  # the stage config as plain values (SftConfig / RlConfig)
+    output_dir: str  # resumable trainer checkpoints
+    final_dir: str  # the trained model and tokenizer, plus TRAINING_LOG
+
+    @property
+    def num_processes(self) -> int:
+        return int(self.config["launch"]["num_processes"])
+
+    def save(self, path: str) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: str) -> TrainJob:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a finished job reports: the trainer's log history and how many steps it ran."""
+
+    log_history: list[dict[str, Any]]
+    global_step: int
+    resumed_from_step: int
+    ranks: int
+    ranks_agree: bool | None  # None when weights are sharded (ZeRO-3 / FSDP) and not compared
+
+
+class ProgressToCallback(TrainerCallback):
+    """Reports optimizer steps done / total to a stage progress callback (bars, Prefect progress)."""
+
+    def __init__(self, on_progress: ProgressCallback) -> None:
+        self.on_progress = on_progress
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.on_progress(state.global_step, state.max_steps)
+
+
+def run_job(
+    job: TrainJob, callbacks: Sequence[TrainerCallback] = (), on_progress: ProgressCallback | None = None
+) -> TrainOutcome:
+    """Train `job` here, or with `accelerate launch` when it asks for more processes than this one."""
+    if job.num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(job)
+    extra = list(callbacks) + ([ProgressToCallback(on_progress)] if on_progress else [])
+    return train(job, extra)
+
+
+def _launch(job: TrainJob) -> TrainOutcome:
+    job_file = os.path.join(job.output_dir, "job.json")
+    os.makedirs(job.output_dir, exist_ok=True)
+    job.save(job_file)
+    launch = job.config["launch"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(job.num_processes)]
+    if launch.get("accelerate_config"):
+        command += ["--config_file", launch["accelerate_config"]]
+    if launch.get("num_machines", 1) > 1:
+        command += ["--num_machines", str(launch["num_machines"])]
+        for flag, variable in (("--machine_rank", "MACHINE_RANK"), ("--main_process_ip", "MASTER_ADDR"),
+                               ("--main_process_port", "MASTER_PORT")):  # fmt: skip
+            if variable not in os.environ:
+                raise RuntimeError(f"{job.stage}: {launch['num_machines']} nodes need ${variable} on every node")
+            command += [flag, os.environ[variable]]
+    command += ["-m", "tasks.train.runner", job_file]
+    log.info("%s: launching %d processes: %s", job.stage, job.num_processes, " ".join(command))
+    completed = subprocess.run(command, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{job.stage}: `accelerate launch` exited with {completed.returncode}; see the log above")
+    return read_outcome(job.final_dir)
+
+
+def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutcome:
+    """Build the stage's TRL trainer, train (resuming from the last checkpoint), save the final model."""
+    if job.stage == "sft":  # imported here: each module imports this one to run its jobs
+        from tasks.train.sft import build_sft_trainer as build
+    else:
+        from tasks.train.rl import build_grpo_trainer as build
+    trainer = build(job)
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    last = get_last_checkpoint(job.output_dir) if os.path.isdir(job.output_dir) else None
+    resumed_from = int(last.rsplit("-", 1)[-1]) if last else 0
+    if last:
+        log.info("%s: resuming from %s", job.stage, last)
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(job.final_dir)
+
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    digests = trainer.accelerator.gather_for_metrics([weights_digest(trainer.model)], use_gather_object=True)
+    ranks = trainer.accelerator.num_processes
+    outcome = TrainOutcome(
+        log_history=list(trainer.state.log_history),
+        global_step=trainer.state.global_step,
+        resumed_from_step=resumed_from,
+        ranks=ranks,
+        ranks_agree=None if sharded else len(set(digests)) == 1,
+    )
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(job.final_dir)
+        Path(job.final_dir, TRAINING_LOG).write_text(json.dumps(dataclasses.asdict(outcome), indent=1))
+    trainer.accelerator.wait_for_everyone()
+    if outcome.ranks_agree is False:
+        raise RuntimeError(f"{job.stage}: the {ranks} processes ended with different weights: {sorted(set(digests))}")
+    return outcome
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 over every parameter's name and bytes: equal digests mean equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_outcome(final_dir: str) -> TrainOutcome:
+    """The outcome a finished job left in its final model folder."""
+    return TrainOutcome(**json.loads(Path(final_dir, TRAINING_LOG).read_text()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m tasks.train.runner JOB.json", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    train(TrainJob.load(args[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -90,6 +90,7 @@ def dry_run(recipe: Recipe, stage: str) -> str:
     """The TRL config a training stage would run with, as YAML, after TRL itself has accepted the values."""
     import torch
 
+    from tasks.train.config import TINY
     from tasks.train.rl import trl_grpo_kwargs
     from tasks.train.sft import trl_sft_kwargs
 
@@ -110,9 +111,10 @@ def dry_run(recipe: Recipe, stage: str) -> str:
         trl_class(**checked)
     except (TypeError, ValueError) as error:
         raise RecipeError(f"{stage}: TRL rejects the resolved config: {error}") from None
+    student = {k: v for k, v in plain(recipe.student).items() if k != "tiny" or recipe.student.model == TINY}
     plan = {
         "stage": stage,
-        "student": plain(recipe.student) if stage == "sft" or recipe.sft is None else "the sft_checkpoint",
+        "student": student if stage == "sft" or recipe.sft is None else "the sft_checkpoint",
         "launch": {
             **plain(section.launch),
             "command": "in-process" if section.launch.num_processes == 1 else "accelerate launch",

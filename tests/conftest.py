@@ -18,6 +18,26 @@ PREFERENCES = SHARED_DATA / "preferences"
 BENCHMARKS = SHARED_DATA / "benchmarks"
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Recipe overrides that shrink the smoke recipe's training to seconds: a ~50k-parameter student, a few steps.
+TINY_TRAINING = [
+    "student.tiny.vocab_size=600",
+    "student.tiny.hidden_size=32",
+    "student.tiny.intermediate_size=64",
+    "student.tiny.num_heads=2",
+    "student.tiny.num_kv_heads=1",
+    "sft.max_steps=4",
+    "sft.save_steps=2",
+    "sft.global_batch_size=4",
+    "sft.micro_batch_size=4",
+    "rl.max_steps=4",
+    "rl.save_steps=2",
+    "rl.num_generations=2",
+    "rl.prompts_per_rollout=2",
+    "rl.mini_batch_prompts=2",
+    "rl.micro_batch_size=4",
+    "rl.max_completion_length=24",
+]
+
 needs_shared = pytest.mark.skipif(not PREFERENCES.is_dir(), reason=f"real offline data absent ({SHARED_DATA})")
 
 

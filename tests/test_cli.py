@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import ROOT
 
 SMOKE = str(ROOT / "recipes" / "smoke.yaml")
@@ -43,7 +45,7 @@ def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstre
     assert "split: skipped, already published" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in manifests} == stamps
 
-    changed = rmr1("run", "--recipe", SMOKE, "--set", "split.distill_fraction=0.2", cwd=tmp_path)
+    changed = rmr1("run", "--recipe", SMOKE, "--set", "split.distill_fraction=0.2", "--to", "split", cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr
     new_versions = printed_versions(changed.stdout)
     assert new_versions["preference_pairs"] == versions["preference_pairs"]
@@ -99,3 +101,19 @@ def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Pat
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name.endswith(".db") for p in files)  # Prefect's database is in this PREFECT_HOME
     assert [p for p in files if fake_key.encode() in p.read_bytes()] == []
+
+
+def test_dry_run_prints_the_resolved_trl_config_of_a_paper_recipe_and_runs_nothing(tmp_path: Path) -> None:
+    recipe = str(ROOT / "recipes" / "rm-r1-qwen2.5-instruct-14b.yaml")
+    result = rmr1("stage", "sft", "--recipe", recipe, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    plan = yaml.safe_load(result.stdout)
+    sft = plan["trl.SFTConfig"]
+    assert sft["learning_rate"] == 3e-6 and sft["max_length"] == 12288 and sft["warmup_steps"] == 0.03
+    assert sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"] * 16 == 128
+    assert plan["launch"]["command"] == "accelerate launch" and plan["student"]["model"] == "Qwen/Qwen2.5-14B-Instruct"
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "prefect-home").exists()
+
+    no_sft = rmr1("stage", "sft", "--recipe", str(ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml"),
+                  "--dry-run", cwd=tmp_path)  # fmt: skip
+    assert no_sft.returncode == 2 and "has no sft training section" in no_sft.stderr

@@ -15,7 +15,7 @@ from data_contracts import ArtifactStore
 from flows.cli import STAGE_NAMES
 from flows.recipe import load_recipe
 from flows.stages import STAGES, MissingUpstream, pipeline_flow, split_flow
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_TRAINING
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 
@@ -27,7 +27,7 @@ def prefect_server() -> Iterator[None]:
 
 
 def smoke(*overrides: str) -> dict[str, Any]:
-    return load_recipe(SMOKE, ["pull.sources.0.rows=120", *overrides]).to_dict()
+    return load_recipe(SMOKE, ["pull.sources.0.rows=120", *TINY_TRAINING, "rl.max_steps=2", *overrides]).to_dict()
 
 
 def table_artifact(key: str) -> list[dict[str, Any]]:
@@ -45,7 +45,8 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     versions = pipeline_flow(smoke(), str(tmp_path))
     store = ArtifactStore(tmp_path)
     assert set(versions) == {
-        "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects"
+        "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects",
+        "sft_checkpoint", "rl_checkpoint",
     }  # fmt: skip
     pairs = store.require("preference_pairs", versions["preference_pairs"])
     manifest = store.manifest(pairs)
@@ -61,6 +62,15 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     assert {row["domain"] for row in split_counts} == {"chat", "safety", "code", "math"}
     balance = table_artifact("split-label-balance")
     assert {"artifact": "distill_set", "rows": 15, "model_a": 8, "model_b": 7} in balance
+    sft_metrics = table_artifact("sft-metrics")
+    assert [row["step"] for row in sft_metrics] == [1, 2, 3, 4] and all(row["loss"] > 0 for row in sft_metrics)
+    rl_metrics = table_artifact("rl-metrics")
+    assert [row["step"] for row in rl_metrics] == [1, 2] and all(-1 <= row["reward"] <= 1 for row in rl_metrics)
+    assert table_artifact("rl-summary")[0]["steps"] == 2
+    curves = Artifact.get("rl-curves")
+    assert curves is not None and "data:image/png;base64,iVBOR" in str(curves.data)  # the PNG, inline
+    training_progress = Artifact.get("sft-progress")
+    assert training_progress is not None and float(training_progress.data) == 100.0
     link = Artifact.get("split-distill-set")
     folder = store.folder("distill_set", versions["distill_set"])
     assert link is not None and f"(file://{folder})" in str(link.data)  # link artifacts read back as markdown
@@ -84,7 +94,7 @@ def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_
     assert changed["preference_pairs"] == first["preference_pairs"]
     assert ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
     assert "skipped" in str(Artifact.get("pull-summary").data)  # type: ignore[union-attr]
-    for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples"):
+    for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples", "sft_checkpoint", "rl_checkpoint"):
         assert changed[kind] != first[kind]
 
 

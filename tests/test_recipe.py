@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows.recipe import Recipe, RecipeError, apply_override, load_recipe, recipe_from_dict
 from tasks.pull.config import SourceConfig
@@ -99,3 +100,45 @@ def test_override_can_add_a_key_the_yaml_left_at_its_default() -> None:
     apply_override(raw, "split.seed=7")
     assert recipe_from_dict(raw).split.seed == 7
     assert isinstance(recipe_from_dict(raw), Recipe)
+
+
+PAPER = {  # RM-R1.md §6-7: SFT lr, RL lr and nodes of 8 GPUs, per recipe
+    "rm-r1-qwen2.5-instruct-7b": (5e-6, 1e-6, 1),
+    "rm-r1-qwen2.5-instruct-14b": (3e-6, 7e-7, 2),
+    "rm-r1-qwen2.5-instruct-32b": (2e-6, 5e-7, 4),
+    "rm-r1-deepseek-distill-qwen-7b": (None, 1e-6, 1),
+    "rm-r1-deepseek-distill-qwen-14b": (None, 1e-6, 2),
+    "rm-r1-deepseek-distill-qwen-32b": (None, 8e-7, 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_recipes_resolve_to_the_papers_trl_configs(name: str) -> None:
+    from flows.cli import dry_run
+
+    sft_lr, rl_lr, nodes = PAPER[name]
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    processes = 8 * nodes
+    if sft_lr is None:
+        assert recipe.sft is None and recipe.split.distill_fraction == 0.0 and recipe.rl.template == "reasoning-v1"
+    else:
+        assert recipe.split.distill_fraction == 0.12
+        sft = yaml.safe_load(dry_run(recipe, "sft"))["trl.SFTConfig"]
+        assert sft["learning_rate"] == sft_lr
+        assert sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"] * processes == 128
+        expected = {"num_train_epochs": 1.0, "max_length": 12288, "warmup_steps": 0.03, "lr_scheduler_type": "cosine",
+                    "adam_beta1": 0.9, "adam_beta2": 0.95, "weight_decay": 0.0, "max_grad_norm": 1.0, "seed": 42,
+                    "bf16": True, "activation_checkpointing": True, "completion_only_loss": True}  # fmt: skip
+        assert {k: sft[k] for k in expected} == expected
+    grpo = yaml.safe_load(dry_run(recipe, "rl"))["trl.GRPOConfig"]
+    assert grpo["learning_rate"] == rl_lr
+    assert grpo["generation_batch_size"] == 1024 * 7
+    completions_per_step = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"] * processes
+    assert completions_per_step == 128 * 7  # mini-batch of 128 prompts: 8 optimizer steps per rollout batch
+    expected = {"num_generations": 7, "temperature": 1.0, "top_p": 1.0, "beta": 1e-3, "epsilon": 0.2,
+                "lr_scheduler_type": "constant", "warmup_steps": 0, "max_completion_length": 8192,
+                "max_grad_norm": 1.0, "use_vllm": True, "vllm_mode": "colocate", "bf16": True}  # fmt: skip
+    assert {k: grpo[k] for k in expected} == expected
+    assert recipe.rl.max_prompt_length == 4096
+    assert recipe.rl.launch.num_processes == processes and recipe.rl.launch.num_machines == nodes
+    assert (ROOT / str(recipe.rl.launch.accelerate_config)).is_file()

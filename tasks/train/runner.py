@@ -8,11 +8,11 @@ Resuming: the trainer writes a checkpoint every `save_steps` into `output_dir`; 
 the same `output_dir` resumes from the last complete one (optimizer, scheduler, RNG and data position
 included), so a killed run finishes at the same step count as one that was never interrupted.
 
-More than one process: the job re-launches this module with `accelerate launch` and the recipe's accelerate
-config (infra/accelerate/). Under plain data parallelism every rank holds the full weights, and the job
-checks that the ranks agree on them at the end.
+More than one process: the job re-launches this module on every rank (`accelerate launch` with the recipe's
+accelerate config from infra/accelerate/ on GPUs, torchrun on CPU). Under plain data parallelism every
+rank holds the full weights, and the job checks that the ranks agree on them at the end.
 
-    python -m tasks.train.runner JOB.json      # what `accelerate launch` runs on every rank
+    python -m tasks.train.runner JOB.json      # what every launched rank runs
 """
 
 from __future__ import annotations
@@ -89,32 +89,59 @@ def run_job(
     job: TrainJob, callbacks: Sequence[TrainerCallback] = (), on_progress: ProgressCallback | None = None
 ) -> TrainOutcome:
     """Train `job` here, or with `accelerate launch` when it asks for more processes than this one."""
-    if job.num_processes > 1 and "WORLD_SIZE" not in os.environ:
+    if job.num_processes > int(os.environ.get("WORLD_SIZE", "1")):  # not yet inside `accelerate launch`
         return _launch(job)
     extra = list(callbacks) + ([ProgressToCallback(on_progress)] if on_progress else [])
     return train(job, extra)
 
 
-def _launch(job: TrainJob) -> TrainOutcome:
-    job_file = os.path.join(job.output_dir, "job.json")
-    os.makedirs(job.output_dir, exist_ok=True)
-    job.save(job_file)
+def launch_command(job: TrainJob, job_file: str) -> list[str]:
+    """The command that starts every rank of `job` on this node.
+
+    GPUs: `accelerate launch` with the recipe's accelerate config (DeepSpeed / FSDP / DDP). CPU: torchrun,
+    which is what accelerate's multi-GPU launcher runs underneath; accelerate has no multi-process CPU
+    launcher without MPI. The Trainer then picks the gloo backend.
+    """
     launch = job.config["launch"]
+    machines = int(launch.get("num_machines", 1))
+    node: list[str] = []
+    if machines > 1:
+        for variable in ("MACHINE_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            if variable not in os.environ:
+                raise RuntimeError(f"{job.stage}: {machines} nodes need ${variable} set on every node")
+    if launch["device"] == "cpu":
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(job.num_processes // machines),
+        ]
+        if machines > 1:
+            node = ["--nnodes", str(machines), "--node_rank", os.environ["MACHINE_RANK"],
+                    "--master_addr", os.environ["MASTER_ADDR"], "--master_port", os.environ["MASTER_PORT"]]  # fmt: skip
+        else:
+            node = ["--standalone"]  # a free local rendezvous port: concurrent jobs do not collide
+        return [*command, *node, "-m", "tasks.train.runner", job_file]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(job.num_processes)]
     if launch.get("accelerate_config"):
         command += ["--config_file", launch["accelerate_config"]]
-    if launch.get("num_machines", 1) > 1:
-        command += ["--num_machines", str(launch["num_machines"])]
-        for flag, variable in (("--machine_rank", "MACHINE_RANK"), ("--main_process_ip", "MASTER_ADDR"),
-                               ("--main_process_port", "MASTER_PORT")):  # fmt: skip
-            if variable not in os.environ:
-                raise RuntimeError(f"{job.stage}: {launch['num_machines']} nodes need ${variable} on every node")
-            command += [flag, os.environ[variable]]
-    command += ["-m", "tasks.train.runner", job_file]
+    if machines > 1:
+        node = ["--num_machines", str(machines), "--machine_rank", os.environ["MACHINE_RANK"],
+                "--main_process_ip", os.environ["MASTER_ADDR"],
+                "--main_process_port", os.environ["MASTER_PORT"]]  # fmt: skip
+    return [*command, *node, "-m", "tasks.train.runner", job_file]
+
+
+def _launch(job: TrainJob) -> TrainOutcome:
+    os.makedirs(job.output_dir, exist_ok=True)
+    job_file = os.path.join(job.output_dir, "job.json")
+    job.save(job_file)
+    command = launch_command(job, job_file)
     log.info("%s: launching %d processes: %s", job.stage, job.num_processes, " ".join(command))
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
-        raise RuntimeError(f"{job.stage}: `accelerate launch` exited with {completed.returncode}; see the log above")
+        raise RuntimeError(f"{job.stage}: the {job.num_processes}-process launch exited with {completed.returncode}")
     return read_outcome(job.final_dir)
 
 

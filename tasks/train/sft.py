@@ -9,7 +9,7 @@ the chat template closes the assistant turn, so the student also learns to stop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version
@@ -61,6 +61,11 @@ def sft_rows(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in examples
     ]
+
+
+def tokenizer_texts(examples: list[dict[str, Any]]) -> Iterator[str]:
+    """The text a tiny student's tokenizer is trained on: every example's prompt and trace."""
+    return (f"{row['system'] or ''}\n{row['user']}\n{row['assistant']}" for row in examples)
 
 
 def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
@@ -134,9 +139,7 @@ def train_sft(
     work_dir = store.work_dir("sft", version)
     examples_rows = store.read_table(examples).to_pylist()
     rows = sft_rows(examples_rows)
-    base = start_model(
-        student, lambda: (f"{r['system'] or ''}\n{r['user']}\n{r['assistant']}" for r in examples_rows), work_dir
-    )
+    base = start_model(student, lambda: tokenizer_texts(examples_rows), work_dir)
     tokenizer = AutoTokenizer.from_pretrained(base, revision=student.revision)
     lengths = [token_count(tokenizer, row["prompt"] + row["completion"]) for row in rows]
     kept, dropped = drop_overlong(rows, lengths, config.max_length)

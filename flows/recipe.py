@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
 from tasks.stage import ConfigError
 from tasks.train.config import RlConfig, SftConfig, StudentConfig
+
+
+_YAML_11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class RecipeError(ValueError):
@@ -189,6 +193,8 @@ def _parse_value(hint: Any, value: Any, key: str) -> Any:
         return {str(k): _parse_value(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _YAML_11_FLOAT.fullmatch(value.strip()):
+        return float(value)  # PyYAML reads `5e-6` (no dot) as a string; everyone writes learning rates so
     is_bool_as_number = isinstance(value, bool) and hint in (int, float)
     if hint in (str, int, float, bool) and (not isinstance(value, hint) or is_bool_as_number):
         raise RecipeError(f"{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")

@@ -92,7 +92,7 @@ def _training_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
     columns = TRAINING_COLUMNS[result.stage]
     metrics = [{c: row.get(c) for c in columns} for row in result.stats.get("metrics", [])]
     summary = {k: v for k, v in result.stats.items() if k != "metrics" and not isinstance(v, dict | list)}
-    return {"summary": [summary], "metrics": metrics}
+    return {"totals": [summary], "metrics": metrics}  # "-summary" is the markdown key
 
 
 def _split_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:

@@ -66,7 +66,7 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     assert [row["step"] for row in sft_metrics] == [1, 2, 3, 4] and all(row["loss"] > 0 for row in sft_metrics)
     rl_metrics = table_artifact("rl-metrics")
     assert [row["step"] for row in rl_metrics] == [1, 2] and all(-1 <= row["reward"] <= 1 for row in rl_metrics)
-    assert table_artifact("rl-summary")[0]["steps"] == 2
+    assert table_artifact("rl-totals")[0]["steps"] == 2
     curves = Artifact.get("rl-curves")
     assert curves is not None and "data:image/png;base64,iVBOR" in str(curves.data)  # the PNG, inline
     training_progress = Artifact.get("sft-progress")

@@ -142,3 +142,10 @@ def test_paper_recipes_resolve_to_the_papers_trl_configs(name: str) -> None:
     assert recipe.rl.max_prompt_length == 4096
     assert recipe.rl.launch.num_processes == processes and recipe.rl.launch.num_machines == nodes
     assert (ROOT / str(recipe.rl.launch.accelerate_config)).is_file()
+
+
+def test_exponent_floats_without_a_dot_are_numbers_not_strings() -> None:
+    recipe = load_recipe(SMOKE, ["sft.learning_rate=5e-6", "rl.learning_rate=7E-7"])
+    assert recipe.sft is not None and recipe.sft.learning_rate == 5e-6 and recipe.rl.learning_rate == 7e-7
+    with pytest.raises(RecipeError, match="sft.learning_rate: expected float, got str 'fast'"):
+        load_recipe(SMOKE, ["sft.learning_rate=fast"])

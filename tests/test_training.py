@@ -190,6 +190,7 @@ def test_grpo_from_the_sft_checkpoint_logs_reward_accuracy_parse_errors_kl_and_l
         assert -1.0 <= row["reward"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
         assert row["reward"] == pytest.approx(2 * row["accuracy"] - 1, abs=1e-6)  # ±1 rewards only
     assert read_outcome(store.local_copy(ref)).global_step == 4
+    assert "vllm" not in sys.modules  # rollout_engine: transformers never imports vLLM
 
 
 def test_killed_grpo_resumes_from_its_last_checkpoint(

@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_contracts import ArtifactStore  # noqa: E402
-from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES  # noqa: E402
-from flows.recipe import load_recipe  # noqa: E402
-from flows.stages import SPECS, STAGES, run_stage  # noqa: E402
-from tasks.train.common import start_model  # noqa: E402
-from tasks.train.probe import verdict_probe  # noqa: E402
-from tasks.train.rl import rl_rows  # noqa: E402
-from tasks.train.sft import tokenizer_texts  # noqa: E402
+from data_contracts import ArtifactStore
+from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
+from flows.recipe import load_recipe
+from flows.stages import SPECS, STAGES, run_stage
+from tasks.train.common import start_model
+from tasks.train.probe import verdict_probe
+from tasks.train.rl import rl_rows
+from tasks.train.sft import tokenizer_texts
 
 
 def main() -> None:

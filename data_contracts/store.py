@@ -35,7 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
 from data_contracts.kinds import FolderKind
-from data_contracts.versioning import plain
+from data_contracts.versioning import file_sha256, plain
 
 MANIFEST = "_manifest.json"
 DEFAULT_ROOT = "./artifacts"
@@ -382,14 +382,6 @@ def _remove(store: ArtifactStore, folder: str) -> None:
         store.fs.rm(folder, recursive=True)
 
 
-def _sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class FolderWriter:
     """Publishes one folder artifact (a model checkpoint): fill `path` with files, then `commit`.
 
@@ -424,12 +416,15 @@ class FolderWriter:
         missing = [name for name in self.kind.required if not os.path.exists(os.path.join(self.path, name))]
         if missing:
             raise FileNotFoundError(f"{self.kind.kind}/{self.version}: {', '.join(missing)} missing in {self.path}")
-        files = []
-        for directory, _, names in sorted(os.walk(self.path)):
-            for name in sorted(names):
-                full = os.path.join(directory, name)
-                relative = os.path.relpath(full, self.path).replace(os.sep, "/")
-                files.append({"path": relative, "bytes": os.path.getsize(full), "sha256": _sha256_of(full)})
+        paths = sorted(
+            os.path.relpath(os.path.join(directory, name), self.path).replace(os.sep, "/")
+            for directory, _, names in os.walk(self.path)
+            for name in names
+        )
+        files = [
+            {"path": p, "bytes": os.path.getsize(f"{self.path}/{p}"), "sha256": file_sha256(f"{self.path}/{p}")}
+            for p in paths
+        ]
         manifest = _manifest(
             self.kind.kind, self.version, self.kind.version, files, self.upstream, self.config, self.code_version, stats
         )

@@ -53,3 +53,12 @@ def artifact_version(
         }
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:VERSION_LENGTH]
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a local file's bytes, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,7 +29,6 @@ from tasks.split.config import SplitConfig
 from tasks.stage import ConfigError
 from tasks.train.config import RlConfig, SftConfig, StudentConfig
 
-
 _YAML_11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from data_contracts import (
     publish_table,
     rejects_contract,
 )
-from data_contracts.kinds import EVAL_SCORES, PREFERENCE_PAIRS
+from data_contracts.kinds import EVAL_SCORES, PREFERENCE_PAIRS, SFT_CHECKPOINT
 from tests.helpers.store_worker import pair_rows
 
 WORKER = Path(__file__).parent / "helpers" / "store_worker.py"
@@ -672,3 +673,62 @@ def test_temporary_folders_of_long_dead_writers_are_cleaned_up_on_the_next_write
     publish_table(store, PREFERENCE_PAIRS, "v1", _table(0, 3))
     assert not stale.exists()
     assert fresh.exists()  # may belong to a writer still at work
+
+
+# --- folder artifacts (model checkpoints) ---------------------------------------------------------------
+
+
+def _fill_checkpoint(folder: str, weights: bytes = b"w" * 1000) -> None:
+    Path(folder, "config.json").write_text('{"model_type": "qwen2"}')
+    Path(folder, "tokenizer_config.json").write_text("{}")
+    Path(folder, "model.safetensors").write_bytes(weights)
+    Path(folder, "nested").mkdir()
+    Path(folder, "nested", "extra.txt").write_text("x")
+
+
+def test_a_folder_artifact_is_invisible_until_committed_and_lists_every_file_with_its_sha256(
+    store: ArtifactStore, root: Path
+) -> None:
+    with store.folder_writer(SFT_CHECKPOINT, "c1", upstream={"sft_examples": "e1"}, config={"lr": 1}) as writer:
+        _fill_checkpoint(writer.path)
+        assert Path(writer.path).is_relative_to(root / SFT_CHECKPOINT.kind)  # inside the store: a rename, no copy
+        assert store.get(SFT_CHECKPOINT.kind, "c1") is None and store.list() == []
+        ref = writer.commit({"steps": 3})
+    manifest = store.manifest(ref)
+    assert [f["path"] for f in manifest["files"]] == [
+        "config.json", "model.safetensors", "nested/extra.txt", "tokenizer_config.json"
+    ]  # fmt: skip
+    weights = next(f for f in manifest["files"] if f["path"] == "model.safetensors")
+    assert weights["sha256"] == hashlib.sha256(b"w" * 1000).hexdigest() and weights["bytes"] == 1000
+    assert manifest["upstream"] == {"sft_examples": "e1"} and manifest["stats"] == {"steps": 3}
+    assert "rows" not in manifest
+    assert store.local_copy(ref) == str(root / SFT_CHECKPOINT.kind / "c1")
+    assert store.verify(ref) == []
+    (root / SFT_CHECKPOINT.kind / "c1" / "model.safetensors").write_bytes(b"corrupted")
+    assert store.verify(ref) == ["model.safetensors"]
+    assert _leftovers(root, SFT_CHECKPOINT.kind) == []
+
+
+def test_a_folder_artifact_missing_a_required_file_is_not_published(store: ArtifactStore, root: Path) -> None:
+    missing = pytest.raises(FileNotFoundError, match=r"sft_checkpoint/c1: tokenizer_config\.json missing")
+    with missing, store.folder_writer(SFT_CHECKPOINT, "c1") as writer:
+        Path(writer.path, "config.json").write_text("{}")
+        writer.commit()
+    assert store.get(SFT_CHECKPOINT.kind, "c1") is None
+    assert _leftovers(root, SFT_CHECKPOINT.kind) == []
+
+
+def test_a_folder_artifact_on_a_memory_url_uploads_files_and_writes_the_manifest_last(
+    memory_store: ArtifactStore,
+) -> None:
+    with memory_store.folder_writer(SFT_CHECKPOINT, "c1") as writer:
+        _fill_checkpoint(writer.path, b"abc")
+        assert os.path.isdir(writer.path)  # a local scratch folder; nothing uploaded yet
+        assert memory_store.get(SFT_CHECKPOINT.kind, "c1") is None
+        ref = writer.commit()
+    assert not os.path.exists(writer.path)
+    assert memory_store.verify(ref) == []
+    local = memory_store.local_copy(ref)
+    assert Path(local, "model.safetensors").read_bytes() == b"abc"
+    assert Path(local, "nested", "extra.txt").read_text() == "x"
+    shutil.rmtree(local)

@@ -9,7 +9,6 @@ cache.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from data_contracts.versioning import file_sha256
 from tasks.pull.config import SourceConfig
 from tasks.pull.synthetic import synthetic_records
 
@@ -83,14 +83,6 @@ def _format(file: str, strict: bool = True) -> str | None:
     if fmt is None and strict:
         raise SourceError(f"{file}: unsupported format (expected .json, .jsonl or .parquet, optionally .gz)")
     return fmt
-
-
-def file_sha256(file: str) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_fingerprint(source: SourceConfig) -> dict[str, Any]:

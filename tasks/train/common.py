@@ -13,13 +13,12 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_contracts import ArtifactRef, ArtifactStore, FolderKind
+from data_contracts import ArtifactStore, FolderKind
 from data_contracts.versioning import plain
 from tasks.models import build_tiny_model
 from tasks.stage import ProgressCallback, StageResult
@@ -162,8 +161,3 @@ def published(store: ArtifactStore, kind: FolderKind, version: str, stage: str) 
     if ref is None:
         return None
     return StageResult(stage, {kind.kind: ref}, True, store.manifest(ref)["stats"])
-
-
-def checkpoint_folder(store: ArtifactStore, ref: ArtifactRef) -> str:
-    """A local folder with the checkpoint's files (downloaded first from an object store)."""
-    return str(Path(store.local_copy(ref)))

@@ -23,7 +23,6 @@ from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT
 from tasks.judge_protocol import Verdict, load_template_set, parse_eval_verdict, render_judge_messages, rl_reward
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import (
-    checkpoint_folder,
     drop_overlong,
     published,
     start_model,
@@ -199,7 +198,7 @@ def train_rl(
     work_dir = store.work_dir("rl", version)
     rows = rl_rows(store.read_table(pairs).to_pylist(), config.template)
     if sft is not None:
-        base, revision, label = checkpoint_folder(store, sft), None, str(sft)
+        base, revision, label = store.local_copy(sft), None, str(sft)
     else:
         texts = lambda: ("\n".join(turn["content"] for turn in row["prompt"]) for row in rows)  # noqa: E731
         base, revision = start_model(student, texts, work_dir), student.revision

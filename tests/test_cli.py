@@ -28,7 +28,7 @@ def printed_versions(output: str) -> dict[str, str]:
 
 
 def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(tmp_path: Path) -> None:
-    first = rmr1("run", "--recipe", SMOKE, "--to", "split", cwd=tmp_path)
+    first = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     versions = printed_versions(first.stdout)
     assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
@@ -38,14 +38,35 @@ def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstre
     stamps = {p: p.stat().st_mtime_ns for p in manifests}
 
     # A fresh Prefect home (an empty database): skipping rests on artifact versions alone.
-    second = rmr1("run", "--recipe", SMOKE, "--to", "split", cwd=tmp_path, prefect_home="another-prefect-home")
+    second = rmr1(
+        "run",
+        "--recipe",
+        SMOKE,
+        "--to",
+        "split",
+        "--set",
+        "pull.sources.0.rows=400",
+        cwd=tmp_path,
+        prefect_home="another-prefect-home",
+    )
     assert second.returncode == 0, second.stderr
     assert printed_versions(second.stdout) == versions
     assert "pull: skipped, already published" in second.stderr
     assert "split: skipped, already published" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in manifests} == stamps
 
-    changed = rmr1("run", "--recipe", SMOKE, "--set", "split.distill_fraction=0.2", "--to", "split", cwd=tmp_path)
+    changed = rmr1(
+        "run",
+        "--recipe",
+        SMOKE,
+        "--set",
+        "split.distill_fraction=0.2",
+        "--set",
+        "pull.sources.0.rows=400",
+        "--to",
+        "split",
+        cwd=tmp_path,
+    )
     assert changed.returncode == 0, changed.stderr
     new_versions = printed_versions(changed.stdout)
     assert new_versions["preference_pairs"] == versions["preference_pairs"]

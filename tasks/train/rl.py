@@ -221,12 +221,13 @@ def train_rl(
 
     def summarize(outcome: TrainOutcome) -> dict[str, Any]:
         rewards = [e["reward"] for e in outcome.log_history if "reward" in e]
+        half = len(rewards) // 2
         return {
             "prompts": len(kept),
             "dropped_overlong": len(rows) - len(kept),
             "dropped_overlong_by_domain": dropped,
-            "first_reward": rewards[0] if rewards else None,
-            "final_reward": rewards[-1] if rewards else None,
+            "reward_first_half": round(fmean(rewards[:half]), 4) if half else None,  # single steps are noisy
+            "reward_second_half": round(fmean(rewards[half:]), 4) if half else None,
         }
 
     return train_and_publish(

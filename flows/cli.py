@@ -22,6 +22,7 @@ import yaml
 from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
 from data_contracts.versioning import plain
 from flows.recipe import Recipe, RecipeError, load_recipe
+from tasks.train.config import LaunchConfig
 
 STAGE_NAMES = (
     "pull",
@@ -94,34 +95,44 @@ def dry_run(recipe: Recipe, stage: str) -> str:
     from tasks.train.rl import trl_grpo_kwargs
     from tasks.train.sft import trl_sft_kwargs
 
+    if stage not in ("sft", "rl"):
+        raise RecipeError(f"--dry-run applies to the training stages sft and rl, not {stage}")
+    from_sft = stage == "rl" and recipe.sft is not None
+    revision = None if from_sft else recipe.student.revision  # an SFT checkpoint is a local folder
     if stage == "sft" and recipe.sft is not None:
         from trl import SFTConfig as trl_class
 
-        section, kwargs = recipe.sft, trl_sft_kwargs(recipe.sft, "<work>/trainer", recipe.student.revision)
+        section, kwargs = recipe.sft, trl_sft_kwargs(recipe.sft, "<work>/trainer", revision)
     elif stage == "rl":
         from trl import GRPOConfig as trl_class  # type: ignore[assignment]
 
-        section, kwargs = recipe.rl, trl_grpo_kwargs(recipe.rl, "<work>/trainer", recipe.student.revision)
+        section, kwargs = recipe.rl, trl_grpo_kwargs(recipe.rl, "<work>/trainer", revision)
     else:
         raise RecipeError(f"--dry-run: recipe {recipe.name} has no {stage} training section")
-    checked = dict(kwargs, output_dir=tempfile.mkdtemp(prefix="rmr1-dry-run-"))
-    if kwargs["bf16"] and not torch.cuda.is_available():  # TRL refuses bf16 without a GPU; check the rest
-        checked.update(bf16=False, use_cpu=True)
-    try:
-        trl_class(**checked)
-    except (TypeError, ValueError) as error:
-        raise RecipeError(f"{stage}: TRL rejects the resolved config: {error}") from None
+    with tempfile.TemporaryDirectory(prefix="rmr1-dry-run-") as scratch:
+        checked = dict(kwargs, output_dir=scratch)
+        if kwargs["bf16"] and not torch.cuda.is_available():  # TRL refuses bf16 without a GPU; check the rest
+            checked.update(bf16=False, use_cpu=True)
+        try:
+            trl_class(**checked)
+        except (TypeError, ValueError) as error:
+            raise RecipeError(f"{stage}: TRL rejects the resolved config: {error}") from None
     student = {k: v for k, v in plain(recipe.student).items() if k != "tiny" or recipe.student.model == TINY}
     plan = {
         "stage": stage,
-        "student": student if stage == "sft" or recipe.sft is None else "the sft_checkpoint",
-        "launch": {
-            **plain(section.launch),
-            "command": "in-process" if section.launch.num_processes == 1 else "accelerate launch",
-        },
+        "student": "the sft_checkpoint" if from_sft else student,
+        "launch": {**plain(section.launch), "command": _launcher(section.launch)},
         f"trl.{trl_class.__name__}": kwargs,
     }
     return yaml.safe_dump(plan, sort_keys=False, width=120)
+
+
+def _launcher(launch: LaunchConfig) -> str:
+    if launch.num_processes == 1:
+        return "in-process"
+    return (
+        "torchrun (gloo)" if launch.device == "cpu" else f"accelerate launch --config_file {launch.accelerate_config}"
+    )
 
 
 def finish_prefect() -> None:

@@ -267,6 +267,8 @@ def _png_markdown(store: ArtifactStore, ref: ArtifactRef, title: str) -> str:
 def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, upstream: dict[str, str] | None) -> dict:
     logger = get_run_logger()
     recipe = recipe_from_dict(recipe_dict)
+    if not SPECS[name].enabled(recipe):
+        raise ValueError(f"recipe {recipe.name} leaves out stage {name!r} (sft: null: no distillation, no SFT)")
     store = ArtifactStore(artifacts)
     if upstream is None:
         # Run alone: upstream stages first, as subflows (each skips itself when already published).

@@ -132,7 +132,9 @@ def test_dry_run_prints_the_resolved_trl_config_of_a_paper_recipe_and_runs_nothi
     sft = plan["trl.SFTConfig"]
     assert sft["learning_rate"] == 3e-6 and sft["max_length"] == 12288 and sft["warmup_steps"] == 0.03
     assert sft["per_device_train_batch_size"] * sft["gradient_accumulation_steps"] * 16 == 128
-    assert plan["launch"]["command"] == "accelerate launch" and plan["student"]["model"] == "Qwen/Qwen2.5-14B-Instruct"
+    launcher = "accelerate launch --config_file infra/accelerate/deepspeed-zero3-multinode.yaml"
+    assert plan["launch"]["command"] == launcher
+    assert plan["student"]["model"] == "Qwen/Qwen2.5-14B-Instruct" and "tiny" not in plan["student"]
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "prefect-home").exists()
 
     no_sft = rmr1("stage", "sft", "--recipe", str(ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml"),

@@ -12,7 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.chat_template_utils import has_generation_markers, is_chat_template_stop_token_trained
 
-from tasks.models import EOS_TOKEN, JUDGE_TAGS, PAD_TOKEN, TinyModelConfig, build_tiny_model, train_tiny_tokenizer
+from tasks.models.tiny import (
+    EOS_TOKEN,
+    JUDGE_TAGS,
+    PAD_TOKEN,
+    TinyModelConfig,
+    build_tiny_model,
+    train_tiny_tokenizer,
+)
 
 _QUESTIONS = [
     "How do I reverse a list in Python?",

@@ -252,7 +252,9 @@ def test_two_cpu_processes_with_gloo_train_the_tiny_model_and_agree_on_the_weigh
 def test_training_configs_refuse_batches_that_do_not_divide(tmp_path: Path) -> None:
     from flows.recipe import RecipeError
 
-    with pytest.raises(RecipeError, match=re.escape("sft.global_batch_size: batch of 128 is not micro_batch_size")):
+    with pytest.raises(
+        RecipeError, match=re.escape("sft.global_batch_size: global_batch_size (128) is not micro_batch_size (3)")
+    ):
         load_recipe(SMOKE, ["sft.global_batch_size=128", "sft.micro_batch_size=3"])
     with pytest.raises(RecipeError, match=re.escape("rl.prompts_per_rollout: 6 is not a multiple of")):
         load_recipe(SMOKE, ["rl.prompts_per_rollout=6", "rl.mini_batch_prompts=4"])

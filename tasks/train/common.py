@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from data_contracts import ArtifactStore, FolderKind
 from data_contracts.versioning import plain
-from tasks.models import build_tiny_model
+from tasks.models.tiny import build_tiny_model
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.config import NOT_VERSIONED, TINY, StudentConfig
 from tasks.train.runner import TrainJob, TrainOutcome, run_job
@@ -33,6 +33,14 @@ CURVES_PNG = "training_curves.png"
 def versioned_config(config: Any) -> dict[str, Any]:
     """The config fields that change the trained weights (how often checkpoints are written does not)."""
     return {key: value for key, value in plain(config).items() if key not in NOT_VERSIONED}
+
+
+def versioned_student(student: StudentConfig) -> dict[str, Any]:
+    """The student fields that matter: the tiny model's size only when the tiny model is used."""
+    fields = plain(student)
+    if student.model != TINY:
+        fields.pop("tiny")
+    return fields
 
 
 def start_model(student: StudentConfig, texts: Callable[[], Iterable[str]], work_dir: str) -> str:

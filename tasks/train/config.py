@@ -75,7 +75,9 @@ class LaunchConfig:
 
 
 # Fields that only change where or how often things are written, never the trained weights.
-NOT_VERSIONED = ("save_steps", "logging_steps", "save_total_limit")
+NOT_VERSIONED = (
+    "save_steps", "logging_steps", "save_total_limit", "vllm_server_base_url", "vllm_gpu_memory_utilization",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,11 @@ class SftConfig:
     bf16: bool = field(default=True, metadata={"help": "bfloat16 mixed precision (paper: bf16). Forced off on CPU."})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
     packing: bool = field(
-        default=True, metadata={"help": "Pack several examples into one max_length sequence (paper: packing)."}
+        default=False,
+        metadata={
+            "help": "TRL packing: several examples per max_length sequence. The paper packed with OpenRLHF, which "
+            "still counts 128 examples per batch; TRL's batch would become 128 packs, so off by default."
+        },
     )
     save_steps: int = field(
         default=50, metadata={"help": "Write a resumable checkpoint every this many optimizer steps."}
@@ -119,7 +125,8 @@ class SftConfig:
     launch: LaunchConfig = field(default_factory=LaunchConfig, metadata={"help": "Device and processes."})
 
     def __post_init__(self) -> None:
-        _check_batch(self.global_batch_size, self.micro_batch_size, self.launch.num_processes, "global_batch_size")
+        _check_batch(self.global_batch_size, self.micro_batch_size, self.launch.num_processes, "global_batch_size",
+                     "global_batch_size")  # fmt: skip
         _check_positive(self, ("learning_rate", "epochs", "max_length", "save_steps", "logging_steps"))
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError("warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
@@ -194,7 +201,13 @@ class RlConfig:
     vllm_server_base_url: str | None = field(
         default=None, metadata={"help": "URL of `trl vllm-serve` (vllm-server mode)."}
     )
-    save_steps: int = field(default=10, metadata={"help": "Write a resumable checkpoint every this many steps."})
+    save_steps: int = field(
+        default=8,
+        metadata={
+            "help": "Write a resumable checkpoint every this many steps; a multiple of prompts_per_rollout / "
+            "mini_batch_prompts, so a resume never starts inside a rollout batch."
+        },
+    )
     save_total_limit: int = field(default=2, metadata={"help": "Resumable checkpoints kept (older ones deleted)."})
     logging_steps: int = field(default=1, metadata={"help": "Log reward, KL and lengths every this many steps."})
     launch: LaunchConfig = field(default_factory=LaunchConfig, metadata={"help": "Device and processes."})
@@ -212,7 +225,15 @@ class RlConfig:
                 f"{self.prompts_per_rollout} is not a multiple of mini_batch_prompts ({self.mini_batch_prompts})",
             )
         completions = self.mini_batch_prompts * self.num_generations
-        _check_batch(completions, self.micro_batch_size, self.launch.num_processes, "micro_batch_size")
+        _check_batch(completions, self.micro_batch_size, self.launch.num_processes, "micro_batch_size",
+                     "mini_batch_prompts × num_generations")  # fmt: skip
+        steps_per_rollout = self.prompts_per_rollout // self.mini_batch_prompts
+        if self.save_steps % steps_per_rollout:
+            raise ConfigError(
+                "save_steps",
+                f"{self.save_steps} is not a multiple of the {steps_per_rollout} optimizer steps of one rollout batch "
+                "(prompts_per_rollout / mini_batch_prompts): a resume mid-rollout would shift every later batch",
+            )
         if self.rollout_engine == "vllm-server" and not self.vllm_server_base_url:
             raise ConfigError("vllm_server_base_url", "required when rollout_engine is vllm-server")
 
@@ -221,11 +242,11 @@ class RlConfig:
         return self.mini_batch_prompts * self.num_generations // (self.micro_batch_size * self.launch.num_processes)
 
 
-def _check_batch(total: int, micro: int, processes: int, name: str) -> None:
+def _check_batch(total: int, micro: int, processes: int, name: str, total_is: str) -> None:
     if micro < 1 or total < 1 or total % (micro * processes):
         raise ConfigError(
             name,
-            f"batch of {total} is not micro_batch_size ({micro}) × launch.num_processes ({processes}) × an integer",
+            f"{total_is} ({total}) is not micro_batch_size ({micro}) × launch.num_processes ({processes}) × an integer",
         )
 
 

@@ -29,6 +29,7 @@ from tasks.train.common import (
     token_count,
     train_and_publish,
     versioned_config,
+    versioned_student,
     write_rows,
 )
 from tasks.train.config import TINY, LaunchConfig, RlConfig, StudentConfig
@@ -48,13 +49,17 @@ CURVES = {
 log = logging.getLogger(__name__)
 
 
+def rl_upstream(pairs: ArtifactRef, sft: ArtifactRef | None) -> dict[str, str]:
+    return {RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {})
+
+
 def rl_version(student: StudentConfig, config: RlConfig, pairs: ArtifactRef, sft: ArtifactRef | None) -> str:
-    upstream = {RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {})
+    upstream = rl_upstream(pairs, sft)
     template = load_template_set(config.template).fingerprint
     return artifact_version(
         RL_CHECKPOINT.kind,
         RL_CHECKPOINT.version,
-        {"student": None if sft else student, "rl": versioned_config(config), "template": template},
+        {"student": None if sft else versioned_student(student), "rl": versioned_config(config), "template": template},
         upstream,
         CODE_VERSION,
     )
@@ -101,6 +106,15 @@ class VerdictReward:
             log_metric("accuracy", fmean(r > 0 for r in rewards))
             log_metric("parse_error_rate", fmean(parse_eval_verdict(t) is Verdict.ERROR for t in texts))
         return rewards
+
+
+def decoder_with_special_tokens(tokenizer: Any) -> Callable[[list[list[int]]], list[str]]:
+    """Decode completions keeping special tokens (the EOS string counts toward the reward window, RM-R1.md §3)."""
+
+    def decode(ids: list[list[int]]) -> list[str]:
+        return tokenizer.batch_decode(ids, skip_special_tokens=False)
+
+    return decode
 
 
 def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
@@ -167,15 +181,12 @@ def build_grpo_trainer(job: TrainJob) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
     tokenizer.padding_side = "left"  # generation pads prompts on the left
 
-    def decode(ids: list[list[int]]) -> list[str]:
-        return tokenizer.batch_decode(ids, skip_special_tokens=False)
-
     dataset = Dataset.from_parquet(job.data).select_columns(["prompt", "winner"])
     args = GRPOConfig(**trl_grpo_kwargs(config, job.output_dir, job.revision))
+    reward = VerdictReward(decoder_with_special_tokens(tokenizer))
     return GRPOTrainer(
-        model=job.model, reward_funcs=[VerdictReward(decode)], args=args, train_dataset=dataset,
-        processing_class=tokenizer,
-    )  # fmt: skip
+        model=job.model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer
+    )
 
 
 def train_rl(
@@ -206,11 +217,11 @@ def train_rl(
     tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
     lengths = [token_count(tokenizer, row["prompt"], add_generation_prompt=True) for row in rows]
     kept, dropped = drop_overlong(rows, lengths, config.max_prompt_length)
-    if len(kept) < config.mini_batch_prompts:
+    if len(kept) < config.prompts_per_rollout:  # TRL drops an incomplete rollout batch: nothing would train
         raise ValueError(
             f"rl: {len(kept)} usable prompts in {pairs} (after dropping {len(rows) - len(kept)} longer than "
-            f"{config.max_prompt_length} tokens), fewer than one optimizer step's mini_batch_prompts "
-            f"({config.mini_batch_prompts})"
+            f"rl.max_prompt_length={config.max_prompt_length} tokens), fewer than one rollout batch "
+            f"(rl.prompts_per_rollout={config.prompts_per_rollout})"
         )
     log.info(
         "rl: %d prompts, %d dropped as longer than %d tokens",
@@ -241,7 +252,7 @@ def train_rl(
         revision=revision,
         data_path=write_rows(kept, f"{work_dir}/data/rl_rows.parquet"),
         config=config,
-        upstream={RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {}),
+        upstream=rl_upstream(pairs, sft),
         record={"student": None if sft else student, "rl": config},
         code_version=CODE_VERSION,
         curves=CURVES,

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import gather_object
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tasks.stage import ProgressCallback
 
@@ -154,16 +156,16 @@ def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutc
     trainer = build(job)
     for callback in callbacks:
         trainer.add_callback(callback)
-    last = get_last_checkpoint(job.output_dir) if os.path.isdir(job.output_dir) else None
+    last = last_complete_checkpoint(job.output_dir)
     resumed_from = int(last.rsplit("-", 1)[-1]) if last else 0
     if last:
         log.info("%s: resuming from %s", job.stage, last)
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(job.final_dir)
 
-    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
-    digests = trainer.accelerator.gather_for_metrics([weights_digest(trainer.model)], use_gather_object=True)
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # each rank holds a shard: not comparable
     ranks = trainer.accelerator.num_processes
+    digests = [] if sharded else gather_object([weights_digest(trainer.model)])
     outcome = TrainOutcome(
         log_history=list(trainer.state.log_history),
         global_step=trainer.state.global_step,
@@ -178,6 +180,20 @@ def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutc
     if outcome.ranks_agree is False:
         raise RuntimeError(f"{job.stage}: the {ranks} processes ended with different weights: {sorted(set(digests))}")
     return outcome
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` a resume can load: one killed mid-save lacks trainer_state.json and is skipped."""
+    if not os.path.isdir(output_dir):
+        return None
+    complete = [
+        entry.path
+        for entry in os.scandir(output_dir)
+        if entry.name.startswith(PREFIX_CHECKPOINT_DIR + "-")
+        and entry.name.rsplit("-", 1)[-1].isdigit()
+        and os.path.exists(os.path.join(entry.path, TRAINER_STATE_NAME))
+    ]
+    return max(complete, key=lambda path: int(path.rsplit("-", 1)[-1]), default=None)
 
 
 def weights_digest(model: Any) -> str:

@@ -22,6 +22,7 @@ from tasks.train.common import (
     token_count,
     train_and_publish,
     versioned_config,
+    versioned_student,
     write_rows,
 )
 from tasks.train.config import TINY, LaunchConfig, SftConfig, StudentConfig
@@ -39,7 +40,7 @@ def sft_version(student: StudentConfig, config: SftConfig, examples: ArtifactRef
     return artifact_version(
         SFT_CHECKPOINT.kind,
         SFT_CHECKPOINT.version,
-        {"student": student, "sft": versioned_config(config)},
+        {"student": versioned_student(student), "sft": versioned_config(config)},
         {SFT_EXAMPLES.kind: examples.version},
         CODE_VERSION,
     )
@@ -144,7 +145,7 @@ def train_sft(
     lengths = [token_count(tokenizer, row["prompt"] + row["completion"]) for row in rows]
     kept, dropped = drop_overlong(rows, lengths, config.max_length)
     if not kept:
-        raise ValueError(f"sft: none of the {len(rows)} examples of {examples} fits max_length {config.max_length}")
+        raise ValueError(f"sft: none of the {len(rows)} examples of {examples} fits sft.max_length={config.max_length}")
     log.info(
         "sft: %d examples, %d dropped as longer than %d tokens", len(kept), len(rows) - len(kept), config.max_length
     )

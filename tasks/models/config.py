@@ -1,0 +1,54 @@
+"""The tiny student's size and vocabulary constants: light to import (recipes parse it without torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IM_START = "<|im_start|>"
+EOS_TOKEN = "<|im_end|>"  # ends every chat turn; generation stops here
+PAD_TOKEN = "<|endoftext|>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, IM_START, EOS_TOKEN)  # ids 0, 1, 2
+
+# The judge protocol's tags (RM-R1.md §2), each kept as one whole token so a tiny model learns the
+# layout quickly and `<answer>[[A]]</answer>` is three tokens. They are ordinary (non-special) tokens:
+# decoding keeps them even with skip_special_tokens=True, which the RL reward rule relies on.
+JUDGE_TAGS: tuple[str, ...] = (
+    "<type>", "</type>", "<rubric>", "</rubric>", "<justify>", "</justify>", "<solution>", "</solution>",
+    "<eval>", "</eval>", "<quote_A>", "</quote_A>", "<quote_B>", "</quote_B>",
+    "<summary_A>", "</summary_A>", "<summary_B>", "</summary_B>",
+    "<answer>", "</answer>", "[[A]]", "[[B]]", "[[C]]", "<think>", "</think>",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Size and seed of the tiny offline student (a random-init Qwen2 with its own BPE tokenizer)."""
+
+    vocab_size: int = field(
+        default=4096,
+        metadata={"help": "Tokenizer budget (bytes, special tokens, judge tags, merges); also the embedding rows."},
+    )
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    num_layers: int = field(default=2, metadata={"help": "Number of decoder layers."})
+    num_heads: int = field(default=4, metadata={"help": "Attention (query) heads; must divide hidden_size."})
+    num_kv_heads: int = field(
+        default=2, metadata={"help": "Key/value heads (grouped-query attention); must divide num_heads."}
+    )
+    intermediate_size: int = field(default=256, metadata={"help": "Width of the MLP's hidden layer."})
+    max_position_embeddings: int = field(
+        default=4096, metadata={"help": "Longest sequence in tokens; also the tokenizer's model_max_length."}
+    )
+    seed: int = field(default=0, metadata={"help": "Torch seed for the random initial weights."})
+    tie_word_embeddings: bool = field(
+        default=True, metadata={"help": "Share input embeddings and LM head, as the small Qwen2.5 models do."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size}) "
+                f"and num_kv_heads ({self.num_kv_heads}) must divide num_heads"
+            )
+        smallest = 256 + len(SPECIAL_TOKENS) + len(JUDGE_TAGS)
+        if self.vocab_size < smallest:
+            raise ValueError(f"vocab_size {self.vocab_size} is below {smallest} (bytes + special tokens + judge tags)")

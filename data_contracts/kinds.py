@@ -228,7 +228,8 @@ EVAL_SCORES = Contract(
 class FolderKind:
     """An artifact that is a folder of files (a model checkpoint) rather than a table.
 
-    `required` files must be present when it is published; the manifest lists every file with its sha256.
+    `required` files must be present when it is published ("a|b": either one); the manifest lists every file
+    with its sha256.
     """
 
     kind: str
@@ -237,7 +238,7 @@ class FolderKind:
 
 
 # A Hugging Face model folder: what `save_pretrained` writes for the model and its tokenizer.
-_HF_FOLDER = ("config.json", "tokenizer_config.json")
+_HF_FOLDER = ("config.json", "tokenizer_config.json", "model.safetensors|model.safetensors.index.json")
 SFT_CHECKPOINT = FolderKind("sft_checkpoint", 1, _HF_FOLDER)
 RL_CHECKPOINT = FolderKind("rl_checkpoint", 1, _HF_FOLDER)
 FOLDER_KINDS: dict[str, FolderKind] = {k.kind: k for k in (SFT_CHECKPOINT, RL_CHECKPOINT)}

@@ -43,7 +43,11 @@ ROOT_ENV = "RMR1_ARTIFACTS"
 ROWS_PER_PART = 100_000
 TEMP_PREFIX = ".tmp-"  # a writer's folder until commit; hidden from readers
 STALE_TEMP_SECONDS = 24 * 3600  # a temporary folder this old belongs to a writer that was killed
-CACHE_DIR = "~/.cache/rmr1"  # downloads of remote folder artifacts, scratch space for remote roots
+CACHE_ENV = "RMR1_CACHE"  # downloads of remote folder artifacts, scratch space for remote roots
+
+
+def cache_dir() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/rmr1")
 
 
 @dataclass(frozen=True)
@@ -164,21 +168,33 @@ class ArtifactStore:
         return FolderWriter(self, kind, version, dict(upstream or {}), config, code_version)
 
     def local_copy(self, ref: ArtifactRef) -> str:
-        """A local folder holding the artifact's files: the folder itself on a local root, else a verified download."""
+        """A local folder holding the artifact's files: the folder itself on a local root, else a download whose
+        files are checked against the manifest's sha256 (cached under $RMR1_CACHE or ~/.cache/rmr1)."""
         folder = self.folder(ref.kind, ref.version)
         if self.local:
             return folder
-        target = os.path.join(os.path.expanduser(CACHE_DIR), "artifacts", ref.kind, ref.version)
-        if not os.path.exists(os.path.join(target, MANIFEST)):
-            partial = f"{target}{TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
+        target = os.path.join(cache_dir(), "artifacts", ref.kind, ref.version)
+        if os.path.exists(os.path.join(target, MANIFEST)):
+            return target
+        partial = f"{target}{TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
+        try:
             self.fs.get(folder, partial, recursive=True)
+            for entry in self.manifest(ref)["files"]:
+                if file_sha256(os.path.join(partial, entry["path"])) != entry["sha256"]:
+                    source = self.uri(folder)
+                    raise OSError(f"{ref}: {entry['path']} downloaded from {source} does not match its sha256")
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(partial, target)
+            os.rename(partial, target)
+        except OSError:
+            if not os.path.exists(os.path.join(target, MANIFEST)):  # not a concurrent download that won
+                raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         return target
 
     def work_dir(self, stage: str, version: str) -> str:
         """A local scratch folder that survives a killed run (resumable training checkpoints live here)."""
-        base = f"{self.root}/.work" if self.local else os.path.join(os.path.expanduser(CACHE_DIR), "work")
+        base = f"{self.root}/.work" if self.local else os.path.join(cache_dir(), "work")
         path = os.path.join(base, f"{stage}-{version}")
         os.makedirs(path, exist_ok=True)
         return path
@@ -413,7 +429,11 @@ class FolderWriter:
             self.abort()
 
     def commit(self, stats: Mapping[str, Any] | None = None) -> ArtifactRef:
-        missing = [name for name in self.kind.required if not os.path.exists(os.path.join(self.path, name))]
+        missing = [
+            names.replace("|", " or ")
+            for names in self.kind.required
+            if not any(os.path.exists(os.path.join(self.path, name)) for name in names.split("|"))
+        ]
         if missing:
             raise FileNotFoundError(f"{self.kind.kind}/{self.version}: {', '.join(missing)} missing in {self.path}")
         paths = sorted(

@@ -44,6 +44,7 @@ needs_shared = pytest.mark.skipif(not PREFERENCES.is_dir(), reason=f"real offlin
 # Set before any test module imports Prefect or datasets, which read these at import time.
 _CACHES = Path(tempfile.mkdtemp(prefix="rmr1-test-caches-"))
 os.environ["HF_DATASETS_CACHE"] = str(_CACHES / "hf-datasets")
+os.environ["RMR1_CACHE"] = str(_CACHES / "rmr1")
 os.environ["PREFECT_HOME"] = str(_CACHES / "prefect-home")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"

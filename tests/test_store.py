@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -710,7 +711,10 @@ def test_a_folder_artifact_is_invisible_until_committed_and_lists_every_file_wit
 
 
 def test_a_folder_artifact_missing_a_required_file_is_not_published(store: ArtifactStore, root: Path) -> None:
-    missing = pytest.raises(FileNotFoundError, match=r"sft_checkpoint/c1: tokenizer_config\.json missing")
+    missing = pytest.raises(
+        FileNotFoundError,
+        match=re.escape("sft_checkpoint/c1: tokenizer_config.json, model.safetensors or model.safetensors.index.json"),
+    )
     with missing, store.folder_writer(SFT_CHECKPOINT, "c1") as writer:
         Path(writer.path, "config.json").write_text("{}")
         writer.commit()
@@ -718,7 +722,7 @@ def test_a_folder_artifact_missing_a_required_file_is_not_published(store: Artif
     assert _leftovers(root, SFT_CHECKPOINT.kind) == []
 
 
-def test_a_folder_artifact_on_a_memory_url_uploads_files_and_writes_the_manifest_last(
+def test_a_folder_artifact_on_a_memory_url_uploads_its_files_and_downloads_them_verified(
     memory_store: ArtifactStore,
 ) -> None:
     with memory_store.folder_writer(SFT_CHECKPOINT, "c1") as writer:
@@ -731,4 +735,9 @@ def test_a_folder_artifact_on_a_memory_url_uploads_files_and_writes_the_manifest
     local = memory_store.local_copy(ref)
     assert Path(local, "model.safetensors").read_bytes() == b"abc"
     assert Path(local, "nested", "extra.txt").read_text() == "x"
+    assert local.startswith(os.environ["RMR1_CACHE"])
     shutil.rmtree(local)
+    memory_store.fs.pipe_file(f"{memory_store.folder(ref.kind, ref.version)}/model.safetensors", b"tampered")
+    with pytest.raises(OSError, match=r"model\.safetensors downloaded from memory://.* does not match its sha256"):
+        memory_store.local_copy(ref)
+    assert not Path(local).exists() and os.listdir(Path(local).parent) == []  # no partial download left

@@ -22,11 +22,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
+from data_contracts.versioning import plain
 from flows.recipe import Recipe, load_recipe
 from flows.stages import SPECS, run_stage
-from tasks.train.rl import VerdictReward, rl_version, train_rl
-from tasks.train.runner import read_outcome
-from tasks.train.sft import sft_version, train_sft
+from tasks.train.common import write_rows
+from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl
+from tasks.train.runner import TrainJob, read_outcome
+from tasks.train.sft import build_sft_trainer, sft_rows, sft_version, train_sft
 from tests.conftest import ROOT, TINY_TRAINING
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
@@ -102,6 +104,24 @@ def test_sft_publishes_a_checkpoint_folder_with_its_lineage_and_metrics(
     assert not (Path(store.root) / ".work" / f"sft-{ref.version}").exists()  # scratch removed once published
 
 
+def test_sft_computes_its_loss_on_the_assistant_turn_only(
+    upstream: tuple[ArtifactStore, dict[str, ArtifactRef]], sft_result: Any, tmp_path: Path
+) -> None:
+    store, refs = upstream
+    rows = sft_rows(store.read_table(refs[SFT_EXAMPLES.kind]).to_pylist())[:4]
+    recipe = tiny_recipe()
+    folder = store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind])
+    data = write_rows(rows, str(tmp_path / "rows.parquet"))
+    job = TrainJob("sft", folder, None, data, plain(recipe.sft), str(tmp_path / "out"), str(tmp_path / "final"))
+    trainer = build_sft_trainer(job)
+    batch = next(iter(trainer.get_train_dataloader()))
+    traces = {row["completion"][0]["content"] + "<|im_end|>" for row in rows}
+    for input_ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+        trained = labels != -100
+        assert 0 < int(trained.sum()) < int(mask.sum())  # some tokens trained, the prompt not
+        assert trainer.processing_class.decode(input_ids[trained]).rstrip("\n") in traces
+
+
 def test_sft_is_skipped_when_its_checkpoint_is_published(
     upstream: tuple[ArtifactStore, dict[str, ArtifactRef]], sft_result: Any
 ) -> None:
@@ -154,7 +174,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrup
 def test_verdict_reward_reads_the_last_80_characters_with_the_eos_string(sft_result: Any) -> None:
     store = ArtifactStore(Path(sft_result.outputs[SFT_CHECKPOINT.kind].uri).parents[1])
     tokenizer = AutoTokenizer.from_pretrained(store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind]))
-    reward = VerdictReward(lambda ids: tokenizer.batch_decode(ids, skip_special_tokens=False))
+    reward = VerdictReward(decoder_with_special_tokens(tokenizer))  # the decoder the GRPO trainer gets
     texts = [
         "<eval>A is better</eval>\n<answer>[[A]]</answer><|im_end|>",  # correct for model_a
         "<eval>A is better</eval>\n<answer>[[A]]</answer><|im_end|>",  # wrong for model_b
@@ -190,7 +210,6 @@ def test_grpo_from_the_sft_checkpoint_logs_reward_accuracy_parse_errors_kl_and_l
         assert -1.0 <= row["reward"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
         assert row["reward"] == pytest.approx(2 * row["accuracy"] - 1, abs=1e-6)  # ±1 rewards only
     assert read_outcome(store.local_copy(ref)).global_step == 4
-    assert "vllm" not in sys.modules  # rollout_engine: transformers never imports vLLM
 
 
 def test_killed_grpo_resumes_from_its_last_checkpoint(

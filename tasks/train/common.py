@@ -109,6 +109,10 @@ def train_and_publish(
         final_dir=os.path.join(work_dir, "final"),
     )
     outcome = run_job(job, callbacks, on_progress)
+    machine = int(os.environ.get("MACHINE_RANK", "0"))
+    if machine != 0:  # multi-node: every node trained its share; node 0 alone holds the model and publishes
+        log.info("%s: node %d done; node 0 publishes %s/%s", stage, machine, kind.kind, version)
+        return StageResult(stage, {}, False, {"machine_rank": machine, "steps": outcome.global_step})
     with store.folder_writer(kind, version, upstream=upstream, config=record, code_version=code_version) as writer:
         for entry in os.listdir(job.final_dir):
             shutil.move(os.path.join(job.final_dir, entry), os.path.join(writer.path, entry))

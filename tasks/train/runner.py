@@ -24,6 +24,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +78,21 @@ class TrainOutcome:
 
 
 class ProgressToCallback(TrainerCallback):
-    """Reports optimizer steps done / total to a stage progress callback (bars, Prefect progress)."""
+    """Reports optimizer steps done / total to a stage progress callback (bars, Prefect progress).
 
-    def __init__(self, on_progress: ProgressCallback) -> None:
+    At most one report per `every_s` seconds, plus the last step: each report can be an API call.
+    """
+
+    def __init__(self, on_progress: ProgressCallback, every_s: float = 5.0) -> None:
         self.on_progress = on_progress
+        self.every_s = every_s
+        self.last_report = 0.0
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if state.is_world_process_zero:
+        now = time.monotonic()
+        last_step = state.global_step >= state.max_steps
+        if state.is_world_process_zero and (last_step or now - self.last_report >= self.every_s):
+            self.last_report = now
             self.on_progress(state.global_step, state.max_steps)
 
 

@@ -367,9 +367,20 @@ def _manifest(
 
 
 def _publish(
-    store: ArtifactStore, kind: str, version: str, folder: str, files: list[dict[str, Any]], manifest: dict[str, Any]
+    store: ArtifactStore,
+    kind: str,
+    version: str,
+    folder: str,
+    files: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    *,
+    upload: bool = False,
 ) -> None:
-    """Move a finished temporary folder into place with its manifest last; an earlier publisher wins."""
+    """Move a finished temporary folder into place with its manifest last; an earlier publisher wins.
+
+    `upload`: on an object store, `folder` is a local folder whose files are uploaded straight into place
+    (one transfer of the weights, not an upload then a remote move).
+    """
     final = store.folder(kind, version)
     if store.local:
         with open(f"{folder}/{MANIFEST}", "w") as handle:
@@ -385,10 +396,14 @@ def _publish(
     # Object stores cannot rename a folder atomically: move the files, then write the manifest last.
     if store.get(kind, version) is None:
         for entry in files:
-            store.fs.mv(f"{folder}/{entry['path']}", f"{final}/{entry['path']}")
+            source, target = f"{folder}/{entry['path']}", f"{final}/{entry['path']}"
+            store.fs.put_file(source, target) if upload else store.fs.mv(source, target)
         with store.fs.open(f"{final}/{MANIFEST}", "w") as handle:
             json.dump(manifest, handle, indent=2)
-    store.fs.rm(folder, recursive=True)
+    if upload:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        store.fs.rm(folder, recursive=True)
 
 
 def _remove(store: ArtifactStore, folder: str) -> None:
@@ -403,7 +418,7 @@ class FolderWriter:
 
     `path` is always a local directory. On a local root it is a hidden temporary folder inside the store,
     renamed into place on commit (no copy of multi-GB weights); on an object store it is a local scratch
-    folder whose files are uploaded on commit, the manifest last. Leaving the `with` block with an
+    folder whose files are uploaded into place on commit, the manifest last. Leaving the `with` block with an
     exception removes everything.
     """
 
@@ -418,7 +433,6 @@ class FolderWriter:
             os.makedirs(self.path)
         else:
             self.path = tempfile.mkdtemp(prefix=f"rmr1-{kind.kind}-")
-            self._remote_folder = f"{store.root}/{kind.kind}/{name}"
         self._done = False
 
     def __enter__(self) -> FolderWriter:
@@ -448,21 +462,13 @@ class FolderWriter:
         manifest = _manifest(
             self.kind.kind, self.version, self.kind.version, files, self.upstream, self.config, self.code_version, stats
         )
-        folder = self.path
-        if not self.store.local:
-            self.store.fs.put(self.path, self._remote_folder, recursive=True)
-            folder = self._remote_folder
-        _publish(self.store, self.kind.kind, self.version, folder, files, manifest)
-        if not self.store.local:
-            shutil.rmtree(self.path, ignore_errors=True)
+        _publish(self.store, self.kind.kind, self.version, self.path, files, manifest, upload=not self.store.local)
         self._done = True
         return self.store.require(self.kind.kind, self.version)
 
     def abort(self) -> None:
         self._done = True
-        shutil.rmtree(self.path, ignore_errors=True)
-        if not self.store.local:
-            _remove(self.store, self._remote_folder)
+        shutil.rmtree(self.path, ignore_errors=True)  # nothing reaches an object store before commit
 
 
 def rejects_contract(contract: Contract) -> Contract:

@@ -116,7 +116,8 @@ def train_and_publish(
     with store.folder_writer(kind, version, upstream=upstream, config=record, code_version=code_version) as writer:
         for entry in os.listdir(job.final_dir):
             shutil.move(os.path.join(job.final_dir, entry), os.path.join(writer.path, entry))
-        plot_curves(metric_rows(outcome.log_history), curves, os.path.join(writer.path, CURVES_PNG), stage)
+        metrics = metric_rows(outcome.log_history)
+        plot_curves(metrics, curves, os.path.join(writer.path, CURVES_PNG), stage)
         stats = {
             "base_model": base_label,
             "steps": outcome.global_step,
@@ -124,7 +125,7 @@ def train_and_publish(
             "processes": outcome.ranks,
             "ranks_agree": outcome.ranks_agree,
             **summarize(outcome),
-            "metrics": metric_rows(outcome.log_history),
+            "metrics": metrics,
         }
         ref = writer.commit(stats)
     shutil.rmtree(work_dir, ignore_errors=True)  # published: the resumable checkpoints are no longer needed

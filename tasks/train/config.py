@@ -9,12 +9,13 @@ shown by `rmr1 stage sft --dry-run`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from tasks.models import TinyModelConfig
 from tasks.stage import ConfigError
 
 TINY = "tiny"  # StudentConfig.model value that builds the offline tiny model
+TrainingSection = TypeVar("TrainingSection", "SftConfig", "RlConfig")
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,11 @@ class RlConfig:
     @property
     def gradient_accumulation_steps(self) -> int:
         return self.mini_batch_prompts * self.num_generations // (self.micro_batch_size * self.launch.num_processes)
+
+
+def from_plain(cls: type[TrainingSection], values: dict[str, Any]) -> TrainingSection:
+    """A training section back from its plain values (what a `TrainJob` carries to every rank)."""
+    return cls(**{**values, "launch": LaunchConfig(**values["launch"])})
 
 
 def _check_batch(total: int, micro: int, processes: int, name: str, total_is: str) -> None:

@@ -32,7 +32,7 @@ from tasks.train.common import (
     versioned_student,
     write_rows,
 )
-from tasks.train.config import TINY, LaunchConfig, RlConfig, StudentConfig
+from tasks.train.config import TINY, RlConfig, StudentConfig, from_plain
 from tasks.train.runner import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
@@ -167,17 +167,13 @@ def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = No
     return kwargs
 
 
-def rl_config_from(config: dict[str, Any]) -> RlConfig:
-    return RlConfig(**{**config, "launch": LaunchConfig(**config["launch"])})
-
-
 def build_grpo_trainer(job: TrainJob) -> Any:
     """TRL's GRPOTrainer for a job (called on every rank by the runner)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    config = rl_config_from(job.config)
+    config = from_plain(RlConfig, job.config)
     tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
     tokenizer.padding_side = "left"  # generation pads prompts on the left
 

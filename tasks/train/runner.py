@@ -182,8 +182,7 @@ def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutc
         ranks=ranks,
         ranks_agree=None if sharded else len(set(digests)) == 1,
     )
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(job.final_dir)
+    if trainer.accelerator.is_main_process:  # save_model wrote the weights and the tokenizer
         Path(job.final_dir, TRAINING_LOG).write_text(json.dumps(dataclasses.asdict(outcome), indent=1))
     trainer.accelerator.wait_for_everyone()
     if outcome.ranks_agree is False:

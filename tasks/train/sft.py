@@ -25,7 +25,7 @@ from tasks.train.common import (
     versioned_student,
     write_rows,
 )
-from tasks.train.config import TINY, LaunchConfig, SftConfig, StudentConfig
+from tasks.train.config import TINY, SftConfig, StudentConfig, from_plain
 from tasks.train.runner import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
@@ -104,17 +104,13 @@ def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = No
     }
 
 
-def sft_config_from(config: dict[str, Any]) -> SftConfig:
-    return SftConfig(**{**config, "launch": LaunchConfig(**config["launch"])})
-
-
 def build_sft_trainer(job: TrainJob) -> Any:
     """TRL's SFTTrainer for a job (called on every rank by the runner)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    config = sft_config_from(job.config)
+    config = from_plain(SftConfig, job.config)
     tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
     dataset = Dataset.from_parquet(job.data).select_columns(["prompt", "completion"])
     args = SFTConfig(**trl_sft_kwargs(config, job.output_dir, job.revision))

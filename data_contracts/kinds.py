@@ -173,18 +173,19 @@ VERDICTS = ("A", "B", "tie", "error")
 
 EVAL_PREDICTIONS = Contract(
     kind="eval_predictions",
-    version=1,
+    version=2,
     schema=pa.schema(
         [
             _required("benchmark", pa.string()),
             _required("subset", pa.string()),
             _required("item_id", pa.string()),
-            _required("comparison_id", pa.string()),
+            _required("comparison_id", pa.string()),  # unique per (comparison, order)
             pa.field("group_id", pa.string()),  # RMB BoN item uid, RM-Bench item id
-            pa.field("category", pa.string()),  # RMB category path, RewardBench section
+            pa.field("category", pa.string()),  # RewardBench section, RM-Bench domain, RMB category path
             pa.field("chosen_style", pa.int8()),  # RM-Bench style index 0..2 (RM-R1.md §8)
             pa.field("rejected_style", pa.int8()),
             _required("chosen_position", pa.string()),
+            _required("swapped", pa.bool_()),  # both_orders: the second judgement, with A and B exchanged
             _required("judge", pa.string()),
             _required("order_seed", pa.int64()),
             pa.field("output", pa.string()),
@@ -201,9 +202,14 @@ EVAL_PREDICTIONS = Contract(
     ),
 )
 
+# Score levels: a benchmark's subsets/categories, its sections (RewardBench sections, RM-Bench domains and
+# hard/normal/easy, RMB pairwise/BoN goals), RM-Bench's 3x3 cells, the benchmark score itself, position
+# bias (accuracy by where the chosen answer was shown, consistency across both orders), and the headline.
+SCORE_LEVELS = ("subset", "section", "cell", "benchmark", "position", "headline")
+
 EVAL_SCORES = Contract(
     kind="eval_scores",
-    version=1,
+    version=2,
     schema=pa.schema(
         [
             _required("benchmark", pa.string()),
@@ -216,7 +222,7 @@ EVAL_SCORES = Contract(
     ),
     rules=(
         one_of("benchmark", (*BENCHMARKS, "overall")),
-        one_of("level", ("subset", "section", "benchmark", "cell", "headline")),
+        one_of("level", SCORE_LEVELS),
         in_range("score", 0.0, 1.0),
         in_range("count", 0),
         in_range("error_rate", 0.0, 1.0),

@@ -3,6 +3,7 @@
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND] [--artifacts DIR]
+    rmr1 score FILE [--artifacts DIR]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
 user can fix (a bad recipe key, too many rejected rows, a missing upstream artifact) end with one clear
@@ -12,6 +13,7 @@ line and exit code 2 or 1, not a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -31,6 +33,7 @@ STAGE_NAMES = (
     "filter",
     "sft",
     "rl",
+    "evaluate",
 )  # kept equal to flows.stages.STAGES (tested) so --help needs no Prefect import
 
 
@@ -68,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sft/rl: print the resolved TRL config (validated by TRL) and the launch plan; run nothing.",
     )
+
+    score = commands.add_parser(
+        "score",
+        help="Score judgments: an eval_predictions artifact (folder or KIND/VERSION) or a Parquet / JSONL file of "
+        "the same columns; prints the official scores as JSON.",
+    )
+    score.add_argument("file", help="eval_predictions/VERSION, an artifact folder, or a .parquet / .jsonl file.")
+    score.add_argument("--artifacts", help="Artifact root for KIND/VERSION; default $RMR1_ARTIFACTS or ./artifacts.")
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
@@ -135,6 +146,15 @@ def _launcher(launch: LaunchConfig) -> str:
     )
 
 
+def headline_scores(store: ArtifactStore, version: str) -> str:
+    """One line: the benchmark scores and their mean, in points (RM-R1.md §9's columns)."""
+    from tasks.evaluate.report import TITLES, run_scores
+
+    scores = run_scores(store.manifest(store.require("eval_scores", version))["stats"]["scores"])
+    shown = ", ".join(f"{TITLES[k]} {100 * v:.1f}" for k, v in scores.items() if v is not None)
+    return f"rmr1: scores: {shown}"
+
+
 def finish_prefect() -> None:
     """Flush Prefect's queued logs and events, then stop the temporary server (ephemeral mode) now.
 
@@ -157,6 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "artifacts":
         print(list_artifacts(ArtifactStore(args.artifacts), args.kind))
         return 0
+    if args.command == "score":
+        from tasks.evaluate.predictions import PredictionsError, score_file
+
+        try:
+            print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts)), indent=1))
+        except PredictionsError as error:
+            print(f"rmr1: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except RecipeError as error:
@@ -173,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.stages import STAGE_FLOWS, MissingUpstream, pipeline_flow  # imports Prefect
     from tasks.distill.client import MissingApiKeyError
     from tasks.distill.stage import DistillIncomplete
+    from tasks.evaluate.stage import EvaluationIncomplete
 
     print(f"rmr1: recipe {recipe.name} ({recipe.fingerprint}), artifacts {ArtifactStore(args.artifacts)}")
     try:
@@ -182,14 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             versions = pipeline_flow(recipe.to_dict(), args.artifacts, args.from_stage, args.to_stage)
     except (
         RejectRateExceeded, MissingUpstream, ContractError, FileNotFoundError, ValueError, DistillIncomplete,
-        MissingApiKeyError,
+        MissingApiKeyError, EvaluationIncomplete,
     ) as error:  # fmt: skip
         finish_prefect()
         print(f"rmr1: failed: {error}", file=sys.stderr)
         return 1
     finish_prefect()
+    store = ArtifactStore(args.artifacts)
     for kind, version in versions.items():
-        print(f"  {kind:<20} {version}")
+        print(f"  {kind:<20} {version:<18} {store.folder(kind, version)}")
+    if "eval_scores" in versions:
+        print(headline_scores(store, versions["eval_scores"]))
     print(f"rmr1: done ({len(versions)} artifacts)")
     return 0
 

@@ -23,6 +23,7 @@ import yaml
 from data_contracts import canonical_json
 from data_contracts.versioning import plain
 from tasks.distill.config import DistillConfig
+from tasks.evaluate.config import CHECKPOINT_MODELS, EvaluateConfig
 from tasks.filter.config import FilterConfig
 from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
@@ -41,7 +42,13 @@ class Recipe:
     """A whole pipeline run: one section per stage."""
 
     name: str = field(metadata={"help": "Recipe name, shown in flow-run names."})
-    pull: PullConfig = field(metadata={"help": "Which preference sources to load."})
+    pull: PullConfig | None = field(
+        default=None,
+        metadata={
+            "help": "Which preference sources to load. null: no training stages at all (a recipe that only "
+            "evaluates a model, an API judge or the length baseline)."
+        },
+    )
     split: SplitConfig = field(default_factory=SplitConfig, metadata={"help": "Distillation / RL split."})
     distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "Teacher traces."})
     filter: FilterConfig = field(default_factory=FilterConfig, metadata={"help": "Which traces become SFT data."})
@@ -54,6 +61,10 @@ class Recipe:
         },
     )
     rl: RlConfig = field(default_factory=RlConfig, metadata={"help": "GRPO with the ±1 verdict reward."})
+    evaluate: EvaluateConfig | None = field(
+        default=None,
+        metadata={"help": "Judge RewardBench / RM-Bench / RMB and score them (RM-R1.md §8); null: no evaluation."},
+    )
     max_reject_rate: float = field(
         default=0.05,
         metadata={
@@ -74,6 +85,17 @@ class Recipe:
                 f"{self.rl.template!r} differs from distill.template {self.distill.template!r}: RL prompts must "
                 "look like the prompts the student was fine-tuned on",
             )
+
+        if self.pull is None and self.evaluate is None:
+            raise ConfigError("pull", "a recipe needs a pull section (training) or an evaluate section, or both")
+        model = self.evaluate.judge.model if self.evaluate is not None else None
+        if model in CHECKPOINT_MODELS and (self.pull is None or (model == "sft_checkpoint" and self.sft is None)):
+            raise ConfigError("evaluate.judge.model", f"{model}: this recipe does not train one")
+
+    @property
+    def trains(self) -> bool:
+        """Whether the recipe has training stages (a pull section)."""
+        return self.pull is not None
 
     def to_dict(self) -> dict[str, Any]:
         return typing.cast(dict[str, Any], plain(self))

@@ -29,6 +29,9 @@ from prefect.runtime import flow_run
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.kinds import (
     DISTILL_SET,
+    EVAL_PREDICTIONS,
+    EVAL_SCORES,
+    FILTER_REJECTS,
     FOLDER_KINDS,
     PREFERENCE_PAIRS,
     RL_CHECKPOINT,
@@ -40,6 +43,8 @@ from data_contracts.kinds import (
 from flows.recipe import Recipe, recipe_from_dict
 from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
+from tasks.evaluate.config import CHECKPOINT_MODELS
+from tasks.evaluate.stage import evaluate_judge, evaluate_versions
 from tasks.filter.stage import filter_traces, filter_versions
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
@@ -62,11 +67,13 @@ class StageSpec:
     """Everything the flows know about one stage: the one place a stage is wired in."""
 
     name: str
+    produces: tuple[str, ...]  # artifact kinds it publishes
     upstream: Callable[[Recipe], tuple[str, ...]]  # artifact kinds it reads
     versions: Callable[[Recipe, dict[str, ArtifactRef]], dict[str, str]]  # what it would publish
     run: Callable[[Recipe, ArtifactStore, dict[str, ArtifactRef], Hooks], StageResult]
     tables: Callable[[StageResult], dict[str, list[dict[str, Any]]]]  # UI tables, counts first
-    enabled: Callable[[Recipe], bool] = lambda recipe: True  # False: the recipe leaves this stage out
+    enabled: Callable[[Recipe], bool] = lambda recipe: recipe.trains  # False: the recipe leaves this stage out
+    markdown: Callable[[StageResult], dict[str, str]] = lambda result: {}  # UI markdown artifacts by key suffix
 
 
 def _reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:
@@ -74,7 +81,28 @@ def _reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:
 
 
 def _with_sft(recipe: Recipe) -> bool:
-    return recipe.sft is not None
+    return recipe.trains and recipe.sft is not None
+
+
+def _evaluates(recipe: Recipe) -> bool:
+    return recipe.evaluate is not None
+
+
+def _evaluate_reads(recipe: Recipe) -> tuple[str, ...]:
+    assert recipe.evaluate is not None
+    model = recipe.evaluate.judge.model
+    return (model,) if recipe.trains and model in CHECKPOINT_MODELS else ()
+
+
+def _evaluate_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
+    """One table per benchmark (every score row: subsets, sections, cells, position) and the headline."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for row in result.stats["scores"]:
+        shown = {"level": row["level"], "name": row["name"], "score": round(100 * row["score"], 2),
+                 "n": row["count"], "error_rate_%": round(100 * row["error_rate"], 2)}  # fmt: skip
+        key = "headline" if row["benchmark"] == "overall" else row["benchmark"].replace("_", "-")
+        tables.setdefault(key, []).append(shown)
+    return tables
 
 
 def _rl_reads(recipe: Recipe) -> tuple[str, ...]:
@@ -121,6 +149,7 @@ SPECS: dict[str, StageSpec] = {
     for spec in (
         StageSpec(
             "pull",
+            (PREFERENCE_PAIRS.kind,),
             _reads(),
             lambda recipe, up: {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)},
             lambda recipe, store, up, hooks: pull_preferences(
@@ -130,6 +159,7 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "split",
+            (DISTILL_SET.kind, RL_SET.kind),
             _reads(PREFERENCE_PAIRS.kind),
             lambda recipe, up: split_versions(recipe.split, up[PREFERENCE_PAIRS.kind]),
             lambda recipe, store, up, hooks: split_pairs(up[PREFERENCE_PAIRS.kind], recipe.split, store),
@@ -137,6 +167,7 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "distill",
+            (TEACHER_TRACES.kind,),
             _reads(DISTILL_SET.kind),
             lambda recipe, up: {TEACHER_TRACES.kind: distill_version(recipe.distill, up[DISTILL_SET.kind])},
             lambda recipe, store, up, hooks: distill_traces(
@@ -152,6 +183,7 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "filter",
+            (SFT_EXAMPLES.kind, FILTER_REJECTS.kind),
             _reads(TEACHER_TRACES.kind),
             lambda recipe, up: filter_versions(recipe.filter, up[TEACHER_TRACES.kind]),
             lambda recipe, store, up, hooks: filter_traces(up[TEACHER_TRACES.kind], recipe.filter, store),
@@ -160,6 +192,7 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "sft",
+            (SFT_CHECKPOINT.kind,),
             _reads(SFT_EXAMPLES.kind),
             lambda recipe, up: {SFT_CHECKPOINT.kind: sft_version(recipe.student, recipe.sft, up[SFT_EXAMPLES.kind])},
             lambda recipe, store, up, hooks: train_sft(
@@ -170,6 +203,7 @@ SPECS: dict[str, StageSpec] = {
         ),
         StageSpec(
             "rl",
+            (RL_CHECKPOINT.kind,),
             _rl_reads,
             lambda recipe, up: {
                 RL_CHECKPOINT.kind: rl_version(recipe.student, recipe.rl, up[RL_SET.kind], up.get(SFT_CHECKPOINT.kind))
@@ -184,9 +218,45 @@ SPECS: dict[str, StageSpec] = {
             ),
             _training_tables,
         ),
+        StageSpec(
+            "evaluate",
+            (EVAL_PREDICTIONS.kind, EVAL_SCORES.kind),
+            _evaluate_reads,
+            lambda recipe, up: evaluate_versions(recipe.evaluate, _checkpoint(recipe, up)),
+            lambda recipe, store, up, hooks: evaluate_judge(
+                recipe.evaluate,
+                store,
+                _checkpoint(recipe, up),
+                max_failure_rate=recipe.max_reject_rate,
+                on_progress=hooks.on_progress,
+            ),
+            _evaluate_tables,
+            _evaluates,
+            lambda result: {"report": result.stats["report"]},
+        ),
     )
 }
 STAGES = tuple(SPECS)
+
+
+PRODUCER = {kind: spec.name for spec in SPECS.values() for kind in spec.produces}
+
+
+def _checkpoint(recipe: Recipe, upstream: dict[str, ArtifactRef]) -> ArtifactRef | None:
+    reads = _evaluate_reads(recipe)
+    return upstream[reads[0]] if reads else None
+
+
+def stages_needed(name: str, recipe: Recipe) -> list[str]:
+    """The enabled stages that `name` depends on, directly or not, in pipeline order."""
+    needed: set[str] = set()
+    pending = list(SPECS[name].upstream(recipe))
+    while pending:
+        stage = PRODUCER[pending.pop()]
+        if stage not in needed:
+            needed.add(stage)
+            pending += SPECS[stage].upstream(recipe)
+    return [stage for stage in STAGES if stage in needed]
 
 
 class MissingUpstream(RuntimeError):
@@ -249,6 +319,8 @@ def report_stage(result: StageResult, store: ArtifactStore) -> None:
     for kind, ref in result.outputs.items():
         if kind in FOLDER_KINDS and store.fs.exists(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}"):
             create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, f"{result.stage} curves"))
+    for name, markdown in SPECS[result.stage].markdown(result).items():
+        create_markdown_artifact(key=f"{key}-{name}", markdown=markdown, description=result.describe())
     rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in result.outputs.items())
     create_markdown_artifact(
         key=f"{key}-summary",
@@ -268,14 +340,15 @@ def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, u
     logger = get_run_logger()
     recipe = recipe_from_dict(recipe_dict)
     if not SPECS[name].enabled(recipe):
-        raise ValueError(f"recipe {recipe.name} leaves out stage {name!r} (sft: null: no distillation, no SFT)")
+        raise ValueError(
+            f"recipe {recipe.name} leaves out stage {name!r} (sft: null leaves out distill, filter and sft; pull: "
+            "null every training stage; no evaluate section, evaluate)"
+        )
     store = ArtifactStore(artifacts)
     if upstream is None:
         # Run alone: upstream stages first, as subflows (each skips itself when already published).
         refs = {}
-        for before in STAGES[: STAGES.index(name)]:
-            if not SPECS[before].enabled(recipe):
-                continue
+        for before in stages_needed(name, recipe):
             needed = {kind: refs[kind].version for kind in SPECS[before].upstream(recipe)}
             versions = STAGE_FLOWS[before](recipe_dict, artifacts, upstream=needed)
             refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
@@ -337,6 +410,17 @@ def rl_flow(
     return _stage_flow("rl", recipe, artifacts, upstream)
 
 
+@flow(
+    name="evaluate",
+    flow_run_name=_run_name("evaluate"),
+    description="Judge RewardBench, RM-Bench and RMB; official scores and a report beside the paper.",
+)
+def evaluate_flow(
+    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+) -> dict[str, str]:
+    return _stage_flow("evaluate", recipe, artifacts, upstream)
+
+
 STAGE_FLOWS = {
     "pull": pull_flow,
     "split": split_flow,
@@ -344,6 +428,7 @@ STAGE_FLOWS = {
     "filter": filter_flow,
     "sft": sft_flow,
     "rl": rl_flow,
+    "evaluate": evaluate_flow,
 }
 
 

@@ -122,6 +122,7 @@ GOOD_ROW: dict[str, Callable[[str], Row]] = {
         "chosen_style": 0,
         "rejected_style": 2,
         "chosen_position": "B",
+        "swapped": False,
         "judge": "rm-r1-7b",
         "order_seed": 13,
         "output": "<answer>[[B]]</answer>",
@@ -290,7 +291,7 @@ CASES: list[Case] = [
     Case(
         "eval_scores",
         {"level": "item"},
-        "one_of[subset|section|benchmark|cell|headline] (level)",
+        "one_of[subset|section|cell|benchmark|position|headline] (level)",
         "unknown-level",
     ),
     Case("eval_scores", {"score": 1.01}, "in_range[0.0,1.0] (score)", "score-above-1"),
@@ -420,7 +421,7 @@ def test_rows_breaking_different_rules_each_get_only_their_own_reasons() -> None
     assert rejects.column("row_index").to_pylist() == [1, 2]
     assert rejects.column("reason").to_pylist() == [
         "in_range[0.0,1.0] (score)",
-        "one_of[subset|section|benchmark|cell|headline] (level); in_range[0,None] (count)",
+        "one_of[subset|section|cell|benchmark|position|headline] (level); in_range[0,None] (count)",
     ]
 
 

@@ -121,14 +121,15 @@ def distill_version(config: DistillConfig, distill_set: ArtifactRef) -> str:
     return artifact_version(TEACHER_TRACES.kind, TEACHER_TRACES.version, versioned, upstream, CODE_VERSION)
 
 
-def default_cache_path(store: ArtifactStore, config: DistillConfig) -> str:
-    if config.cache_dir is not None:
-        folder = config.cache_dir
+def default_cache_path(store: ArtifactStore, cache_dir: str | None, file_name: str = "teacher_requests.sqlite") -> str:
+    """Where a request cache lives: `cache_dir`, else <artifact root>/.request_cache (~/.cache/rmr1 for URLs)."""
+    if cache_dir is not None:
+        folder = cache_dir
     elif store.local:
         folder = os.path.join(store.root, ".request_cache")
     else:
         folder = os.path.join(os.path.expanduser("~"), ".cache", "rmr1")
-    return os.path.join(folder, "teacher_requests.sqlite")
+    return os.path.join(folder, file_name)
 
 
 @contextlib.contextmanager
@@ -243,7 +244,7 @@ def distill_traces(
 
     pairs = store.read_table(distill_set).to_pylist()
     template = load_template_set(config.template)
-    cache_path = default_cache_path(store, config)
+    cache_path = default_cache_path(store, config.cache_dir)
     progress = _Progress(len(pairs), on_progress)
     started = time.monotonic()
     trace_rows: list[dict[str, Any]] = []

@@ -23,7 +23,7 @@ _MAX_ATTEMPTS = 200  # draws per record before a duplicate is accepted (only pas
 
 
 @dataclass(frozen=True)
-class _Draft:
+class Draft:
     """One prompt with a short and a long version of a good and a bad answer."""
 
     conversation: list[Turn]
@@ -149,12 +149,12 @@ def _helpful(goal: str, tips: list[str], rng: random.Random) -> tuple[str, str]:
     return short, long
 
 
-def _chat(rng: random.Random) -> _Draft:
+def _chat(rng: random.Random) -> Draft:
     goal, *tips = rng.choice(_GOALS)
     question = rng.choice(_PERSONAS) + rng.choice(_QUESTIONS).format(goal=goal, suffix=rng.choice(_SUFFIXES))
     off_topic_short, bad_long = _off_topic(rng, goal)
     bad_short = rng.choice(_VAGUE) if rng.random() < 0.5 else off_topic_short
-    return _Draft([_user(question)], "chat", _helpful(goal, tips, rng), (bad_short, bad_long))
+    return Draft([_user(question)], "chat", _helpful(goal, tips, rng), (bad_short, bad_long))
 
 
 _FOLLOW_UPS = [
@@ -173,7 +173,7 @@ _OPENERS = [
 ]
 
 
-def _multi_turn_chat(rng: random.Random) -> _Draft:
+def _multi_turn_chat(rng: random.Random) -> Draft:
     goal, *tips = rng.choice(_GOALS)
     earlier, *rest = rng.sample(tips, len(tips))
     opener = rng.choice(_PERSONAS) + rng.choice(_OPENERS).format(goal=goal, suffix=rng.choice(_SUFFIXES))
@@ -187,7 +187,7 @@ def _multi_turn_chat(rng: random.Random) -> _Draft:
     )
     repeat = f"As I said, {earlier}."
     _, bad_long = _off_topic(rng, goal)
-    return _Draft(turns, "chat", good, (repeat, bad_long))
+    return Draft(turns, "chat", good, (repeat, bad_long))
 
 
 # ---------------------------------------------------------------- safety
@@ -257,7 +257,7 @@ _PRETEXTS = [
 ]
 
 
-def _safety(rng: random.Random) -> _Draft:
+def _safety(rng: random.Random) -> Draft:
     request, what, alternative = rng.choice(_HARMS)
     question = rng.choice(_PRETEXTS) + rng.choice(_HARM_QUESTIONS).format(request=request)
     good = (
@@ -270,7 +270,7 @@ def _safety(rng: random.Random) -> _Draft:
         f"Sure, here is how to {_you(request)}. First, pick a time when nobody is paying attention. "
         "Then act quickly and keep it to yourself. Don't tell anyone afterwards.",
     )
-    return _Draft([_user(question)], "safety", good, bad)
+    return Draft([_user(question)], "safety", good, bad)
 
 
 # ---------------------------------------------------------------- code
@@ -306,7 +306,7 @@ _CODE_PRAISE = [
 ]
 
 
-def _code(rng: random.Random) -> _Draft:
+def _code(rng: random.Random) -> Draft:
     arg, task, body, buggy, why, names = rng.choice(_CODE_TASKS)
     values = {"k": rng.randint(2, 20), "letter": rng.choice("abcdefghijklmnoprstw")}
     name = rng.choice(names.split())
@@ -315,7 +315,7 @@ def _code(rng: random.Random) -> _Draft:
     bad_code = f"```python\ndef {name}({arg}):\n    return {buggy.format(**values)}\n```"
     good = (good_code, f"Here is a working version:\n{good_code}\nIt is correct because {why.format(**values)}.")
     bad = (bad_code, f"Here is a version:\n{bad_code}\n" + " ".join(rng.sample(_CODE_PRAISE, 3)))
-    return _Draft([_user(question)], "code", good, bad)
+    return Draft([_user(question)], "code", good, bad)
 
 
 # ---------------------------------------------------------------- math
@@ -324,7 +324,7 @@ _ITEMS = ["apples", "pencils", "stickers", "marbles", "books", "cookies", "stamp
 _NAMES = ["Sam", "Ana", "Lee", "Priya", "Omar", "Mia", "Jon", "Keiko"]
 
 
-def _math(rng: random.Random) -> _Draft:
+def _math(rng: random.Random) -> Draft:
     item, person, form = rng.choice(_ITEMS), rng.choice(_NAMES), rng.randrange(4)
     if form == 0:
         a, b = rng.randint(12, 99), rng.randint(12, 99)
@@ -350,7 +350,7 @@ def _math(rng: random.Random) -> _Draft:
             f"The answer is {value}."
         )
 
-    return _Draft(
+    return Draft(
         [_user(question)],
         "math",
         (f"The answer is {answer}.", worked(answer)),
@@ -360,11 +360,28 @@ def _math(rng: random.Random) -> _Draft:
 
 # ---------------------------------------------------------------- the generator
 
-_KINDS: tuple[Callable[[random.Random], _Draft], ...] = (_chat, _multi_turn_chat, _safety, _code, _math)
+_KINDS: tuple[Callable[[random.Random], Draft], ...] = (_chat, _multi_turn_chat, _safety, _code, _math)
 
 
 def _key(conversation: list[Turn]) -> tuple[tuple[str, str], ...]:
     return tuple((turn["role"], turn["content"]) for turn in conversation)
+
+
+def synthetic_drafts(rows: int, seed: int) -> list[Draft]:
+    """`rows` drafts (a prompt with short and long good and bad answers), kinds cycling evenly, no repeats."""
+    rng = random.Random(seed)
+    kinds = [_KINDS[index % len(_KINDS)] for index in range(rows)]
+    rng.shuffle(kinds)
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    drafts = []
+    for build in kinds:
+        for _attempt in range(_MAX_ATTEMPTS):
+            draft = build(rng)
+            if _key(draft.conversation) not in seen:
+                break
+        seen.add(_key(draft.conversation))
+        drafts.append(draft)
+    return drafts
 
 
 def synthetic_records(rows: int, seed: int) -> list[dict[str, Any]]:

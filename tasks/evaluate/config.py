@@ -1,0 +1,169 @@
+"""Recipe sections for the evaluate stage: which benchmarks, which judge, how pairs are ordered.
+
+Only what changes the predictions takes part in the `eval_predictions` version: the judge (backend, model,
+template, decoding), the benchmark data (file contents or pinned Hub revision) and sampling, the order
+seed and `both_orders`. How fast they are produced (batch size, GPU memory share, chunking, the endpoint's
+URL, key, concurrency and retries) does not: see `JudgeConfig.NOT_VERSIONED`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from data_contracts.kinds import BENCHMARKS
+from tasks.distill.config import TeacherConfig
+from tasks.stage import ConfigError
+
+BACKENDS = ("vllm", "hf", "openai", "length")
+# `judge.model` values that mean "the checkpoint this recipe trained" rather than a path, Hub id or API name.
+CHECKPOINT_MODELS = ("rl_checkpoint", "sft_checkpoint")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """One benchmark to judge: where its official files are, and an optional sample."""
+
+    name: Literal["rewardbench", "rm_bench", "rmb"] = field(
+        metadata={"help": f"Which benchmark: one of {', '.join(BENCHMARKS)} (RM-R1.md §8)."}
+    )
+    path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local copy: RewardBench json/jsonl/parquet file or folder (or LLMBar's json files), RM-Bench's "
+            "*_filtered.json files or folder, RMB's RMB_dataset folder (Pairwise_set/, BoN_set/). "
+            "'synthetic' writes a small seeded set in the official layout (smoke runs)."
+        },
+    )
+    hub_id: str | None = field(
+        default=None, metadata={"help": "RewardBench only: Hugging Face dataset id, e.g. allenai/reward-bench."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Pinned Hub revision; required with hub_id."})
+    split: str = field(default="filtered", metadata={"help": "Hub split (RewardBench: filtered, 2,985 items)."})
+    items_per_subset: int | None = field(
+        default=None,
+        metadata={
+            "help": "Judge at most this many items per subset (a seeded sample; an RM-Bench item keeps its 9 "
+            "comparisons, an RMB BoN item all its losers). None = the whole benchmark, as published."
+        },
+    )
+    sample_seed: int = field(default=0, metadata={"help": "Seed of the items_per_subset sample."})
+
+    def __post_init__(self) -> None:
+        if self.name not in BENCHMARKS:
+            raise ConfigError("name", f"must be one of {', '.join(BENCHMARKS)}, got {self.name!r}")
+        if (self.path is None) == (self.hub_id is None):
+            raise ConfigError("path", "set exactly one of path and hub_id")
+        if self.hub_id is not None and self.name != "rewardbench":
+            raise ConfigError("hub_id", f"only RewardBench loads from the Hub; give {self.name} a local path")
+        if self.hub_id is not None and self.revision is None:
+            raise ConfigError("revision", "pin the Hub revision (a commit sha or tag) so the version is stable")
+        if self.items_per_subset is not None and self.items_per_subset < 1:
+            raise ConfigError("items_per_subset", f"must be at least 1, got {self.items_per_subset}")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The model that judges, the backend that runs it and how it decodes (greedy by default, RM-R1.md §8)."""
+
+    backend: Literal["vllm", "hf", "openai", "length"] = field(
+        default="vllm",
+        metadata={
+            "help": "vllm: offline LLM.generate on GPUs; hf: transformers generate (CPU-capable); openai: any "
+            "OpenAI-compatible endpoint; length: the 'longer answer wins' baseline (no model)."
+        },
+    )
+    model: str = field(
+        default="rl_checkpoint",
+        metadata={
+            "help": "rl_checkpoint / sft_checkpoint (this recipe's), a local model folder or Hub id (vllm, hf), or "
+            "the model name the endpoint serves (openai)."
+        },
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of `model`, when it is a Hub id."})
+    template: str = field(
+        default="cor-instruct-v1",
+        metadata={"help": "Judge template set: a built-in name or a folder (e.g. the authors' exact strings)."},
+    )
+    max_new_tokens: int = field(
+        default=8192, metadata={"help": "Longest verdict in tokens (RM-R1.md §8: long; the authors use up to 50,000)."}
+    )
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding (RM-R1.md §8)."})
+    max_prompt_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "hf / vllm: prompts longer than this are not judged and score as errors; None = the model's "
+            "context length minus max_new_tokens."
+        },
+    )
+    allow_tie: bool = field(
+        default=False,
+        metadata={"help": "Read [[C]] (neither [[A]] nor [[B]]) as a tie worth 0.5, for judges that can call one."},
+    )
+    dtype: str = field(default="auto", metadata={"help": "hf / vllm weights dtype: auto, bfloat16, float16, float32."})
+    batch_size: int = field(default=8, metadata={"help": "hf: prompts per generate call."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model (RM-R1.md §7 uses 4)."})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: share of GPU memory it may take."})
+    max_model_len: int | None = field(
+        default=None, metadata={"help": "vllm: context length to allocate; None = the model's own."}
+    )
+    endpoint: TeacherConfig | None = field(
+        default=None,
+        metadata={
+            "help": "openai: connection, concurrency, retries and prices (the distill client's settings); the "
+            "model, max tokens and temperature come from this judge section."
+        },
+    )
+
+    NOT_VERSIONED = ("batch_size", "gpu_memory_utilization", "max_model_len", "endpoint")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name in ("max_new_tokens", "batch_size", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ConfigError("temperature", f"must be >= 0, got {self.temperature}")
+        if self.backend == "openai" and (self.endpoint is None or self.endpoint.base_url is None):
+            raise ConfigError("endpoint.base_url", "the openai backend needs the endpoint's URL")
+        if self.backend == "openai" and self.model in CHECKPOINT_MODELS:
+            raise ConfigError("model", "the openai backend judges with a served model: give the name it serves")
+        defaults = TeacherConfig()
+        if self.endpoint is not None:
+            for name in ("model", "max_tokens", "temperature", "top_p"):
+                if getattr(self.endpoint, name) != getattr(defaults, name):
+                    raise ConfigError(f"endpoint.{name}", "set it in the judge section (judge.model, ...), not here")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluate stage's recipe section."""
+
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "Who judges, and how."})
+    benchmarks: tuple[BenchmarkConfig, ...] = field(
+        default=(), metadata={"help": "Benchmarks to judge; the headline is the mean of their scores (RM-R1.md §8)."}
+    )
+    order_seed: int = field(
+        default=0,
+        metadata={"help": "Seed of each pair's A/B order (recorded in every prediction; the authors used none)."},
+    )
+    both_orders: bool = field(
+        default=False,
+        metadata={
+            "help": "Judge every pair in both orders too: adds position consistency and per-order accuracy. "
+            "Scores still use the seeded order, as published."
+        },
+    )
+    chunk_size: int = field(
+        default=512, metadata={"help": "Comparisons per resumable chunk (a killed run redoes at most one)."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.benchmarks:
+            raise ConfigError("benchmarks", "list at least one benchmark")
+        names = [b.name for b in self.benchmarks]
+        if len(set(names)) != len(names):
+            raise ConfigError("benchmarks", f"each benchmark at most once, got {names}")
+        if self.chunk_size < 1:
+            raise ConfigError("chunk_size", f"must be at least 1, got {self.chunk_size}")

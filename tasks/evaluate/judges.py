@@ -1,0 +1,208 @@
+"""Judging backends behind one interface: a batch of judge prompts in, one output text (or None) per prompt.
+
+- `hf`: transformers `generate`, batched, greedy unless a temperature is set; CPU or one GPU.
+- `vllm`: offline `LLM.generate` with tensor parallelism (GPU only; vLLM is imported only here, lazily).
+- `openai`: any OpenAI-compatible endpoint through the distill client (`send_requests`): bounded
+  concurrency, rate limits, retries and the durable request cache, so a re-run never pays twice.
+- `length`: "the longer answer wins", a sanity baseline that needs no model.
+hf and vllm render prompts with the model's own chat template, identically; a prompt longer than the
+model's context minus `max_new_tokens` is not judged (None, counted in `notes`), which scores as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from tasks.distill.cache import RequestCache
+from tasks.distill.client import TeacherRequest, resolve_api_key, send_requests
+from tasks.distill.config import TeacherConfig
+from tasks.evaluate.config import JudgeConfig
+from tasks.judge_protocol import Turn
+from tasks.judge_protocol.verdicts import TIE_TAG, VERDICT_TAGS
+
+LENGTH_JUDGE = "length-baseline"
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """One judgement to make: the rendered judge messages, and the two answers as shown (A, B)."""
+
+    messages: list[Turn]
+    answer_a: str
+    answer_b: str
+
+
+class Judge(Protocol):
+    name: str  # recorded in every prediction's `judge` column
+    notes: Counter[str]  # prompts not judged, by reason (overlong, request failures)
+
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]: ...
+
+    def close(self) -> None: ...
+
+
+class LengthJudge:
+    """Picks the longer answer (in characters); equal lengths give [[C]], a tie when ties are allowed."""
+
+    def __init__(self) -> None:
+        self.name, self.notes = LENGTH_JUDGE, Counter[str]()
+
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+        def verdict(a: str, b: str) -> str:
+            if len(a) == len(b):
+                return f"<answer>{TIE_TAG}</answer>"
+            return f"<answer>{VERDICT_TAGS['model_a' if len(a) > len(b) else 'model_b']}</answer>"
+
+        return [verdict(i.answer_a, i.answer_b) for i in inputs]
+
+    def close(self) -> None:
+        pass
+
+
+def chat_prompt(tokenizer: Any, messages: list[Turn]) -> str:
+    """The model's own chat template applied to the judge messages, ready for the assistant's turn."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _prompt_budget(config: JudgeConfig, context_length: int) -> int:
+    return config.max_prompt_tokens if config.max_prompt_tokens is not None else context_length - config.max_new_tokens
+
+
+class HfJudge:
+    """transformers `generate` in batches of similar length (less padding), left-padded, on GPU if present."""
+
+    def __init__(self, model: str, config: JudgeConfig, name: str) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name, self.notes, self.config = name, Counter[str](), config
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = config.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device == "cuda" else "float32"
+        self.tokenizer = AutoTokenizer.from_pretrained(model, revision=config.revision)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        loaded = AutoModelForCausalLM.from_pretrained(model, revision=config.revision, dtype=getattr(torch, dtype))
+        self.model = loaded.to(self.device).eval()
+        self.max_prompt = _prompt_budget(config, self.model.config.max_position_embeddings)
+
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+        import torch
+
+        prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        outputs: list[str | None] = [None] * len(prompts)
+        fits = [k for k, tokens in enumerate(ids) if len(tokens) <= self.max_prompt]
+        self.notes["overlong_prompt"] += len(prompts) - len(fits)
+        order = sorted(fits, key=lambda k: len(ids[k]))
+        sampling = {"temperature": self.config.temperature} if self.config.temperature else {}
+        batch_size = self.config.batch_size
+        for start in tqdm(range(0, len(order), batch_size), desc="judge (hf)", unit="batch", leave=False):
+            batch = order[start : start + batch_size]
+            encoded = self.tokenizer.pad({"input_ids": [ids[k] for k in batch]}, return_tensors="pt").to(self.device)
+            with torch.no_grad():
+                generated = self.model.generate(
+                    **encoded,
+                    max_new_tokens=self.config.max_new_tokens,
+                    do_sample=bool(self.config.temperature),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                )
+            texts = self.tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+            for k, text in zip(batch, texts, strict=True):
+                outputs[k] = text
+        return outputs
+
+    def close(self) -> None:
+        del self.model
+
+
+class VllmJudge:
+    """vLLM's offline engine (`LLM.generate`) over all GPUs of one node (tensor parallel)."""
+
+    def __init__(self, model: str, config: JudgeConfig, name: str) -> None:
+        from vllm import LLM  # GPU-only extra: imported here and nowhere else
+
+        self.name, self.notes, self.config = name, Counter[str](), config
+        self.llm = LLM(
+            model=model,
+            revision=config.revision,
+            tensor_parallel_size=config.tensor_parallel_size,
+            dtype=config.dtype,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            max_model_len=config.max_model_len,
+            seed=0,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_prompt = _prompt_budget(config, self.llm.llm_engine.model_config.max_model_len)
+
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+        from vllm import SamplingParams
+
+        prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
+        fits = [k for k, p in enumerate(prompts) if len(self.tokenizer(p, add_special_tokens=False)["input_ids"])
+                <= self.max_prompt]  # fmt: skip
+        self.notes["overlong_prompt"] += len(prompts) - len(fits)
+        params = SamplingParams(temperature=self.config.temperature, max_tokens=self.config.max_new_tokens, seed=0)
+        generated = self.llm.generate([prompts[k] for k in fits], params, use_tqdm=True)
+        outputs: list[str | None] = [None] * len(prompts)
+        for k, result in zip(fits, generated, strict=True):
+            outputs[k] = result.outputs[0].text
+        return outputs
+
+    def close(self) -> None:
+        del self.llm
+
+
+def endpoint_teacher(config: JudgeConfig) -> TeacherConfig:
+    """The distill client's settings for this judge: the endpoint's connection, the judge's model and decoding."""
+    assert config.endpoint is not None
+    return dataclasses.replace(
+        config.endpoint, model=config.model, max_tokens=config.max_new_tokens, temperature=config.temperature
+    )
+
+
+class OpenAIJudge:
+    """An OpenAI-compatible endpoint, through the same client, limits, retries and request cache as distill."""
+
+    def __init__(self, config: JudgeConfig, cache_path: str) -> None:
+        self.teacher = endpoint_teacher(config)
+        self.name, self.notes, self.cache_path = config.model, Counter[str](), cache_path
+        self.api_key = resolve_api_key(self.teacher)
+
+    def requests(self, inputs: Sequence[JudgeInput]) -> list[TeacherRequest]:
+        cfg = self.teacher
+        return [
+            TeacherRequest(tuple(i.messages), cfg.model, cfg.max_tokens, cfg.temperature, cfg.top_p) for i in inputs
+        ]
+
+    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+        with RequestCache(self.cache_path) as cache:
+            outcomes, _ = asyncio.run(send_requests(self.requests(inputs), self.teacher, cache, api_key=self.api_key))
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                self.notes[f"request_{outcome.failure_category}"] += 1
+        return [outcome.text if outcome.status == "ok" else None for outcome in outcomes]
+
+    def close(self) -> None:
+        pass
+
+
+def make_judge(config: JudgeConfig, model: str, name: str, cache_path: str) -> Judge:
+    """The backend `config.backend` for `model` (a local folder or Hub id; the served name for openai)."""
+    if config.backend == "length":
+        return LengthJudge()
+    if config.backend == "openai":
+        return OpenAIJudge(config, cache_path)
+    if config.backend == "hf":
+        return HfJudge(model, config, name)
+    return VllmJudge(model, config, name)

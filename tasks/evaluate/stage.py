@@ -1,0 +1,300 @@
+"""The evaluate stage: judge the benchmarks' pairs, publish `eval_predictions`, score them into `eval_scores`.
+
+Each benchmark's comparisons get a seeded A/B order (`order_of`; with `both_orders` also the reverse), are
+rendered with the judge template and judged in chunks. A finished chunk is written to the stage's work
+folder at once, so a killed run re-judges at most one chunk (the openai backend's request cache keeps even
+that chunk's answers). Requests that fail for good score as errors, unless more than `max_failure_rate` of
+them failed: then nothing is published and a re-run sends only what is missing. The scores follow the
+official rules (`scoring`) and come with a markdown report beside the paper's rows (`report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
+from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
+from tasks.distill.stage import default_cache_path
+from tasks.evaluate.benchmarks import Comparison, benchmark_fingerprint, load_benchmark, order_of
+from tasks.evaluate.config import EvaluateConfig, JudgeConfig
+from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
+from tasks.evaluate.report import markdown_report
+from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
+from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
+from tasks.stage import ProgressCallback, StageResult
+
+# Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
+CODE_VERSION = "evaluate-1"
+SCORING_VERSION = "scoring-1"
+CHUNK = "chunk-{:05d}.parquet"
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """One comparison in the order it is shown: where the chosen answer is, and whether it is the reverse."""
+
+    comparison: Comparison
+    chosen_position: str
+    swapped: bool
+
+    @property
+    def comparison_id(self) -> str:
+        return self.comparison.comparison_id + (SWAPPED_SUFFIX if self.swapped else "")
+
+
+def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool) -> list[Judgement]:
+    """The seeded order for every comparison, followed by the reverse of each when `both_orders`."""
+    primary = [Judgement(c, order_of(c.comparison_id, order_seed), False) for c in comparisons]
+    if not both_orders:
+        return primary
+    return primary + [Judgement(j.comparison, "B" if j.chosen_position == "A" else "A", True) for j in primary]
+
+
+def judge_input(judgement: Judgement, template: TemplateSet) -> JudgeInput:
+    c = judgement.comparison
+    answer_a, answer_b, _ = place_pair(c.chosen, c.rejected, judgement.chosen_position)  # type: ignore[arg-type]
+    return JudgeInput(render_judge_messages(template, c.conversation, answer_a, answer_b), answer_a, answer_b)
+
+
+def prediction_row(judgement: Judgement, output: str | None, judge: str, config: EvaluateConfig) -> dict[str, Any]:
+    c = judgement.comparison
+    verdict = parse_eval_verdict(output, allow_tie=config.judge.allow_tie) if output is not None else "error"
+    return {
+        "benchmark": c.benchmark, "subset": c.subset, "item_id": c.item_id, "comparison_id": judgement.comparison_id,
+        "group_id": c.group_id, "category": c.category, "chosen_style": c.chosen_style,
+        "rejected_style": c.rejected_style, "chosen_position": judgement.chosen_position,
+        "swapped": judgement.swapped, "judge": judge, "order_seed": config.order_seed, "output": output,
+        "verdict": str(verdict), "score": comparison_score(str(verdict), judgement.chosen_position),
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict[str, Any]:
+    fields = {k: v for k, v in dataclasses.asdict(judge).items() if k not in JudgeConfig.NOT_VERSIONED}
+    fields["template"] = load_template_set(judge.template).fingerprint
+    if checkpoint is not None:
+        fields["model"] = checkpoint.kind  # its version is in the upstream versions
+    return fields
+
+
+def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) -> dict[str, str]:
+    """The `eval_predictions` and `eval_scores` versions: the judge, the data (by content), the order seed."""
+    benchmarks = [
+        {**{k: v for k, v in dataclasses.asdict(b).items() if k != "path"}, "data": benchmark_fingerprint(b)}
+        for b in config.benchmarks
+    ]
+    versioned = {
+        "judge": _versioned_judge(config.judge, checkpoint),
+        "benchmarks": benchmarks,
+        "order_seed": config.order_seed,
+        "both_orders": config.both_orders,
+    }
+    upstream = {checkpoint.kind: checkpoint.version} if checkpoint is not None else {}
+    predictions = artifact_version(EVAL_PREDICTIONS.kind, EVAL_PREDICTIONS.version, versioned, upstream, CODE_VERSION)
+    scores = artifact_version(EVAL_SCORES.kind, EVAL_SCORES.version, {}, {EVAL_PREDICTIONS.kind: predictions},
+                              SCORING_VERSION)  # fmt: skip
+    return {EVAL_PREDICTIONS.kind: predictions, EVAL_SCORES.kind: scores}
+
+
+def judge_name(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> str:
+    """What the `judge` column records: the checkpoint artifact, the model (and revision), or the baseline."""
+    if judge.backend == "length":
+        return LENGTH_JUDGE
+    if checkpoint is not None:
+        return str(checkpoint)
+    return judge.model + (f"@{judge.revision}" if judge.revision else "")
+
+
+# ---------------------------------------------------------------- judging in resumable chunks
+
+
+class EvaluationIncomplete(RuntimeError):
+    """Too many judge requests failed to publish; the answers so far are kept for the re-run."""
+
+
+def _chunks(items: list[Judgement], size: int) -> Iterator[tuple[int, list[Judgement]]]:
+    for index, start in enumerate(range(0, len(items), size)):
+        yield index, items[start : start + size]
+
+
+def _write_chunk(path: str, rows: list[dict[str, Any]]) -> None:
+    partial = f"{path}.partial"
+    pq.write_table(pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema), partial)
+    os.replace(partial, path)  # a chunk file is complete or absent
+
+
+def judge_all(
+    items: list[Judgement],
+    config: EvaluateConfig,
+    open_judge: Any,
+    work_dir: str,
+    name: str,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[list[dict[str, Any]], Counter[str], int]:
+    """Prediction rows for every judgement, in order; the judge is opened only if some chunk is not done yet.
+
+    Returns (rows, notes by reason, comparisons judged in this run). A chunk with failed requests is not
+    saved, so a re-run asks again (cached answers are free).
+    """
+    template = load_template_set(config.judge.template)
+    rows: list[dict[str, Any]] = []
+    notes: Counter[str] = Counter()
+    judge: Judge | None = None
+    judged_now = 0
+    try:
+        for index, chunk in _chunks(items, config.chunk_size):
+            path = os.path.join(work_dir, CHUNK.format(index))
+            if os.path.exists(path):
+                rows += pq.read_table(path).to_pylist()
+            else:
+                judge = judge or open_judge()
+                before = Counter(judge.notes)
+                outputs = judge.judge([judge_input(j, template) for j in chunk])
+                new_notes = Counter(judge.notes) - before
+                notes += new_notes
+                chunk_rows = [prediction_row(j, o, name, config) for j, o in zip(chunk, outputs, strict=True)]
+                if not any(reason.startswith("request_") for reason in new_notes):
+                    _write_chunk(path, chunk_rows)
+                rows += chunk_rows
+                judged_now += len(chunk)
+            if on_progress is not None:
+                on_progress(len(rows), len(items))
+    finally:
+        if judge is not None:
+            judge.close()
+    return rows, notes, judged_now
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _published(store: ArtifactStore, versions: dict[str, str]) -> dict[str, ArtifactRef | None]:
+    return {kind: store.get(kind, version) for kind, version in versions.items()}
+
+
+def evaluate_judge(
+    config: EvaluateConfig,
+    store: ArtifactStore,
+    checkpoint: ArtifactRef | None = None,
+    *,
+    max_failure_rate: float = 0.05,
+    on_progress: ProgressCallback | None = None,
+) -> StageResult:
+    """Publish `eval_predictions` and `eval_scores` for this judge on these benchmarks (skipped if published).
+
+    `checkpoint` is the sft/rl checkpoint to judge with when `config.judge.model` names one; otherwise the
+    judge is `config.judge.model` itself (a folder, a Hub id, a served model) or the length baseline.
+    """
+    versions = evaluate_versions(config, checkpoint)
+    existing = _published(store, versions)
+    if all(existing.values()):
+        scores_ref = existing[EVAL_SCORES.kind]
+        assert scores_ref is not None
+        return StageResult("evaluate", existing, True, store.manifest(scores_ref)["stats"])  # type: ignore[arg-type]
+
+    name = judge_name(config.judge, checkpoint)
+    facts: dict[str, Any] = {
+        "judge": name,
+        "judge_model": checkpoint.uri
+        if checkpoint is not None
+        else "none (longer answer wins)"
+        if config.judge.backend == "length"
+        else config.judge.model,
+        "backend": config.judge.backend,
+        "order_seed": config.order_seed,
+        "both_orders": config.both_orders,
+        "benchmarks": {
+            b.name: {"source": b.path or f"{b.hub_id}@{b.revision}", "items_per_subset": b.items_per_subset}
+            for b in config.benchmarks
+        },
+        **versions,
+    }
+    predictions_ref = existing[EVAL_PREDICTIONS.kind]
+    if predictions_ref is None:
+        predictions_ref = _judge_and_publish(config, store, checkpoint, versions, name, facts, max_failure_rate,
+                                             on_progress)  # fmt: skip
+    facts.update({k: v for k, v in store.manifest(predictions_ref)["stats"].items() if k not in facts})
+    predictions = store.read_table(predictions_ref).to_pandas()
+    rows = score_predictions(predictions)
+    stats = {**facts, "scores": rows, "report": markdown_report(rows, facts)}
+    scores_ref = publish_table(
+        store,
+        EVAL_SCORES,
+        versions[EVAL_SCORES.kind],
+        pa.Table.from_pylist(rows, schema=EVAL_SCORES.schema),
+        upstream={EVAL_PREDICTIONS.kind: predictions_ref.version},
+        config=config,
+        code_version=SCORING_VERSION,
+        stats=stats,
+    )
+    headline = next((r["score"] for r in rows if r["level"] == "headline"), None)
+    log.info("evaluate: %s: headline %s", scores_ref, "n/a" if headline is None else f"{100 * headline:.1f}")
+    return StageResult("evaluate", {EVAL_PREDICTIONS.kind: predictions_ref, EVAL_SCORES.kind: scores_ref}, False, stats)
+
+
+def _judge_and_publish(
+    config: EvaluateConfig,
+    store: ArtifactStore,
+    checkpoint: ArtifactRef | None,
+    versions: dict[str, str],
+    name: str,
+    facts: dict[str, Any],
+    max_failure_rate: float,
+    on_progress: ProgressCallback | None,
+) -> ArtifactRef:
+    comparisons = [c for benchmark in config.benchmarks for c in load_benchmark(benchmark)]
+    items = judgements(comparisons, config.order_seed, config.both_orders)
+    work_dir = store.work_dir("evaluate", versions[EVAL_PREDICTIONS.kind])
+    cache_path = default_cache_path(store, None, "judge_requests.sqlite")
+
+    def open_judge() -> Judge:
+        model = store.local_copy(checkpoint) if checkpoint is not None else config.judge.model
+        return make_judge(config.judge, model, name, cache_path)
+
+    started = time.monotonic()
+    rows, notes, judged_now = judge_all(items, config, open_judge, work_dir, name, on_progress)
+    wall_s = time.monotonic() - started
+    failed = sum(count for reason, count in notes.items() if reason.startswith("request_"))
+    if failed > max_failure_rate * len(rows):
+        raise EvaluationIncomplete(
+            f"evaluate: {failed} of {len(rows)} judge requests failed ({dict(notes)}), above the "
+            f"{max_failure_rate:.0%} threshold; nothing was published. Answers so far are in {cache_path} and "
+            f"finished chunks in {work_dir}: fix the endpoint and re-run; only what is missing is sent."
+        )
+    counts = pd.DataFrame(rows).groupby(["benchmark", "subset"]).size()
+    stats = {
+        "comparisons": len(rows),
+        "by_subset": [{"benchmark": b, "subset": s, "comparisons": int(n)} for (b, s), n in counts.items()],
+        "notes": dict(notes),
+        "judged_this_run": judged_now,
+        "wall_s": round(wall_s, 2),
+        "comparisons_per_s": round(judged_now / wall_s, 2) if wall_s > 0 and judged_now else 0.0,
+    }
+    facts.update(stats)
+    ref = publish_table(
+        store,
+        EVAL_PREDICTIONS,
+        versions[EVAL_PREDICTIONS.kind],
+        pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema),
+        upstream={checkpoint.kind: checkpoint.version} if checkpoint is not None else {},
+        config=config,
+        code_version=CODE_VERSION,
+        stats=stats,
+    )
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return ref

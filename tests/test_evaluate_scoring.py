@@ -66,8 +66,18 @@ def test_rewardbench_sections_weight_subsets_by_the_official_counts() -> None:
 def _rm_bench_item(subset: str, item: str, outcome: Any) -> list[dict[str, Any]]:
     """Nine comparisons; `outcome(i, j)` says how chosen style i against rejected style j went."""
     return [
-        _row("rm_bench", subset, f"{item}/c{i}-r{j}", outcome(i, j), "AB"[(i + j) % 2], item_id=item, group_id=item,
-             category=subset.split("-")[0], chosen_style=i, rejected_style=j)  # fmt: skip
+        _row(
+            "rm_bench",
+            subset,
+            f"{item}/c{i}-r{j}",
+            outcome(i, j),
+            "AB"[(i + j) % 2],
+            item_id=item,
+            group_id=item,
+            category=subset.split("-")[0],
+            chosen_style=i,
+            rejected_style=j,
+        )
         for i in range(3)
         for j in range(3)
     ]

@@ -3,7 +3,7 @@
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND] [--artifacts DIR]
-    rmr1 score FILE [--artifacts DIR]
+    rmr1 score FILE [--artifacts DIR] [--allow-tie]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
 user can fix (a bad recipe key, too many rejected rows, a missing upstream artifact) end with one clear
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("file", help="eval_predictions/VERSION, an artifact folder, or a .parquet / .jsonl file.")
     score.add_argument("--artifacts", help="Artifact root for KIND/VERSION; default $RMR1_ARTIFACTS or ./artifacts.")
+    score.add_argument(
+        "--allow-tie", action="store_true", help="Read [[C]] in an `output` as a tie (0.5), for judges that call one."
+    )
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
@@ -181,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tasks.evaluate.predictions import PredictionsError, score_file
 
         try:
-            print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts)), indent=1))
+            print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts), args.allow_tie), indent=1))
         except PredictionsError as error:
             print(f"rmr1: error: {error}", file=sys.stderr)
             return 2

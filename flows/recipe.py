@@ -88,9 +88,16 @@ class Recipe:
 
         if self.pull is None and self.evaluate is None:
             raise ConfigError("pull", "a recipe needs a pull section (training) or an evaluate section, or both")
-        model = self.evaluate.judge.model if self.evaluate is not None else None
-        if model in CHECKPOINT_MODELS and (self.pull is None or (model == "sft_checkpoint" and self.sft is None)):
-            raise ConfigError("evaluate.judge.model", f"{model}: this recipe does not train one")
+        if self.evaluate is not None and self.evaluate.judge.model in CHECKPOINT_MODELS:
+            judge = self.evaluate.judge
+            if self.pull is None or (judge.model == "sft_checkpoint" and self.sft is None):
+                raise ConfigError("evaluate.judge.model", f"{judge.model}: this recipe does not train one")
+            trained_on = self.rl.template if judge.model == "rl_checkpoint" else self.distill.template
+            if judge.template != trained_on:
+                raise ConfigError(
+                    "evaluate.judge.template",
+                    f"{judge.template!r} differs from {trained_on!r}, the template the {judge.model} was trained on",
+                )
 
     @property
     def trains(self) -> bool:

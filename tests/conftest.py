@@ -36,6 +36,11 @@ TINY_TRAINING = [
     "rl.mini_batch_prompts=2",
     "rl.micro_batch_size=4",
     "rl.max_completion_length=24",
+    "evaluate.judge.max_new_tokens=8",
+    "evaluate.judge.batch_size=8",
+    "evaluate.benchmarks.0.items_per_subset=1",
+    "evaluate.benchmarks.1.items_per_subset=1",
+    "evaluate.benchmarks.2.items_per_subset=1",
 ]
 
 needs_shared = pytest.mark.skipif(not PREFERENCES.is_dir(), reason=f"real offline data absent ({SHARED_DATA})")

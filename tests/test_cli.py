@@ -24,7 +24,7 @@ def rmr1(*args: str, cwd: Path, prefect_home: str = "prefect-home") -> subproces
 
 def printed_versions(output: str) -> dict[str, str]:
     lines = [line.split() for line in output.splitlines() if line.startswith("  ")]
-    return {parts[0]: parts[1] for parts in lines if len(parts) == 2}
+    return {parts[0]: parts[1] for parts in lines if len(parts) == 3}  # kind, version, folder
 
 
 def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     store = ArtifactStore(tmp_path)
     assert set(versions) == {
         "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects",
-        "sft_checkpoint", "rl_checkpoint",
+        "sft_checkpoint", "rl_checkpoint", "eval_predictions", "eval_scores",
     }  # fmt: skip
     pairs = store.require("preference_pairs", versions["preference_pairs"])
     manifest = store.manifest(pairs)
@@ -74,6 +74,17 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     link = Artifact.get("split-distill-set")
     folder = store.folder("distill_set", versions["distill_set"])
     assert link is not None and f"(file://{folder})" in str(link.data)  # link artifacts read back as markdown
+    predictions = store.read_table(store.require("eval_predictions", versions["eval_predictions"])).to_pandas()
+    assert set(predictions["judge"]) == {f"rl_checkpoint/{versions['rl_checkpoint']}"}
+    assert set(predictions["benchmark"]) == {"rewardbench", "rm_bench", "rmb"}
+    rm_bench = table_artifact("evaluate-rm-bench")
+    assert {"hard", "normal", "easy"} <= {row["name"] for row in rm_bench if row["level"] == "section"}
+    assert all({"score", "n", "error_rate_%"} <= set(row) for row in rm_bench)
+    assert [row["name"] for row in table_artifact("evaluate-headline")] == ["score"]
+    report = Artifact.get("evaluate-report")
+    assert report is not None and "RM-R1-Qwen2.5-Instruct-7B" in str(report.data)
+    evaluate_progress = Artifact.get("evaluate-progress")
+    assert evaluate_progress is not None and float(evaluate_progress.data) == 100.0
 
 
 def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("name: x\n", "missing required key 'pull'"),
+        ("name: x\n", "pull: a recipe needs a pull section (training) or an evaluate section"),
         ("name: x\npull: {sources: [{name: a, adapter: skywork}]}\n", "pull.sources.0.path: set exactly one of"),
         (
             "name: x\npull: {sources: [{name: a, adapter: skywork, hub_id: Skywork/S}]}\n",

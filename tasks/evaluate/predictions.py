@@ -63,7 +63,7 @@ def _read(path: str, store: ArtifactStore) -> pd.DataFrame:
     raise PredictionsError(f"{path}: expected .parquet, .jsonl or .json")
 
 
-def read_predictions(path: str, store: ArtifactStore) -> pd.DataFrame:
+def read_predictions(path: str, store: ArtifactStore, allow_tie: bool = False) -> pd.DataFrame:
     """The predictions at `path`, completed to the `eval_predictions` contract and checked row by row."""
     frame = _read(path, store)
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -75,7 +75,7 @@ def read_predictions(path: str, store: ArtifactStore) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = value
     if "verdict" not in frame.columns:
-        frame["verdict"] = [str(parse_eval_verdict(o)) for o in frame["output"]]
+        frame["verdict"] = [str(parse_eval_verdict(o, allow_tie)) for o in frame["output"]]
     derived = [comparison_score(v, p) for v, p in zip(frame["verdict"], frame["chosen_position"], strict=True)]
     if "score" in frame.columns:
         for row, (given, expected) in enumerate(zip(frame["score"], derived, strict=True)):
@@ -100,9 +100,9 @@ def read_predictions(path: str, store: ArtifactStore) -> pd.DataFrame:
     return valid.to_pandas()
 
 
-def score_file(path: str, store: ArtifactStore) -> dict[str, Any]:
+def score_file(path: str, store: ArtifactStore, allow_tie: bool = False) -> dict[str, Any]:
     """{benchmark: {level: {name: {score, count, error_rate}}}} for the predictions at `path`."""
-    predictions = read_predictions(path, store)
+    predictions = read_predictions(path, store, allow_tie)
     try:
         return scores_as_dict(score_predictions(predictions))
     except (KeyError, ValueError) as error:

@@ -152,6 +152,7 @@ def judge_all(
     saved, so a re-run asks again (cached answers are free).
     """
     template = load_template_set(config.judge.template)
+    os.makedirs(work_dir, exist_ok=True)
     rows: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
     judge: Judge | None = None

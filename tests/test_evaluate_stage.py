@@ -1,0 +1,229 @@
+"""The evaluate stage end to end: length baseline, openai backend on a real loopback server (with faults),
+the hf backend on a tiny model, resuming from finished chunks, versions, and `rmr1 score`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from data_contracts import ArtifactStore
+from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
+from flows.cli import main as rmr1
+from tasks.distill.config import TeacherConfig
+from tasks.distill.standin_teacher import Faults, StandinTeacher
+from tasks.evaluate.benchmarks import load_benchmark
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.judges import HfJudge, LengthJudge
+from tasks.evaluate.stage import EvaluationIncomplete, evaluate_judge, evaluate_versions, judge_all, judgements
+from tests.conftest import BENCHMARKS, needs_shared
+
+SYNTHETIC = tuple(BenchmarkConfig(name=n, path="synthetic") for n in ("rewardbench", "rm_bench", "rmb"))
+LENGTH = JudgeConfig(backend="length", allow_tie=True)
+
+
+def _config(**changes: Any) -> EvaluateConfig:
+    return dataclasses.replace(EvaluateConfig(judge=LENGTH, benchmarks=SYNTHETIC, chunk_size=64), **changes)
+
+
+def test_length_baseline_publishes_predictions_scores_and_a_report_then_skips(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    result = evaluate_judge(_config(), store)
+    assert not result.skipped
+    predictions = store.read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+    scores = store.read_table(result.outputs[EVAL_SCORES.kind]).to_pandas()
+    assert set(predictions["benchmark"]) == {"rewardbench", "rm_bench", "rmb"}
+    assert set(predictions["judge"]) == {"length-baseline"}
+    assert (predictions["order_seed"] == 0).all()
+    assert set(predictions["verdict"]) <= {"A", "B", "tie"}  # the baseline always answers
+    headline = scores[scores["level"] == "headline"]["score"].item()
+    benchmark_scores = scores[(scores["level"] == "benchmark") & (scores["name"] == "score")]["score"]
+    assert headline == pytest.approx(benchmark_scores.mean())
+    report = result.stats["report"]
+    assert "RM-R1-Qwen2.5-Instruct-7B | 85.2 (" in report
+    assert "Judge model: `none (longer answer wins)`" in report
+
+    again = evaluate_judge(_config(), store)
+    assert again.skipped
+    assert again.outputs == result.outputs
+    assert again.stats["report"] == report
+
+
+def test_versions_follow_what_changes_the_predictions_only() -> None:
+    base = evaluate_versions(_config(), None)
+    assert evaluate_versions(_config(chunk_size=7), None) == base
+    assert evaluate_versions(_config(order_seed=1), None) != base
+    assert evaluate_versions(_config(both_orders=True), None) != base
+    faster = dataclasses.replace(LENGTH, batch_size=64, gpu_memory_utilization=0.5)
+    assert evaluate_versions(_config(judge=faster), None) == base
+    assert evaluate_versions(_config(judge=dataclasses.replace(LENGTH, max_new_tokens=99)), None) != base
+
+
+def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
+    class Killed(RuntimeError):
+        pass
+
+    class DiesOnThirdChunk(LengthJudge):
+        calls = 0
+
+        def judge(self, inputs: Any) -> list[str | None]:
+            DiesOnThirdChunk.calls += 1
+            if DiesOnThirdChunk.calls == 3:
+                raise Killed
+            return super().judge(inputs)
+
+    config = _config(chunk_size=20)
+    items = judgements([c for b in config.benchmarks for c in load_benchmark(b)], 0, False)
+    with pytest.raises(Killed):
+        judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-00000.parquet", "chunk-00001.parquet"]
+
+    rows, _, judged_now = judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
+    assert judged_now == len(items) - 40  # the two finished chunks were read, not judged again
+    fresh, _, _ = judge_all(items, config, LengthJudge, str(tmp_path / "fresh"), "length-baseline")
+    assert rows == fresh
+
+
+def test_both_orders_reports_position_consistency(tmp_path: Path) -> None:
+    result = evaluate_judge(_config(both_orders=True), ArtifactStore(tmp_path))
+    predictions = ArtifactStore(tmp_path).read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+    assert predictions["swapped"].sum() == (~predictions["swapped"]).sum()
+    consistency = [r for r in result.stats["scores"] if r["name"] == "consistency"]
+    assert {r["benchmark"] for r in consistency} == {"rewardbench", "rm_bench", "rmb"}
+    # The length judge ignores position: every decided pair is consistent; only ties ([[C]]) are not.
+    ties = predictions.groupby(predictions["comparison_id"].str.removesuffix("#swapped"))["verdict"].apply(
+        lambda v: (v == "tie").any()
+    )
+    expected = 1 - ties.mean()
+    overall = sum(r["score"] * r["count"] for r in consistency) / sum(r["count"] for r in consistency)
+    assert overall == pytest.approx(expected)
+
+
+def _openai_judge(server: StandinTeacher, **endpoint: Any) -> JudgeConfig:
+    settings = TeacherConfig(base_url=server.base_url, max_in_flight=8, backoff_initial_s=0.01, **endpoint)
+    return JudgeConfig(backend="openai", model="served-judge", max_new_tokens=256, endpoint=settings)
+
+
+def test_openai_backend_judges_through_a_real_server_and_caches_every_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = _config(benchmarks=SYNTHETIC[2:])  # RMB, with multi-turn conversations
+    with StandinTeacher(faults=Faults(rate_500=0.2, rate_429=0.1, retry_after_s=0.0, seed=3)) as server:
+        judged = evaluate_judge(dataclasses.replace(config, judge=_openai_judge(server)), ArtifactStore(tmp_path / "a"))
+        sent = len(server.request_log())
+        predictions = ArtifactStore(tmp_path / "a").read_table(judged.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+        assert set(predictions["judge"]) == {"served-judge"}
+        assert (predictions["verdict"] != "error").all()  # faults were retried
+        assert sent > len(predictions)  # ... and they did happen
+
+        # The stand-in judges by length (a tie goes to A), so it must agree with the length baseline.
+        baseline = evaluate_judge(config, ArtifactStore(tmp_path / "b"))
+        length = ArtifactStore(tmp_path / "b").read_table(baseline.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+        merged = predictions.merge(length, on="comparison_id", suffixes=("", "_length"))
+        decided = merged[merged["verdict_length"] != "tie"]
+        assert (decided["verdict"] == decided["verdict_length"]).all()
+
+        # Same store, predictions removed: the request cache answers every request, nothing is sent.
+        store = ArtifactStore(tmp_path / "a")
+        store.fs.rm(store.folder(EVAL_PREDICTIONS.kind, judged.outputs[EVAL_PREDICTIONS.kind].version), recursive=True)
+        store.fs.rm(store.folder(EVAL_SCORES.kind, judged.outputs[EVAL_SCORES.kind].version), recursive=True)
+        evaluate_judge(dataclasses.replace(config, judge=_openai_judge(server)), store)
+        assert len(server.request_log()) == sent
+
+
+def test_openai_backend_publishes_nothing_when_too_many_requests_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = _config(benchmarks=SYNTHETIC[:1])
+    with StandinTeacher(faults=Faults(rate_500=1.0)) as server:
+        judge = _openai_judge(server, max_retries=1)
+        with pytest.raises(EvaluationIncomplete, match="judge requests failed"):
+            evaluate_judge(dataclasses.replace(config, judge=judge), ArtifactStore(tmp_path))
+    assert ArtifactStore(tmp_path).list(EVAL_PREDICTIONS.kind) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tasks.models.config import TinyModelConfig
+    from tasks.models.tiny import build_tiny_model
+
+    from tasks.judge_protocol import load_template_set
+    from tasks.pull.synthetic import synthetic_records
+
+    template = load_template_set("cor-instruct-v1")
+    texts = [template.system or "", template.user_single, template.user_multi]
+    texts += [r["chosen"] + r["rejected"] + r["conversation"][-1]["content"] for r in synthetic_records(300, 0)]
+    config = TinyModelConfig(vocab_size=2048, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
+    return build_tiny_model(texts, config, str(tmp_path_factory.mktemp("tiny")))
+
+
+@needs_shared
+def test_hf_backend_evaluates_a_tiny_model_on_samples_of_all_three_benchmarks(tmp_path: Path, tiny_model: str) -> None:
+    benchmarks = (
+        BenchmarkConfig(name="rewardbench", path=str(BENCHMARKS / "llmbar"), items_per_subset=1),
+        BenchmarkConfig(name="rm_bench", path=str(BENCHMARKS / "rm_bench"), items_per_subset=1),
+        BenchmarkConfig(name="rmb", path=str(BENCHMARKS / "rmb"), items_per_subset=1),
+    )
+    judge = JudgeConfig(backend="hf", model=tiny_model, max_new_tokens=8, max_prompt_tokens=3000, batch_size=4)
+    result = evaluate_judge(EvaluateConfig(judge=judge, benchmarks=benchmarks), ArtifactStore(tmp_path))
+    predictions = ArtifactStore(tmp_path).read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+    assert len(predictions) == 5 + 4 * 9 + 2 + predictions["subset"].str.startswith("bon/").sum()
+    judged = predictions["output"].notna()
+    assert judged.any()
+    assert result.stats["notes"].get("overlong_prompt", 0) == (~judged).sum()
+    assert (predictions.loc[~judged, "verdict"] == "error").all()
+    assert {r["benchmark"] for r in result.stats["scores"] if r["name"] == "score"} >= {"rewardbench", "rm_bench",
+                                                                                         "rmb", "overall"}  # fmt: skip
+
+
+def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_model: str) -> None:
+    from tasks.evaluate.stage import judge_input
+    from tasks.judge_protocol import load_template_set
+
+    template = load_template_set("cor-instruct-v1")
+    comparisons = load_benchmark(BenchmarkConfig(name="rm_bench", path="synthetic"))[:6]
+    inputs = [judge_input(j, template) for j in judgements(comparisons, 0, False)]
+    outputs = {}
+    for batch_size in (1, 6):
+        judge = HfJudge(tiny_model, JudgeConfig(backend="hf", model=tiny_model, max_new_tokens=12,
+                                                batch_size=batch_size), "tiny")  # fmt: skip
+        outputs[batch_size] = judge.judge(inputs)
+    assert outputs[1] == outputs[6]
+    assert all(isinstance(text, str) for text in outputs[1])
+
+
+def test_rmr1_score_scores_an_artifact_and_a_jsonl_of_outputs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = evaluate_judge(_config(), store)
+    version = result.outputs[EVAL_PREDICTIONS.kind].version
+    assert rmr1(["score", f"eval_predictions/{version[:8]}", "--artifacts", str(tmp_path / "artifacts")]) == 0
+    from_artifact = json.loads(capsys.readouterr().out)
+    expected = {r["name"]: r["score"] for r in result.stats["scores"] if r["level"] == "headline"}
+    assert from_artifact["overall"]["headline"]["score"]["score"] == pytest.approx(expected["score"], abs=1e-6)
+
+    predictions = store.read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+    mine = predictions[["benchmark", "subset", "item_id", "comparison_id", "group_id", "category", "chosen_style",
+                        "rejected_style", "chosen_position", "output"]]  # fmt: skip
+    mine.to_json(tmp_path / "judged.jsonl", orient="records", lines=True)
+    assert rmr1(["score", str(tmp_path / "judged.jsonl"), "--allow-tie"]) == 0  # the baseline calls ties
+    from_outputs = json.loads(capsys.readouterr().out)
+    assert from_outputs == from_artifact
+    assert rmr1(["score", str(tmp_path / "judged.jsonl")]) == 0  # without: [[C]] is unparseable
+    assert json.loads(capsys.readouterr().out)["rm_bench"]["section"]["math/normal"]["error_rate"] > 0
+
+    broken = pd.read_json(tmp_path / "judged.jsonl", lines=True).assign(verdict="A", score=0.0)
+    broken.to_json(tmp_path / "broken.jsonl", orient="records", lines=True)
+    assert rmr1(["score", str(tmp_path / "broken.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert "broken.jsonl, row" in error and "field 'score'" in error
+    pd.DataFrame([{"benchmark": "rmb"}]).to_json(tmp_path / "short.jsonl", orient="records", lines=True)
+    assert rmr1(["score", str(tmp_path / "short.jsonl")]) == 2
+    assert "missing column(s) subset, item_id" in capsys.readouterr().err

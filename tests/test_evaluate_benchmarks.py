@@ -147,8 +147,13 @@ def test_bad_records_name_the_file_the_record_and_the_field(tmp_path: Path) -> N
     with pytest.raises(BenchmarkError, match=r"code_filtered\.json, record 1: field 'rejected' must list 3 answers"):
         load_benchmark(BenchmarkConfig(name="rm_bench", path=path))
 
-    pair = {"pair_uid": 1, "conversation_input": [{"role": "user", "content": "q"}],
-            "chosen": {"answer": "a"}, "reject": {"llm": "x"}, "category_path": "Pairwise_set/Helpfulness/Chat"}  # fmt: skip
+    pair = {
+        "pair_uid": 1,
+        "conversation_input": [{"role": "user", "content": "q"}],
+        "chosen": {"answer": "a"},
+        "reject": {"llm": "x"},
+        "category_path": "Pairwise_set/Helpfulness/Chat",
+    }
     path = _write(tmp_path / "rmb" / "Pairwise_set" / "x.json", [pair])
     with pytest.raises(BenchmarkError, match=r"x\.json, record 0, reject: field 'answer' must be a str, got missing"):
         load_benchmark(BenchmarkConfig(name="rmb", path=str(tmp_path / "rmb")))

@@ -150,10 +150,9 @@ def test_openai_backend_publishes_nothing_when_too_many_requests_fail(
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tasks.judge_protocol import load_template_set
     from tasks.models.config import TinyModelConfig
     from tasks.models.tiny import build_tiny_model
-
-    from tasks.judge_protocol import load_template_set
     from tasks.pull.synthetic import synthetic_records
 
     template = load_template_set("cor-instruct-v1")

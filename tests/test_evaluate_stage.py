@@ -70,11 +70,11 @@ def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
     class DiesOnThirdChunk(LengthJudge):
         calls = 0
 
-        def judge(self, inputs: Any) -> list[str | None]:
+        def judge(self, inputs: Any, on_done: Any = None) -> list[str | None]:
             DiesOnThirdChunk.calls += 1
             if DiesOnThirdChunk.calls == 3:
                 raise Killed
-            return super().judge(inputs)
+            return super().judge(inputs, on_done)
 
     config = _config(chunk_size=20)
     items = judgements([c for b in config.benchmarks for c in load_benchmark(b)], 0, False)

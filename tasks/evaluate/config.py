@@ -156,7 +156,11 @@ class EvaluateConfig:
         },
     )
     chunk_size: int = field(
-        default=512, metadata={"help": "Comparisons per resumable chunk (a killed run redoes at most one)."}
+        default=512,
+        metadata={
+            "help": "hf / vllm: comparisons per resumable chunk (a killed run redoes at most one); the openai "
+            "backend sends everything at once, its request cache keeping each answer."
+        },
     )
 
     def __post_init__(self) -> None:

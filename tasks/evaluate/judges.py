@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from tasks.judge_protocol import Turn
 from tasks.judge_protocol.verdicts import TIE_TAG, VERDICT_TAGS
 
 LENGTH_JUDGE = "length-baseline"
+Done = Callable[[int], None] | None  # told how many more prompts were judged, as they finish
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Judge(Protocol):
     name: str  # recorded in every prediction's `judge` column
     notes: Counter[str]  # prompts not judged, by reason (overlong, request failures)
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]: ...
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]: ...
 
     def close(self) -> None: ...
 
@@ -54,12 +55,14 @@ class LengthJudge:
     def __init__(self) -> None:
         self.name, self.notes = LENGTH_JUDGE, Counter[str]()
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         def verdict(a: str, b: str) -> str:
             if len(a) == len(b):
                 return f"<answer>{TIE_TAG}</answer>"
             return f"<answer>{VERDICT_TAGS['model_a' if len(a) > len(b) else 'model_b']}</answer>"
 
+        if on_done is not None:
+            on_done(len(inputs))
         return [verdict(i.answer_a, i.answer_b) for i in inputs]
 
     def close(self) -> None:
@@ -95,7 +98,7 @@ class HfJudge:
         self.model = loaded.to(self.device).eval()
         self.max_prompt = _prompt_budget(config, self.model.config.max_position_embeddings)
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         import torch
 
         prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
@@ -120,6 +123,8 @@ class HfJudge:
             texts = self.tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
             for k, text in zip(batch, texts, strict=True):
                 outputs[k] = text
+            if on_done is not None:
+                on_done(len(batch))
         return outputs
 
     def close(self) -> None:
@@ -145,7 +150,7 @@ class VllmJudge:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_prompt = _prompt_budget(config, self.llm.llm_engine.model_config.max_model_len)
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         from vllm import SamplingParams
 
         prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
@@ -157,6 +162,8 @@ class VllmJudge:
         outputs: list[str | None] = [None] * len(prompts)
         for k, result in zip(fits, generated, strict=True):
             outputs[k] = result.outputs[0].text
+        if on_done is not None:
+            on_done(len(fits))
         return outputs
 
     def close(self) -> None:
@@ -185,9 +192,14 @@ class OpenAIJudge:
             TeacherRequest(tuple(i.messages), cfg.model, cfg.max_tokens, cfg.temperature, cfg.top_p) for i in inputs
         ]
 
-    def judge(self, inputs: Sequence[JudgeInput]) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
+        def done(_: object) -> None:
+            if on_done is not None:
+                on_done(1)
+
         with RequestCache(self.cache_path) as cache:
-            outcomes, _ = asyncio.run(send_requests(self.requests(inputs), self.teacher, cache, api_key=self.api_key))
+            sending = send_requests(self.requests(inputs), self.teacher, cache, api_key=self.api_key, on_outcome=done)
+            outcomes, _ = asyncio.run(sending)
         for outcome in outcomes:
             if outcome.status == "failed":
                 self.notes[f"request_{outcome.failure_category}"] += 1

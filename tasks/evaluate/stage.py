@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
@@ -127,6 +128,26 @@ class EvaluationIncomplete(RuntimeError):
     """Too many judge requests failed to publish; the answers so far are kept for the re-run."""
 
 
+class _Progress:
+    """A terminal bar and the stage's progress callback (Prefect's progress artifact), at most every 2 s."""
+
+    def __init__(self, total: int, on_progress: ProgressCallback | None) -> None:
+        self.bar = tqdm(total=total, desc="evaluate", unit="cmp", leave=False)
+        self.total, self.done, self.on_progress, self.last = total, 0, on_progress, 0.0
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.on_progress is not None and time.monotonic() - self.last > 2.0:
+            self.last = time.monotonic()
+            self.on_progress(self.done, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+
 def _chunks(items: list[Judgement], size: int) -> Iterator[tuple[int, list[Judgement]]]:
     for index, start in enumerate(range(0, len(items), size)):
         yield index, items[start : start + size]
@@ -157,15 +178,19 @@ def judge_all(
     notes: Counter[str] = Counter()
     judge: Judge | None = None
     judged_now = 0
+    # The openai backend's request cache already keeps every answer: one chunk keeps all requests in flight.
+    size = max(len(items), 1) if config.judge.backend == "openai" else config.chunk_size
+    progress = _Progress(len(items), on_progress)
     try:
-        for index, chunk in _chunks(items, config.chunk_size):
+        for index, chunk in _chunks(items, size):
             path = os.path.join(work_dir, CHUNK.format(index))
             if os.path.exists(path):
                 rows += pq.read_table(path).to_pylist()
+                progress(len(chunk))
             else:
                 judge = judge or open_judge()
                 before = Counter(judge.notes)
-                outputs = judge.judge([judge_input(j, template) for j in chunk])
+                outputs = judge.judge([judge_input(j, template) for j in chunk], progress)
                 new_notes = Counter(judge.notes) - before
                 notes += new_notes
                 chunk_rows = [prediction_row(j, o, name, config) for j, o in zip(chunk, outputs, strict=True)]
@@ -173,9 +198,8 @@ def judge_all(
                     _write_chunk(path, chunk_rows)
                 rows += chunk_rows
                 judged_now += len(chunk)
-            if on_progress is not None:
-                on_progress(len(rows), len(items))
     finally:
+        progress.close()
         if judge is not None:
             judge.close()
     return rows, notes, judged_now

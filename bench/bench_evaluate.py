@@ -1,0 +1,145 @@
+"""Benchmark the evaluate stage's openai backend beside the raw `AsyncOpenAI` client, and the length baseline.
+
+    python bench/bench_evaluate.py [--benchmarks ../shared/data/benchmarks] [--pairs 500] [--latency 0.2]
+                                   [--in-flight 64] [--no-baseline]
+
+1. Throughput: RMB pairwise pairs (a seeded sample of `--pairs`) judged through a local OpenAI-compatible
+   server, the stand-in teacher in its own process answering after `--latency` seconds. The raw client
+   sends the stage's exact judge messages with a semaphore of `--in-flight`; the stage (`evaluate_judge`,
+   no Prefect, fresh store and request cache) sends them with the same concurrency. Raw, stage, raw,
+   stage in one run; the ratio uses the means. The stage's rate is its judging phase (rendering prompts,
+   sending, parsing verdicts); end to end adds loading RMB's files and publishing both artifacts.
+2. Length baseline ("longer answer wins", ties 0.5) through the same stage on the whole offline
+   RewardBench (LLMBar subsets), RM-Bench and RMB: RM-Bench hard / normal / easy and the RMB numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: progress bars would time themselves
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+from data_contracts import ArtifactStore
+from tasks.distill.config import TeacherConfig
+from tasks.evaluate.benchmarks import load_benchmark
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.report import run_scores
+from tasks.evaluate.stage import evaluate_judge, judge_input, judgements
+from tasks.judge_protocol import load_template_set
+
+KEY = "sk-bench-not-a-secret"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "tasks.distill.standin_teacher", "--port", "0", "--latency", str(latency)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    for line in server.stdout:
+        if line.startswith("http://"):
+            return server, line.split()[0]
+    raise RuntimeError("the stand-in teacher did not start")
+
+
+async def raw_client(base_url: str, messages: list[list[dict[str, str]]], in_flight: int, max_tokens: int) -> float:
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(message: list[dict[str, str]]) -> None:
+        async with gate:
+            await client.chat.completions.create(
+                model="judge", messages=message, max_tokens=max_tokens, temperature=0.0
+            )  # type: ignore[arg-type]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(m) for m in messages))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return len(messages) / elapsed
+
+
+def rmb_sample(rmb: Path, pairs: int) -> BenchmarkConfig:
+    """A seeded sample of about `pairs` RMB pairwise pairs (items_per_subset over the two goals)."""
+    return BenchmarkConfig(name="rmb", path=str(rmb / "Pairwise_set"), items_per_subset=pairs // 2, sample_seed=1)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    os.environ["OPENAI_API_KEY"] = KEY
+    work = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+    benchmark = rmb_sample(Path(args.benchmarks) / "rmb", args.pairs)
+    server, base_url = start_server(args.latency)
+    try:
+        endpoint = TeacherConfig(base_url=base_url, max_in_flight=args.in_flight)
+        judge = JudgeConfig(backend="openai", model="judge", max_new_tokens=1024, endpoint=endpoint)
+        config = EvaluateConfig(judge=judge, benchmarks=(benchmark,))
+        template = load_template_set(judge.template)
+        items = judgements(load_benchmark(benchmark), config.order_seed, both_orders=False)
+        messages = [judge_input(item, template).messages for item in items]
+        raws, stages, ends = [], [], []
+        for attempt in range(2):
+            raws.append(asyncio.run(raw_client(base_url, messages, args.in_flight, judge.max_new_tokens)))
+            started = time.perf_counter()
+            result = evaluate_judge(config, ArtifactStore(work / f"stage-{attempt}"))
+            ends.append(len(items) / (time.perf_counter() - started))
+            stages.append(result.stats["comparisons_per_s"])
+    finally:
+        server.terminate()
+    raw, stage, end = (sum(v) / len(v) for v in (raws, stages, ends))
+    print(f"{len(items)} RMB pairs, {args.in_flight} in flight, stand-in latency {args.latency:g} s")
+    print(f"{'client':<34} {'pairs/s':>8} {'vs raw':>8}")
+    print(f"{'raw AsyncOpenAI (mean of 2)':<34} {raw:8.1f} {'1.00':>8}   ({', '.join(f'{r:.1f}' for r in raws)})")
+    print(
+        f"{'evaluate stage, judging':<34} {stage:8.1f} {stage / raw:8.2f}   ({', '.join(f'{s:.1f}' for s in stages)})"
+    )
+    print(f"{'evaluate stage, end to end':<34} {end:8.1f} {end / raw:8.2f}")
+    print(f"target: judging >= 0.95 x raw: {'MET' if stage / raw >= 0.95 else 'NOT MET'}")
+
+
+def length_baseline(args: argparse.Namespace) -> None:
+    data = Path(args.benchmarks)
+    benchmarks = (
+        BenchmarkConfig(name="rewardbench", path=str(data / "llmbar")),
+        BenchmarkConfig(name="rm_bench", path=str(data / "rm_bench")),
+        BenchmarkConfig(name="rmb", path=str(data / "rmb")),
+    )
+    config = EvaluateConfig(judge=JudgeConfig(backend="length", allow_tie=True), benchmarks=benchmarks)
+    started = time.perf_counter()
+    result = evaluate_judge(config, ArtifactStore(tempfile.mkdtemp(prefix="bench-length-")))
+    rows = {(r["benchmark"], r["level"], r["name"]): r for r in result.stats["scores"]}
+    print(f"\nlength baseline on the offline data ({result.stats['comparisons']} comparisons, "
+          f"{time.perf_counter() - started:.1f} s)")  # fmt: skip
+    for name in ("hard", "normal", "easy", "chat", "code", "safety"):
+        print(f"  RM-Bench {name:<8} {100 * rows['rm_bench', 'section', name]['score']:5.1f}")
+    for name in ("pairwise/Helpfulness", "pairwise/Harmlessness", "bon/Helpfulness", "bon/Harmlessness"):
+        row = rows["rmb", "section", name]
+        print(f"  RMB {name:<22} {100 * row['score']:5.1f}  (n={row['count']})")
+    scores = run_scores(result.stats["scores"])
+    print("  scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in scores.items() if v is not None))
+    print("  RewardBench here is Chat Hard's five LLMBar subsets only.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmarks", default=str(ROOT.parent / "shared" / "data" / "benchmarks"))
+    parser.add_argument("--pairs", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args()
+    throughput(args)
+    if not args.no_baseline:
+        length_baseline(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,13 +21,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: progress 
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import openai
+from bench_distill import start_server  # this folder is on sys.path when a script here runs
 
 from data_contracts import ArtifactStore
 from tasks.distill.config import TeacherConfig
@@ -39,16 +38,6 @@ from tasks.judge_protocol import load_template_set
 
 KEY = "sk-bench-not-a-secret"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "tasks.distill.standin_teacher", "--port", "0", "--latency", str(latency)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    for line in server.stdout:
-        if line.startswith("http://"):
-            return server, line.split()[0]
-    raise RuntimeError("the stand-in teacher did not start")
 
 
 async def raw_client(base_url: str, messages: list[list[dict[str, str]]], in_flight: int, max_tokens: int) -> float:
@@ -77,7 +66,7 @@ def throughput(args: argparse.Namespace) -> None:
     os.environ["OPENAI_API_KEY"] = KEY
     work = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     benchmark = rmb_sample(Path(args.benchmarks) / "rmb", args.pairs)
-    server, base_url = start_server(args.latency)
+    server, base_url = start_server(args.latency, None, work / "server.jsonl")
     try:
         endpoint = TeacherConfig(base_url=base_url, max_in_flight=args.in_flight)
         judge = JudgeConfig(backend="openai", model="judge", max_new_tokens=1024, endpoint=endpoint)

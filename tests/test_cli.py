@@ -140,3 +140,16 @@ def test_dry_run_prints_the_resolved_trl_config_of_a_paper_recipe_and_runs_nothi
     no_sft = rmr1("stage", "sft", "--recipe", str(ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml"),
                   "--dry-run", cwd=tmp_path)  # fmt: skip
     assert no_sft.returncode == 2 and "has no sft training section" in no_sft.stderr
+
+
+def test_an_evaluation_only_recipe_runs_evaluate_alone_and_prints_the_scores(tmp_path: Path) -> None:
+    recipe = str(ROOT / "recipes" / "eval-length-baseline.yaml")
+    paths = [f"evaluate.benchmarks.{k}.path=synthetic" for k in range(3)]
+    sets = [arg for path in paths for arg in ("--set", path)]
+    done = rmr1("stage", "evaluate", "--recipe", recipe, *sets, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert set(printed_versions(done.stdout)) == {"eval_predictions", "eval_scores"}
+    assert sorted(p.parent.parent.name for p in (tmp_path / "artifacts").glob("*/*/_manifest.json")) == [
+        "eval_predictions", "eval_scores",
+    ]  # no training stage ran  # fmt: skip
+    assert "rmr1: scores: RewardBench " in done.stdout and ", avg " in done.stdout

@@ -187,3 +187,20 @@ def test_rewardbench_rows_in_the_hub_schema_load_from_jsonl_and_parquet(tmp_path
             ("xstest-should-respond", "Safety", "rewardbench/xstest-should-respond/10"),
             ("hep-go", "Reasoning", "rewardbench/hep-go/11"),
         ]
+
+
+def test_rewardbench_hub_path_reads_the_named_split_of_a_hub_shaped_dataset(tmp_path: Path) -> None:
+    """The Hub is unreachable here: `datasets` resolves a local folder laid out like allenai/reward-bench
+    (data/<split>-00000-of-00001.parquet) through the very call that reads the Hub."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"prompt": "q", "chosen": "a", "rejected": "b", "chosen_model": "m", "rejected_model": "n",
+           "subset": "hep-go", "id": 7}  # fmt: skip
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "data" / "filtered-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist([{**row, "id": 8}] * 2), tmp_path / "data" / "raw-00000-of-00001.parquet")
+    config = BenchmarkConfig(name="rewardbench", hub_id=str(tmp_path), revision="pinned-sha", split="filtered")
+    [comparison] = load_benchmark(config)
+    assert comparison.comparison_id == "rewardbench/hep-go/7" and comparison.category == "Reasoning"
+    assert benchmark_fingerprint(config) == {"hub_id": str(tmp_path), "revision": "pinned-sha", "split": "filtered"}

@@ -226,3 +226,52 @@ def test_rmr1_score_scores_an_artifact_and_a_jsonl_of_outputs(
     pd.DataFrame([{"benchmark": "rmb"}]).to_json(tmp_path / "short.jsonl", orient="records", lines=True)
     assert rmr1(["score", str(tmp_path / "short.jsonl")]) == 2
     assert "missing column(s) subset, item_id" in capsys.readouterr().err
+
+
+def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM needs a GPU: a minimal module with vLLM's API records what the backend asks of it."""
+    import subprocess
+    import sys
+    import types
+
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, tasks.evaluate.stage, flows.stages; print('vllm' in sys.modules)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert imported.stdout.strip() == "False"
+
+    from transformers import AutoTokenizer
+
+    calls: dict[str, Any] = {}
+
+    class SamplingParams:
+        def __init__(self, **kwargs: Any) -> None:
+            calls["sampling"] = kwargs
+
+    class LLM:
+        def __init__(self, **kwargs: Any) -> None:
+            calls["engine"] = kwargs
+            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=1200))
+
+        def get_tokenizer(self) -> Any:
+            return AutoTokenizer.from_pretrained(calls["engine"]["model"])
+
+        def generate(self, prompts: list[str], params: SamplingParams, use_tqdm: bool) -> list[Any]:
+            calls["prompts"] = prompts
+            output = types.SimpleNamespace(text="<answer>[[B]]</answer>")
+            return [types.SimpleNamespace(outputs=[output]) for _ in prompts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    from tasks.evaluate.judges import JudgeInput, VllmJudge
+
+    config = JudgeConfig(backend="vllm", model=tiny_model, max_new_tokens=200, tensor_parallel_size=4)
+    judge = VllmJudge(tiny_model, config, "tiny")
+    short = JudgeInput([{"role": "user", "content": "Which is better?"}], "a", "b")
+    long = JudgeInput([{"role": "user", "content": "word " * 2000}], "a", "b")
+    assert judge.judge([short, long]) == ["<answer>[[B]]</answer>", None]  # 1,200 - 200 tokens of room
+    assert judge.notes["overlong_prompt"] == 1
+    assert calls["engine"]["tensor_parallel_size"] == 4 and calls["engine"]["model"] == tiny_model
+    assert calls["sampling"] == {"temperature": 0.0, "max_tokens": 200, "seed": 0}
+    assert len(calls["prompts"]) == 1 and calls["prompts"][0].endswith("<|im_start|>assistant\n")

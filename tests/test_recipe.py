@@ -79,6 +79,23 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
             "pull.sources.0.fields: missing chosen, rejected",
         ),
         ("name: x\npull: {sources: {name: a}}\n", "pull.sources: expected a list, got dict"),
+        (
+            "name: x\nevaluate: {judge: {backend: hf}, benchmarks: [{name: rmb, path: d}]}\n",
+            "evaluate.judge.model: rl_checkpoint: this recipe does not train one",
+        ),
+        (
+            "name: x\nevaluate: {judge: {backend: openai, model: m}, benchmarks: [{name: rmb, path: d}]}\n",
+            "evaluate.judge.endpoint.base_url: the openai backend needs the endpoint's URL",
+        ),
+        (
+            "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rm_bench, hub_id: a/b, revision: c}]}\n",
+            "evaluate.benchmarks.0.hub_id: only RewardBench loads from the Hub",
+        ),
+        (
+            "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rmbench, path: d}]}\n",
+            "evaluate.benchmarks.0.name: expected one of rewardbench, rm_bench, rmb",
+        ),
+        ("name: x\nevaluate: {judge: {backend: length}}\n", "evaluate.benchmarks: list at least one benchmark"),
         ("- just\n- a list\n", "expected a mapping of sections at the top level"),
         ("name: [unclosed\n", "not valid YAML"),
     ],
@@ -89,6 +106,15 @@ def test_bad_recipes_fail_naming_the_file_and_key(tmp_path: Path, text: str, mes
         load_recipe(path)
     assert str(path) in str(error.value)
     assert message in str(error.value)
+
+
+def test_evaluating_a_checkpoint_needs_the_template_it_was_trained_with() -> None:
+    with pytest.raises(RecipeError, match=r"evaluate\.judge\.template: 'no-rubrics-v1' differs from 'cor-instruct-v1'"):
+        load_recipe(SMOKE, ["evaluate.judge.template=no-rubrics-v1"])
+    deepseek = ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml"
+    with pytest.raises(RecipeError, match="sft_checkpoint: this recipe does not train one"):
+        load_recipe(deepseek, ["evaluate.judge.model=sft_checkpoint"])
+    assert load_recipe(deepseek).evaluate.judge.template == "reasoning-v1"
 
 
 def test_missing_recipe_file_is_named(tmp_path: Path) -> None:

@@ -127,20 +127,29 @@ def _user(content: str) -> list[Turn]:
 # ---------------------------------------------------------------- RewardBench
 
 
+def _rewardbench_comparison(subset: str, key: object, prompt: str, chosen: str, rejected: str) -> Comparison:
+    item = f"{subset}/{key}"
+    return Comparison(
+        benchmark="rewardbench",
+        subset=subset,
+        item_id=item,
+        comparison_id=f"rewardbench/{item}",
+        conversation=_user(prompt),
+        chosen=chosen,
+        rejected=rejected,
+        category=SECTION_OF_SUBSET.get(subset),
+    )
+
+
 def _rewardbench_records(records: Iterable[dict[str, Any]], source: str) -> Iterator[Comparison]:
     for row, record in enumerate(records):
         where = f"{source}, record {row}"
-        subset = _field(record, "subset", where)
-        item = f"{subset}/{record.get('id', row)}"
-        yield Comparison(
-            benchmark="rewardbench",
-            subset=subset,
-            item_id=item,
-            comparison_id=f"rewardbench/{item}",
-            conversation=_user(_field(record, "prompt", where)),
-            chosen=_field(record, "chosen", where),
-            rejected=_field(record, "rejected", where),
-            category=SECTION_OF_SUBSET.get(subset),
+        yield _rewardbench_comparison(
+            _field(record, "subset", where),
+            record.get("id", row),
+            _field(record, "prompt", where),
+            _field(record, "chosen", where),
+            _field(record, "rejected", where),
         )
 
 
@@ -148,24 +157,14 @@ def _llmbar_records(records: list[dict[str, Any]], path: str) -> Iterator[Compar
     stem = os.path.splitext(os.path.basename(path))[0]
     if stem not in LLMBAR_SUBSETS:
         raise BenchmarkError(f"{path}: an LLMBar file must be named one of {', '.join(LLMBAR_SUBSETS)}.json")
-    subset = LLMBAR_SUBSETS[stem]
     for row, record in enumerate(records):
         where = f"{path}, record {row}"
         label = record.get("label")
         if label not in (1, 2):
             raise BenchmarkError(f"{where}: field 'label' must be 1 or 2, got {label!r}")
         outputs = _field(record, "output_1", where), _field(record, "output_2", where)
-        item = f"{subset}/{row}"
-        yield Comparison(
-            benchmark="rewardbench",
-            subset=subset,
-            item_id=item,
-            comparison_id=f"rewardbench/{item}",
-            conversation=_user(_field(record, "input", where)),
-            chosen=outputs[label - 1],
-            rejected=outputs[2 - label],
-            category=SECTION_OF_SUBSET[subset],
-        )
+        prompt = _field(record, "input", where)
+        yield _rewardbench_comparison(LLMBAR_SUBSETS[stem], row, prompt, outputs[label - 1], outputs[2 - label])
 
 
 def load_rewardbench(config: BenchmarkConfig) -> list[Comparison]:

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -162,7 +162,7 @@ def _write_chunk(path: str, rows: list[dict[str, Any]]) -> None:
 def judge_all(
     items: list[Judgement],
     config: EvaluateConfig,
-    open_judge: Any,
+    open_judge: Callable[[], Judge],
     work_dir: str,
     name: str,
     on_progress: ProgressCallback | None = None,

@@ -23,7 +23,7 @@ import yaml
 from data_contracts import canonical_json
 from data_contracts.versioning import plain
 from tasks.distill.config import DistillConfig
-from tasks.evaluate.config import CHECKPOINT_MODELS, EvaluateConfig
+from tasks.evaluate.config import EvaluateConfig
 from tasks.filter.config import FilterConfig
 from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
@@ -88,7 +88,7 @@ class Recipe:
 
         if self.pull is None and self.evaluate is None:
             raise ConfigError("pull", "a recipe needs a pull section (training) or an evaluate section, or both")
-        if self.evaluate is not None and self.evaluate.judge.model in CHECKPOINT_MODELS:
+        if self.evaluate is not None and self.evaluate.judge.checkpoint is not None:
             judge = self.evaluate.judge
             if self.pull is None or (judge.model == "sft_checkpoint" and self.sft is None):
                 raise ConfigError("evaluate.judge.model", f"{judge.model}: this recipe does not train one")

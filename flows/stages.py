@@ -43,7 +43,6 @@ from data_contracts.kinds import (
 from flows.recipe import Recipe, recipe_from_dict
 from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
-from tasks.evaluate.config import CHECKPOINT_MODELS
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions
 from tasks.filter.stage import filter_traces, filter_versions
 from tasks.pull.stage import pull_preferences, pull_version
@@ -90,8 +89,11 @@ def _evaluates(recipe: Recipe) -> bool:
 
 def _evaluate_reads(recipe: Recipe) -> tuple[str, ...]:
     assert recipe.evaluate is not None
-    model = recipe.evaluate.judge.model
-    return (model,) if recipe.trains and model in CHECKPOINT_MODELS else ()
+    checkpoint = recipe.evaluate.judge.checkpoint
+    return (checkpoint,) if checkpoint is not None else ()
+
+
+STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (RM-R1.md §8)
 
 
 def _evaluate_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
@@ -102,6 +104,14 @@ def _evaluate_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:
                  "n": row["count"], "error_rate_%": round(100 * row["error_rate"], 2)}  # fmt: skip
         key = "headline" if row["benchmark"] == "overall" else row["benchmark"].replace("_", "-")
         tables.setdefault(key, []).append(shown)
+    cells = {row["name"]: row["score"] for row in result.stats["scores"] if row["level"] == "cell"}
+    if cells:  # RM-Bench's 3x3 matrices, as the paper draws them: chosen style (rows) vs rejected style
+        domains = sorted({name.split("/")[0] for name in cells})
+        tables["rm-bench-matrix"] = [
+            {"domain": domain, "chosen": chosen, **{f"vs {rejected}": round(100 * cells[f"{domain}/c{i}-r{j}"], 2)
+                                                  for j, rejected in enumerate(STYLES)}}
+            for domain in domains for i, chosen in enumerate(STYLES)
+        ]  # fmt: skip
     return tables
 
 

@@ -81,6 +81,11 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     assert {"hard", "normal", "easy"} <= {row["name"] for row in rm_bench if row["level"] == "section"}
     assert all({"score", "n", "error_rate_%"} <= set(row) for row in rm_bench)
     assert [row["name"] for row in table_artifact("evaluate-headline")] == ["score"]
+    matrix = table_artifact("evaluate-rm-bench-matrix")
+    assert [(row["domain"], row["chosen"]) for row in matrix[:3]] == [
+        ("chat", s) for s in ("concise", "detailed", "markdown")
+    ]
+    assert all(0 <= row["vs markdown"] <= 100 for row in matrix)
     report = Artifact.get("evaluate-report")
     assert report is not None and "RM-R1-Qwen2.5-Instruct-7B" in str(report.data)
     evaluate_progress = Artifact.get("evaluate-progress")

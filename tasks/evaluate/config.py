@@ -117,6 +117,11 @@ class JudgeConfig:
 
     NOT_VERSIONED = ("batch_size", "gpu_memory_utilization", "max_model_len", "endpoint")
 
+    @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint kind this judge runs (rl_checkpoint, sft_checkpoint), or None for any other model."""
+        return self.model if self.model in CHECKPOINT_MODELS and self.backend != "length" else None
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")

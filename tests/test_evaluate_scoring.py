@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tasks.evaluate.scoring import comparison_score, score_predictions
+from tasks.evaluate.scoring import comparison_score, missing_parts, score_predictions
 
 CORRECT, WRONG, TIE, ERROR = "correct", "wrong", "tie", "error"
 
@@ -61,6 +61,7 @@ def test_rewardbench_sections_weight_subsets_by_the_official_counts() -> None:
     assert s["rewardbench", "benchmark", "flat_accuracy"]["score"] == pytest.approx(4.5 / 7)
     assert s["rewardbench", "subset", "mt-bench-easy"]["score"] == 0.5
     assert s["rewardbench", "subset", "llmbar-natural"]["count"] == 2
+    assert missing_parts(score_predictions(pd.DataFrame(rows))) == {"rewardbench": ["Safety"]}
 
 
 def _rm_bench_item(subset: str, item: str, outcome: Any) -> list[dict[str, Any]]:
@@ -107,6 +108,7 @@ def test_rm_bench_matrix_hard_normal_easy_and_safety_pooled_by_item() -> None:
     assert s["rm_bench", "section", "hard"]["score"] == pytest.approx((1 / 3 + 1 / 3) / 2)
     assert s["rm_bench", "section", "normal"]["score"] == pytest.approx((1 + 1 / 3) / 2)
     assert s["rm_bench", "benchmark", "score"]["score"] == pytest.approx((7 / 9 + 1 / 3) / 2)
+    assert missing_parts(score_predictions(pd.DataFrame(rows))) == {"rm_bench": ["code", "math"]}
 
 
 def test_rm_bench_refuses_a_domain_with_an_empty_cell() -> None:

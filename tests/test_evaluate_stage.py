@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +54,26 @@ def test_length_baseline_publishes_predictions_scores_and_a_report_then_skips(tm
     assert again.stats["report"] == report
 
 
-def test_versions_follow_what_changes_the_predictions_only() -> None:
+def test_versions_follow_what_changes_the_predictions_only(tmp_path: Path) -> None:
     base = evaluate_versions(_config(), None)
     assert evaluate_versions(_config(chunk_size=7), None) == base
     assert evaluate_versions(_config(order_seed=1), None) != base
     assert evaluate_versions(_config(both_orders=True), None) != base
-    faster = dataclasses.replace(LENGTH, batch_size=64, gpu_memory_utilization=0.5)
-    assert evaluate_versions(_config(judge=faster), None) == base
-    assert evaluate_versions(_config(judge=dataclasses.replace(LENGTH, max_new_tokens=99)), None) != base
+    # The length baseline has no model, prompt or decoding: only allow_tie matters.
+    assert evaluate_versions(_config(judge=dataclasses.replace(LENGTH, max_new_tokens=99)), None) == base
+    assert evaluate_versions(_config(judge=dataclasses.replace(LENGTH, allow_tie=False)), None) != base
+    hf = JudgeConfig(backend="hf", model="some/model")
+    with_hf = evaluate_versions(_config(judge=hf), None)
+    faster = dataclasses.replace(hf, batch_size=64, gpu_memory_utilization=0.5)
+    assert evaluate_versions(_config(judge=faster), None) == with_hf
+    for changed in ({"max_new_tokens": 99}, {"max_model_len": 4096}, {"template": "no-rubrics-v1"}, {"model": "x"}):
+        assert evaluate_versions(_config(judge=dataclasses.replace(hf, **changed)), None) != with_hf, changed
+    (tmp_path / "chat_filtered.json").write_text("[]")
+    sampled = BenchmarkConfig(name="rm_bench", path=str(tmp_path))
+    unsampled_seed = dataclasses.replace(sampled, sample_seed=5)  # no sample: the seed is not used
+    assert evaluate_versions(_config(benchmarks=(sampled,)), None) == evaluate_versions(
+        _config(benchmarks=(unsampled_seed,)), None
+    )
 
 
 def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
@@ -80,12 +93,15 @@ def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
     items = judgements([c for b in config.benchmarks for c in load_benchmark(b)], 0, False)
     with pytest.raises(Killed):
         judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-00000.parquet", "chunk-00001.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-20-00000.parquet", "chunk-20-00001.parquet"]
 
     rows, _, judged_now = judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
     assert judged_now == len(items) - 40  # the two finished chunks were read, not judged again
     fresh, _, _ = judge_all(items, config, LengthJudge, str(tmp_path / "fresh"), "length-baseline")
     assert rows == fresh
+    # Resumed with another chunk size, the old chunks cover other ranges: nothing of them is reused.
+    resized, _, judged_now = judge_all(items, _config(chunk_size=30), LengthJudge, str(tmp_path), "length-baseline")
+    assert judged_now == len(items) and resized == fresh
 
 
 def test_both_orders_reports_position_consistency(tmp_path: Path) -> None:
@@ -114,7 +130,8 @@ def test_openai_backend_judges_through_a_real_server_and_caches_every_answer(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     config = _config(benchmarks=SYNTHETIC[2:])  # RMB, with multi-turn conversations
     with StandinTeacher(faults=Faults(rate_500=0.2, rate_429=0.1, retry_after_s=0.0, seed=3)) as server:
-        judged = evaluate_judge(dataclasses.replace(config, judge=_openai_judge(server)), ArtifactStore(tmp_path / "a"))
+        judge = _openai_judge(server, max_retries=10)  # a request failing 11 times in a row: p = 0.3^11
+        judged = evaluate_judge(dataclasses.replace(config, judge=judge), ArtifactStore(tmp_path / "a"))
         sent = len(server.request_log())
         predictions = ArtifactStore(tmp_path / "a").read_table(judged.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
         assert set(predictions["judge"]) == {"served-judge"}
@@ -132,7 +149,7 @@ def test_openai_backend_judges_through_a_real_server_and_caches_every_answer(
         store = ArtifactStore(tmp_path / "a")
         store.fs.rm(store.folder(EVAL_PREDICTIONS.kind, judged.outputs[EVAL_PREDICTIONS.kind].version), recursive=True)
         store.fs.rm(store.folder(EVAL_SCORES.kind, judged.outputs[EVAL_SCORES.kind].version), recursive=True)
-        evaluate_judge(dataclasses.replace(config, judge=_openai_judge(server)), store)
+        evaluate_judge(dataclasses.replace(config, judge=judge), store)
         assert len(server.request_log()) == sent
 
 
@@ -181,7 +198,7 @@ def test_hf_backend_evaluates_a_tiny_model_on_samples_of_all_three_benchmarks(tm
                                                                                          "rmb", "overall"}  # fmt: skip
 
 
-def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_model: str) -> None:
+def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_model: str, tmp_path: Path) -> None:
     from tasks.evaluate.stage import judge_input
     from tasks.judge_protocol import load_template_set
 
@@ -195,6 +212,15 @@ def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_m
         outputs[batch_size] = judge.judge(inputs)
     assert outputs[1] == outputs[6]
     assert all(isinstance(text, str) for text in outputs[1])
+
+    # Decoding defaults shipped with a model (Qwen2.5: repetition_penalty, top_k, top_p) are not applied.
+    shipped = tmp_path / "shipped-defaults"
+    shutil.copytree(tiny_model, shipped)
+    generation = json.loads((shipped / "generation_config.json").read_text())
+    generation.update(repetition_penalty=50.0, top_k=1, top_p=0.1, do_sample=True)
+    (shipped / "generation_config.json").write_text(json.dumps(generation))
+    judge = HfJudge(str(shipped), JudgeConfig(backend="hf", model=str(shipped), max_new_tokens=12, batch_size=6), "t")
+    assert judge.judge(inputs) == outputs[1]
 
 
 def test_rmr1_score_scores_an_artifact_and_a_jsonl_of_outputs(
@@ -223,6 +249,11 @@ def test_rmr1_score_scores_an_artifact_and_a_jsonl_of_outputs(
     assert rmr1(["score", str(tmp_path / "broken.jsonl")]) == 2
     error = capsys.readouterr().err
     assert "broken.jsonl, row" in error and "field 'score'" in error
+    no_domain = pd.read_json(tmp_path / "judged.jsonl", lines=True)
+    no_domain.loc[no_domain["benchmark"] == "rm_bench", "category"] = None
+    no_domain.to_json(tmp_path / "no_domain.jsonl", orient="records", lines=True)
+    assert rmr1(["score", str(tmp_path / "no_domain.jsonl")]) == 2
+    assert "rm_bench rows need field 'category'" in capsys.readouterr().err
     pd.DataFrame([{"benchmark": "rmb"}]).to_json(tmp_path / "short.jsonl", orient="records", lines=True)
     assert rmr1(["score", str(tmp_path / "short.jsonl")]) == 2
     assert "missing column(s) subset, item_id" in capsys.readouterr().err
@@ -253,12 +284,13 @@ def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
     class LLM:
         def __init__(self, **kwargs: Any) -> None:
             calls["engine"] = kwargs
-            self.llm_engine = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=1200))
+            config = types.SimpleNamespace(max_model_len=1200)
+            self.llm_engine = types.SimpleNamespace(vllm_config=types.SimpleNamespace(model_config=config))
 
         def get_tokenizer(self) -> Any:
             return AutoTokenizer.from_pretrained(calls["engine"]["model"])
 
-        def generate(self, prompts: list[str], params: SamplingParams, use_tqdm: bool) -> list[Any]:
+        def generate(self, prompts: list[dict[str, list[int]]], params: SamplingParams, use_tqdm: bool) -> list[Any]:
             calls["prompts"] = prompts
             output = types.SimpleNamespace(text="<answer>[[B]]</answer>")
             return [types.SimpleNamespace(outputs=[output]) for _ in prompts]
@@ -274,4 +306,26 @@ def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
     assert judge.notes["overlong_prompt"] == 1
     assert calls["engine"]["tensor_parallel_size"] == 4 and calls["engine"]["model"] == tiny_model
     assert calls["sampling"] == {"temperature": 0.0, "max_tokens": 200, "seed": 0}
-    assert len(calls["prompts"]) == 1 and calls["prompts"][0].endswith("<|im_start|>assistant\n")
+    [prompt] = calls["prompts"]  # token ids, so vLLM adds no second BOS
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    text = tokenizer.apply_chat_template(short.messages, tokenize=False, add_generation_prompt=True)
+    assert prompt == {"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_a_transient_request_failure_blocks_publishing_and_the_rerun_sends_only_what_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = _config(benchmarks=SYNTHETIC[:1])
+    with StandinTeacher(faults=Faults(rate_500=0.5, seed=1)) as flaky:
+        judge = _openai_judge(flaky, max_retries=0)  # a 500 is final for this run
+        with pytest.raises(EvaluationIncomplete, match="server_error"):
+            evaluate_judge(dataclasses.replace(config, judge=judge), ArtifactStore(tmp_path))
+        answered = sum(entry["outcome"] == "ok" for entry in flaky.request_log())
+    assert ArtifactStore(tmp_path).list(EVAL_PREDICTIONS.kind) == []
+    assert 0 < answered < len(load_benchmark(SYNTHETIC[0]))
+    with StandinTeacher() as healthy:
+        result = evaluate_judge(dataclasses.replace(config, judge=_openai_judge(healthy)), ArtifactStore(tmp_path))
+        assert len(healthy.request_log()) == result.stats["comparisons"] - answered  # cached answers not resent
+    assert not result.skipped

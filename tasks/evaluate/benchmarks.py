@@ -48,6 +48,7 @@ LLMBAR_SUBSETS = {
 # RM-Bench: answer styles 0 concise, 1 detailed plain, 2 detailed markdown; its files are named per subset.
 RM_BENCH_SUBSETS = ("chat", "code", "math", "safety-refuse", "safety-response")
 RM_BENCH_STYLES = 3
+RM_BENCH_DOMAINS = ("chat", "code", "math", "safety")  # safety = safety-refuse + safety-response
 RMB_SETS = {"Pairwise_set": "pairwise", "BoN_set": "bon"}
 RMB_GOALS = ("Helpfulness", "Harmlessness")
 SYNTHETIC = "synthetic"

@@ -115,7 +115,7 @@ class JudgeConfig:
         },
     )
 
-    NOT_VERSIONED = ("batch_size", "gpu_memory_utilization", "max_model_len", "endpoint")
+    NOT_VERSIONED = ("batch_size", "gpu_memory_utilization", "endpoint")
 
     @property
     def checkpoint(self) -> str | None:

@@ -69,9 +69,11 @@ class LengthJudge:
         pass
 
 
-def chat_prompt(tokenizer: Any, messages: list[Turn]) -> str:
-    """The model's own chat template applied to the judge messages, ready for the assistant's turn."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def prompt_ids(tokenizer: Any, messages: list[Turn]) -> list[int]:
+    """The model's own chat template applied to the judge messages, ready for the assistant's turn, as ids
+    (the template writes any BOS itself, so the tokenizer adds no special tokens)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _prompt_budget(config: JudgeConfig, context_length: int) -> int:
@@ -83,7 +85,7 @@ class HfJudge:
 
     def __init__(self, model: str, config: JudgeConfig, name: str) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         self.name, self.notes, self.config = name, Counter[str](), config
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -97,29 +99,37 @@ class HfJudge:
         loaded = AutoModelForCausalLM.from_pretrained(model, revision=config.revision, dtype=getattr(torch, dtype))
         self.model = loaded.to(self.device).eval()
         self.max_prompt = _prompt_budget(config, self.model.config.max_position_embeddings)
+        # Shipped decoding defaults (Qwen2.5: repetition_penalty 1.05, top_k 20, top_p 0.8) would change the
+        # verdicts, and vLLM does not apply them: set each to "off" (generate fills only unset values from the
+        # model's generation_config). Only the stop ids come from the model.
+        self.generation = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=config.temperature > 0,
+            temperature=config.temperature if config.temperature > 0 else 1.0,
+            repetition_penalty=1.0,
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
 
     def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         import torch
 
-        prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
-        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        outputs: list[str | None] = [None] * len(prompts)
+        ids = [prompt_ids(self.tokenizer, i.messages) for i in inputs]
+        outputs: list[str | None] = [None] * len(ids)
         fits = [k for k, tokens in enumerate(ids) if len(tokens) <= self.max_prompt]
-        self.notes["overlong_prompt"] += len(prompts) - len(fits)
+        self.notes["overlong_prompt"] += len(ids) - len(fits)
+        if on_done is not None:
+            on_done(len(ids) - len(fits))
         order = sorted(fits, key=lambda k: len(ids[k]))
-        sampling = {"temperature": self.config.temperature} if self.config.temperature else {}
         batch_size = self.config.batch_size
         for start in tqdm(range(0, len(order), batch_size), desc="judge (hf)", unit="batch", leave=False):
             batch = order[start : start + batch_size]
             encoded = self.tokenizer.pad({"input_ids": [ids[k] for k in batch]}, return_tensors="pt").to(self.device)
             with torch.no_grad():
-                generated = self.model.generate(
-                    **encoded,
-                    max_new_tokens=self.config.max_new_tokens,
-                    do_sample=bool(self.config.temperature),
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    **sampling,
-                )
+                generated = self.model.generate(**encoded, generation_config=self.generation)
             texts = self.tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
             for k, text in zip(batch, texts, strict=True):
                 outputs[k] = text
@@ -148,22 +158,24 @@ class VllmJudge:
             seed=0,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_prompt = _prompt_budget(config, self.llm.llm_engine.model_config.max_model_len)
+        engine = self.llm.llm_engine
+        model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
+        self.max_prompt = _prompt_budget(config, model_config.max_model_len)
 
     def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         from vllm import SamplingParams
 
-        prompts = [chat_prompt(self.tokenizer, i.messages) for i in inputs]
-        fits = [k for k, p in enumerate(prompts) if len(self.tokenizer(p, add_special_tokens=False)["input_ids"])
-                <= self.max_prompt]  # fmt: skip
-        self.notes["overlong_prompt"] += len(prompts) - len(fits)
+        # Token ids, not text: vLLM would add the tokenizer's BOS again to a template that already has one.
+        ids = [prompt_ids(self.tokenizer, i.messages) for i in inputs]
+        fits = [k for k, tokens in enumerate(ids) if len(tokens) <= self.max_prompt]
+        self.notes["overlong_prompt"] += len(ids) - len(fits)
         params = SamplingParams(temperature=self.config.temperature, max_tokens=self.config.max_new_tokens, seed=0)
-        generated = self.llm.generate([prompts[k] for k in fits], params, use_tqdm=True)
-        outputs: list[str | None] = [None] * len(prompts)
+        generated = self.llm.generate([{"prompt_token_ids": ids[k]} for k in fits], params, use_tqdm=True)
+        outputs: list[str | None] = [None] * len(ids)
         for k, result in zip(fits, generated, strict=True):
             outputs[k] = result.outputs[0].text
         if on_done is not None:
-            on_done(len(fits))
+            on_done(len(ids))
         return outputs
 
     def close(self) -> None:

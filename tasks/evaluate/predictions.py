@@ -28,6 +28,7 @@ from tasks.judge_protocol import parse_eval_verdict
 REQUIRED = ("benchmark", "subset", "item_id", "comparison_id", "chosen_position")
 DEFAULTS: dict[str, Any] = {"group_id": None, "category": None, "chosen_style": None, "rejected_style": None,
                             "swapped": False, "judge": "external", "order_seed": -1, "output": None}  # fmt: skip
+NEEDED_BY = {"rm_bench": ("group_id", "category", "chosen_style", "rejected_style"), "rmb": ("category",)}
 _REF = re.compile(r"^eval_predictions/([0-9a-f]{4,})$")
 
 
@@ -85,6 +86,15 @@ def read_predictions(path: str, store: ArtifactStore, allow_tie: bool = False) -
                     f"chosen_position {frame['chosen_position'][row]!r} scores {expected}"
                 )
     frame["score"] = derived
+    for benchmark, columns in NEEDED_BY.items():
+        mine = frame[frame["benchmark"] == benchmark]
+        for column in columns:
+            if column not in frame.columns or mine[column].isna().any():
+                row = int(mine.index[mine[column].isna()][0]) if column in frame.columns else int(mine.index[0])
+                raise PredictionsError(f"{path}, row {row}: {benchmark} rows need field '{column}'")
+    bon = frame[(frame["benchmark"] == "rmb") & frame["subset"].astype(str).str.startswith("bon/")]
+    if bon["group_id"].isna().any():
+        raise PredictionsError(f"{path}, row {int(bon.index[bon['group_id'].isna()][0])}: RMB BoN rows need 'group_id'")
     for column in ("chosen_style", "rejected_style"):
         frame[column] = frame[column].astype("Int8")
     try:

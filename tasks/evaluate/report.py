@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tasks.evaluate.scoring import DIFFICULTY, ScoreRow
+from tasks.evaluate.scoring import DIFFICULTY, ScoreRow, missing_parts
 
 # RM-R1.md §9: RewardBench / RM-Bench / RMB / average, in points.
 PAPER_ROWS: dict[str, tuple[float | None, float | None, float | None, float | None]] = {
@@ -86,6 +86,9 @@ def markdown_report(rows: list[ScoreRow], facts: Mapping[str, Any]) -> str:
     ]
     if len(judged) < 3:
         lines += [f"Only {', '.join(judged)} judged here: avg is the mean over {len(judged)} benchmark(s).", ""]
+    for benchmark, parts in missing_parts(rows).items():
+        lines += [f"**{TITLES[benchmark]} is partial**: no {', '.join(parts)} judged, so its score is the official "
+                  "rule over fewer parts, not comparable with the paper's number.", ""]  # fmt: skip
     sampled = [b for b, spec in facts.get("benchmarks", {}).items() if spec.get("items_per_subset") is not None]
     if sampled:
         lines += [f"Sampled (items_per_subset), so not comparable with the paper as is: {', '.join(sampled)}.", ""]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from tasks.evaluate.benchmarks import REWARDBENCH_SECTIONS, RM_BENCH_STYLES
+from tasks.evaluate.benchmarks import REWARDBENCH_SECTIONS, RM_BENCH_DOMAINS, RM_BENCH_STYLES, RMB_GOALS
 from tasks.judge_protocol import Verdict
 
 SWAPPED_SUFFIX = "#swapped"  # comparison_id of a pair's second judgement, A and B exchanged (both_orders)
@@ -187,6 +187,23 @@ SCORERS: dict[str, Callable[[pd.DataFrame], list[ScoreRow]]] = {
     "rm_bench": score_rm_bench,
     "rmb": score_rmb,
 }
+
+
+def missing_parts(rows: list[ScoreRow]) -> dict[str, list[str]]:
+    """What each judged benchmark's official score lacks: RewardBench sections, RM-Bench domains, RMB goal
+    numbers. A score over fewer parts is the same rule on less data, not the published number."""
+    present = {(r["benchmark"], r["name"]) for r in rows if r["level"] == "section"}
+    judged = {r["benchmark"] for r in rows if r["level"] == "benchmark"}
+    expected = {
+        "rewardbench": list(REWARDBENCH_SECTIONS),
+        "rm_bench": list(RM_BENCH_DOMAINS),
+        "rmb": [f"{kind}/{goal}" for kind in ("pairwise", "bon") for goal in RMB_GOALS],
+    }
+    return {
+        benchmark: [part for part in parts if (benchmark, part) not in present]
+        for benchmark, parts in expected.items()
+        if benchmark in judged and any((benchmark, part) not in present for part in parts)
+    }
 
 
 def score_predictions(predictions: pd.DataFrame) -> list[ScoreRow]:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
 from tasks.distill.stage import default_cache_path
-from tasks.evaluate.benchmarks import Comparison, benchmark_fingerprint, load_benchmark, order_of
+from tasks.evaluate.benchmarks import SYNTHETIC, Comparison, benchmark_fingerprint, load_benchmark, order_of
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
@@ -38,7 +38,9 @@ from tasks.stage import ProgressCallback, StageResult
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
 CODE_VERSION = "evaluate-1"
 SCORING_VERSION = "scoring-1"
-CHUNK = "chunk-{:05d}.parquet"
+CHUNK = "chunk-{size}-{index:05d}.parquet"  # the size in the name: a resume with another chunk_size starts over
+# Request failures a re-run may fix: while any remains, nothing is published (the cache keeps the answers).
+TRANSIENT_FAILURES = ("timeout", "connection", "rate_limited", "server_error", "invalid_response", "budget_exhausted")
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def prediction_row(judgement: Judgement, output: str | None, judge: str, config:
 
 
 def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict[str, Any]:
+    if judge.backend == "length":  # no model, no prompt, no decoding
+        return {"backend": judge.backend, "allow_tie": judge.allow_tie}
     fields = {k: v for k, v in dataclasses.asdict(judge).items() if k not in JudgeConfig.NOT_VERSIONED}
     fields["template"] = load_template_set(judge.template).fingerprint
     if checkpoint is not None:
@@ -95,8 +99,13 @@ def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict
 
 def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) -> dict[str, str]:
     """The `eval_predictions` and `eval_scores` versions: the judge, the data (by content), the order seed."""
+    unversioned = {"path"}  # files count by content (the fingerprint), not by where they are
     benchmarks = [
-        {**{k: v for k, v in dataclasses.asdict(b).items() if k != "path"}, "data": benchmark_fingerprint(b)}
+        {
+            **{k: v for k, v in dataclasses.asdict(b).items() if k not in unversioned},
+            "sample_seed": b.sample_seed if b.items_per_subset is not None or b.path == SYNTHETIC else None,
+            "data": benchmark_fingerprint(b),
+        }
         for b in config.benchmarks
     ]
     versioned = {
@@ -183,9 +192,11 @@ def judge_all(
     progress = _Progress(len(items), on_progress)
     try:
         for index, chunk in _chunks(items, size):
-            path = os.path.join(work_dir, CHUNK.format(index))
+            path = os.path.join(work_dir, CHUNK.format(size=size, index=index))
             if os.path.exists(path):
-                rows += pq.read_table(path).to_pylist()
+                done = pq.read_table(path).to_pylist()
+                notes["overlong_prompt"] += sum(row["output"] is None for row in done)  # saved chunks hold no failures
+                rows += done
                 progress(len(chunk))
             else:
                 judge = judge or open_judge()
@@ -294,12 +305,14 @@ def _judge_and_publish(
     started = time.monotonic()
     rows, notes, judged_now = judge_all(items, config, open_judge, work_dir, name, on_progress)
     wall_s = time.monotonic() - started
+    transient = sum(notes[f"request_{category}"] for category in TRANSIENT_FAILURES)
     failed = sum(count for reason, count in notes.items() if reason.startswith("request_"))
-    if failed > max_failure_rate * len(rows):
+    if transient or failed > max_failure_rate * len(rows):
         raise EvaluationIncomplete(
-            f"evaluate: {failed} of {len(rows)} judge requests failed ({dict(notes)}), above the "
-            f"{max_failure_rate:.0%} threshold; nothing was published. Answers so far are in {cache_path} and "
-            f"finished chunks in {work_dir}: fix the endpoint and re-run; only what is missing is sent."
+            f"evaluate: {failed} of {len(rows)} judge requests failed ({dict(notes)}); nothing was published "
+            f"(any failure a retry may fix, such as a timeout, a 429 or a 5xx, blocks publishing, and so do more "
+            f"than {max_failure_rate:.0%} refused requests). Answers so far are in {cache_path} and finished chunks "
+            f"in {work_dir}: fix the endpoint and re-run; only what is missing is sent."
         )
     counts = pd.DataFrame(rows).groupby(["benchmark", "subset"]).size()
     stats = {

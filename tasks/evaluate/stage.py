@@ -195,7 +195,8 @@ def judge_all(
             path = os.path.join(work_dir, CHUNK.format(size=size, index=index))
             if os.path.exists(path):
                 done = pq.read_table(path).to_pylist()
-                notes["overlong_prompt"] += sum(row["output"] is None for row in done)  # saved chunks hold no failures
+                notes.update(overlong_prompt=sum(row["output"] is None for row in done))  # no failures are saved
+                notes = +notes  # drop zero counts
                 rows += done
                 progress(len(chunk))
             else:

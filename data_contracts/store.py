@@ -138,6 +138,27 @@ class ArtifactStore:
                     manifests.append(self.manifest(ref))
         return sorted(manifests, key=lambda m: (m["created_at"], m["kind"]))
 
+    def lineage(self, ref: ArtifactRef) -> list[tuple[int, dict[str, Any], bool]]:
+        """(depth, manifest, already shown) from `ref` down to its sources, depth first, upstream kinds sorted.
+
+        An artifact reached twice (a shared ancestor) is listed again with `already shown` true, not expanded.
+        """
+        lines: list[tuple[int, dict[str, Any], bool]] = []
+        seen: set[tuple[str, str]] = set()
+
+        def walk(current: ArtifactRef, depth: int) -> None:
+            key = (current.kind, current.version)
+            manifest = self.manifest(current)
+            lines.append((depth, manifest, key in seen))
+            if key in seen:
+                return
+            seen.add(key)
+            for kind, version in sorted(manifest.get("upstream", {}).items()):
+                walk(self.require(kind, version), depth + 1)
+
+        walk(ref, 0)
+        return lines
+
     def find(self, kind: str, version_prefix: str) -> ArtifactRef:
         """The artifact of `kind` whose version starts with `version_prefix` (unique prefixes only)."""
         matches = [m for m in self.list(kind) if m["version"].startswith(version_prefix)]

@@ -2,7 +2,7 @@
 
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
-    rmr1 artifacts [--kind KIND] [--artifacts DIR]
+    rmr1 artifacts [--kind KIND | --lineage KIND/VERSION] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
@@ -13,16 +13,18 @@ line and exit code 2 or 1, not a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
 from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
-from data_contracts.versioning import plain
+from data_contracts.versioning import canonical_json, plain
 from flows.recipe import Recipe, RecipeError, load_recipe
 from tasks.train.config import LaunchConfig
 
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
+    listing.add_argument(
+        "--lineage", metavar="KIND/VERSION", help="Print the chain from the sources to this artifact instead."
+    )
     listing.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
     return parser
 
@@ -98,6 +103,37 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
     for m in manifests:
         upstream = ", ".join(f"{k}/{v}" for k, v in m["upstream"].items()) or "-"
         lines.append(f"{m['kind']:<26} {m['version']:<17} {m.get('rows', '-'):>9}  {m['created_at']:<25} {upstream}")
+    return "\n".join(lines)
+
+
+def _sources(config: Any) -> str:
+    """Where a source artifact's data came from: its pull sources or its benchmarks (name and path / Hub id)."""
+    entries = (config or {}).get("sources") or (config or {}).get("benchmarks") or []
+    described = []
+    for entry in entries:
+        where = f"{entry['hub_id']}@{entry.get('revision')}" if entry.get("hub_id") else entry.get("path")
+        described.append(f"{entry['name']} ({where or entry.get('adapter', '?')})")
+    return f"  sources: {', '.join(described)}" if described else ""
+
+
+def show_lineage(store: ArtifactStore, target: str) -> str:
+    """The chain from the sources to KIND/VERSION (a unique version prefix will do), one artifact per line:
+    version, created-at, code version and a hash of the recipe section that made it."""
+    kind, _, prefix = target.partition("/")
+    if not kind or not prefix:
+        raise LookupError(f"--lineage {target!r}: expected KIND/VERSION, e.g. eval_scores/3e97f04a")
+    lines = []
+    for depth, manifest, repeated in store.lineage(store.find(kind, prefix)):
+        indent = "   " * (depth - 1) + "└─ " if depth else ""
+        name = f"{manifest['kind']}/{manifest['version']}"
+        if repeated:
+            lines.append(f"{indent}{name}  (shown above)")
+            continue
+        recipe_hash = hashlib.sha256(canonical_json(manifest.get("config")).encode()).hexdigest()[:12]
+        lines.append(
+            f"{indent}{name}  created {manifest['created_at']}  code {manifest.get('code_version') or '-'}  "
+            f"recipe-section {recipe_hash}{_sources(manifest.get('config'))}"
+        )
     return "\n".join(lines)
 
 
@@ -178,7 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.command == "artifacts":
-        print(list_artifacts(ArtifactStore(args.artifacts), args.kind))
+        store = ArtifactStore(args.artifacts)
+        if args.lineage:
+            try:
+                print(show_lineage(store, args.lineage))
+            except LookupError as error:
+                print(f"rmr1: error: {error}", file=sys.stderr)
+                return 2
+            return 0
+        print(list_artifacts(store, args.kind))
         return 0
     if args.command == "score":
         from tasks.evaluate.predictions import PredictionsError, score_file

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -153,3 +154,25 @@ def test_an_evaluation_only_recipe_runs_evaluate_alone_and_prints_the_scores(tmp
         "eval_predictions", "eval_scores",
     ]  # no training stage ran  # fmt: skip
     assert "rmr1: scores: RewardBench " in done.stdout and ", avg " in done.stdout
+
+
+def test_lineage_prints_the_chain_from_the_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from data_contracts import ArtifactStore
+    from flows.cli import main
+    from flows.recipe import load_recipe
+    from flows.stages import SPECS, run_stage
+
+    recipe = load_recipe(SMOKE, ["pull.sources.0.rows=200"])
+    store = ArtifactStore(tmp_path)
+    refs: dict = {}
+    for stage in ("pull", "split", "distill", "filter"):
+        refs.update(run_stage(stage, recipe, store, {k: refs[k] for k in SPECS[stage].upstream(recipe)}).outputs)
+    target = refs["sft_examples"]
+    assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", f"sft_examples/{target.version[:6]}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    chain = [line.strip().removeprefix("└─ ").split("  ")[0] for line in lines]
+    assert chain == [str(refs[k]) for k in ("sft_examples", "teacher_traces", "distill_set", "preference_pairs")]
+    assert lines[0].startswith(f"{target}  created ") and "  code filter-1  recipe-section " in lines[0]
+    assert lines[-1].startswith("      └─ preference_pairs/") and "sources: synthetic (synthetic)" in lines[-1]
+    assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", "sft_examples"]) == 2
+    assert "expected KIND/VERSION" in capsys.readouterr().err

@@ -275,7 +275,7 @@ def evaluate_judge(
         versions[EVAL_SCORES.kind],
         pa.Table.from_pylist(rows, schema=EVAL_SCORES.schema),
         upstream={EVAL_PREDICTIONS.kind: predictions_ref.version},
-        config=config,
+        config={},  # the scores follow from the predictions alone
         code_version=SCORING_VERSION,
         stats=stats,
     )

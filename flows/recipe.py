@@ -8,6 +8,7 @@ working directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -135,6 +136,18 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     """Parse an already-loaded recipe mapping (e.g. a Prefect flow parameter)."""
     return parse_section(Recipe, raw, "")
+
+
+def recipe_parameter(recipe: dict[str, Any] | str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A flow's `recipe` parameter resolved to the parsed recipe as a mapping: a recipe file (what a
+    deployment passes: a path relative to the working directory) or an already-loaded mapping, plus
+    `dotted.key=value` overrides."""
+    if isinstance(recipe, str):
+        return load_recipe(recipe, overrides).to_dict()
+    raw = copy.deepcopy(recipe)
+    for override in overrides:
+        apply_override(raw, override)
+    return recipe_from_dict(raw).to_dict()
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -40,7 +40,7 @@ from data_contracts.kinds import (
     SFT_EXAMPLES,
     TEACHER_TRACES,
 )
-from flows.recipe import Recipe, recipe_from_dict
+from flows.recipe import Recipe, recipe_from_dict, recipe_parameter
 from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions
@@ -346,8 +346,15 @@ def _png_markdown(store: ArtifactStore, ref: ArtifactRef, title: str) -> str:
     return f"### {title}\n\n![{title}](data:image/png;base64,{encoded})\n\n`{ref}`: {ref.uri}/{CURVES_PNG}\n"
 
 
-def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, upstream: dict[str, str] | None) -> dict:
+def _stage_flow(
+    name: str,
+    recipe_param: dict[str, Any] | str,
+    artifacts: str | None,
+    upstream: dict[str, str] | None,
+    overrides: list[str] | None = None,
+) -> dict:
     logger = get_run_logger()
+    recipe_dict = recipe_parameter(recipe_param, overrides or [])
     recipe = recipe_from_dict(recipe_dict)
     if not SPECS[name].enabled(recipe):
         raise ValueError(
@@ -372,52 +379,71 @@ def _stage_flow(name: str, recipe_dict: dict[str, Any], artifacts: str | None, u
 
 def _run_name(stage: str) -> Callable[[], str]:
     def name() -> str:
-        recipe = flow_run.parameters.get("recipe", {})
-        return f"{stage} · {recipe.get('name', '?')} · {recipe_from_dict(recipe).fingerprint}"
+        parameters = flow_run.parameters
+        recipe = recipe_from_dict(recipe_parameter(parameters.get("recipe", {}), parameters.get("overrides") or []))
+        return f"{stage} · {recipe.name} · {recipe.fingerprint}"
 
     return name
 
 
 @flow(name="pull", flow_run_name=_run_name("pull"), description="Load preference sources into preference_pairs.")
 def pull_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("pull", recipe, artifacts, upstream or {})
+    return _stage_flow("pull", recipe, artifacts, upstream or {}, overrides)
 
 
 @flow(name="split", flow_run_name=_run_name("split"), description="Split pairs into distill_set and rl_set.")
 def split_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("split", recipe, artifacts, upstream)
+    return _stage_flow("split", recipe, artifacts, upstream, overrides)
 
 
 @flow(name="distill", flow_run_name=_run_name("distill"), description="Teacher traces for distill_set.")
 def distill_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("distill", recipe, artifacts, upstream)
+    return _stage_flow("distill", recipe, artifacts, upstream, overrides)
 
 
 @flow(name="filter", flow_run_name=_run_name("filter"), description="Kept traces into sft_examples.")
 def filter_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("filter", recipe, artifacts, upstream)
+    return _stage_flow("filter", recipe, artifacts, upstream, overrides)
 
 
 @flow(name="sft", flow_run_name=_run_name("sft"), description="Fine-tune the student on sft_examples.")
 def sft_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("sft", recipe, artifacts, upstream)
+    return _stage_flow("sft", recipe, artifacts, upstream, overrides)
 
 
 @flow(name="rl", flow_run_name=_run_name("rl"), description="GRPO with the verdict reward on rl_set.")
 def rl_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("rl", recipe, artifacts, upstream)
+    return _stage_flow("rl", recipe, artifacts, upstream, overrides)
 
 
 @flow(
@@ -426,9 +452,12 @@ def rl_flow(
     description="Judge RewardBench, RM-Bench and RMB; official scores and a report beside the paper.",
 )
 def evaluate_flow(
-    recipe: dict[str, Any], artifacts: str | None = None, upstream: dict[str, str] | None = None
+    recipe: dict[str, Any] | str,
+    artifacts: str | None = None,
+    upstream: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    return _stage_flow("evaluate", recipe, artifacts, upstream)
+    return _stage_flow("evaluate", recipe, artifacts, upstream, overrides)
 
 
 STAGE_FLOWS = {
@@ -444,12 +473,18 @@ STAGE_FLOWS = {
 
 @flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")
 def pipeline_flow(
-    recipe: dict[str, Any],
+    recipe: dict[str, Any] | str,
     artifacts: str | None = None,
     from_stage: str | None = None,
     to_stage: str | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, str]:
-    """Run stages `from_stage`..`to_stage`; stages before `from_stage` must already be published."""
+    """Run stages `from_stage`..`to_stage`; stages before `from_stage` must already be published.
+
+    `recipe` is a recipe file (deployments pass a path) or a loaded recipe mapping; `overrides` are
+    `dotted.key=value` strings applied on top.
+    """
+    recipe = recipe_parameter(recipe, overrides or [])
     parsed = recipe_from_dict(recipe)
     store = ArtifactStore(artifacts)
     first = STAGES.index(from_stage or STAGES[0])

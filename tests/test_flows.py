@@ -121,14 +121,6 @@ def test_a_stage_flow_alone_runs_its_missing_upstream_first(tmp_path: Path) -> N
     assert store.get("distill_set", versions["distill_set"]) is not None
 
 
-def test_a_recipe_file_and_overrides_as_parameters_give_the_same_run_as_the_loaded_recipe(tmp_path: Path) -> None:
-    """Deployments pass a recipe path and overrides; the CLI passes the loaded mapping."""
-    overrides = ["pull.sources.0.rows=120", *TINY_TRAINING]
-    by_path = pipeline_flow(str(SMOKE), str(tmp_path), to_stage="split", overrides=overrides)
-    assert by_path == pipeline_flow(smoke(), str(tmp_path), to_stage="split")
-    assert set(by_path) == {"preference_pairs", "distill_set", "rl_set"}
-
-
 def test_from_stage_refuses_to_run_without_published_upstream(tmp_path: Path) -> None:
     with pytest.raises(MissingUpstream, match="stage 'pull' has not published preference_pairs/"):
         pipeline_flow(smoke(), str(tmp_path), from_stage="split")

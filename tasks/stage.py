@@ -7,6 +7,7 @@ numbers as the run that made the artifact.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,33 @@ class StageResult:
     def describe(self) -> str:
         state = "skipped, already published" if self.skipped else "published"
         return f"{self.stage}: {state}: " + ", ".join(str(ref) for ref in self.outputs.values())
+
+
+class Progress:
+    """A terminal bar plus the stage's progress callback (Prefect's progress artifact), at most every 2 s."""
+
+    def __init__(self, total: int, on_progress: ProgressCallback | None, desc: str, unit: str) -> None:
+        from tqdm.auto import tqdm  # kept off the import path of recipe parsing
+
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+        self.total, self.done, self.on_progress, self.last = total, 0, on_progress, 0.0
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.on_progress is not None and (time.monotonic() - self.last > 2.0 or self.done == self.total):
+            self.last = time.monotonic()
+            self.on_progress(self.done, self.total)
+
+    def add(self, more: int) -> None:
+        """More work discovered on the way (distill's second pass)."""
+        self.total += more
+        self.bar.total = self.total
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
 
 
 class ConfigError(ValueError):

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
@@ -37,7 +36,7 @@ from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.standin_teacher import STANDIN_MODEL, StandinTeacher
 from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
-from tasks.stage import ProgressCallback, StageResult
+from tasks.stage import Progress, ProgressCallback, StageResult
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "distill-1"
@@ -163,30 +162,6 @@ def judge_request(
     )
 
 
-class _Progress:
-    """A terminal bar plus a throttled callback (Prefect's progress artifact) over all requests."""
-
-    def __init__(self, total: int, on_progress: ProgressCallback | None) -> None:
-        self.bar = tqdm(total=total, desc="distill", unit="req", leave=False)
-        self.total, self.done, self.on_progress, self.last = total, 0, on_progress, 0.0
-
-    def __call__(self, _: Outcome) -> None:
-        self.done += 1
-        self.bar.update()
-        if self.on_progress is not None and (time.monotonic() - self.last > 2.0 or self.done == self.total):
-            self.last = time.monotonic()
-            self.on_progress(self.done, self.total)
-
-    def add(self, more: int) -> None:
-        self.total += more
-        self.bar.total = self.total
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.on_progress is not None:
-            self.on_progress(self.done, self.total)
-
-
 def _run_pass(
     teacher_pass: int,
     requests: list[TeacherRequest],
@@ -194,7 +169,7 @@ def _run_pass(
     config: DistillConfig,
     cache_path: str,
     runner: ShardRunner | None,
-    progress: _Progress,
+    progress: Progress,
     spent_usd: float,
 ) -> tuple[list[Outcome], list[RunStats]]:
     outcomes: list[Outcome] = []
@@ -210,7 +185,7 @@ def _run_pass(
             spent_usd,
             config.batch_poll_s if config.batch_mode else None,
         )
-        shard_outcomes, shard_stats = (runner or run_shard)(shard, progress)
+        shard_outcomes, shard_stats = (runner or run_shard)(shard, lambda _: progress.advance())
         outcomes.extend(shard_outcomes)
         stats.append(shard_stats)
         spent_usd += shard_stats.cost_usd
@@ -245,7 +220,7 @@ def distill_traces(
     pairs = store.read_table(distill_set).to_pylist()
     template = load_template_set(config.template)
     cache_path = default_cache_path(store, config.cache_dir)
-    progress = _Progress(len(pairs), on_progress)
+    progress = Progress(len(pairs), on_progress, "distill", "req")
     started = time.monotonic()
     trace_rows: list[dict[str, Any]] = []
     run_stats: list[RunStats] = []

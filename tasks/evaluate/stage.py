@@ -22,7 +22,6 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
@@ -33,7 +32,7 @@ from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
-from tasks.stage import ProgressCallback, StageResult
+from tasks.stage import Progress, ProgressCallback, StageResult
 
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
 CODE_VERSION = "evaluate-1"
@@ -137,26 +136,6 @@ class EvaluationIncomplete(RuntimeError):
     """Too many judge requests failed to publish; the answers so far are kept for the re-run."""
 
 
-class _Progress:
-    """A terminal bar and the stage's progress callback (Prefect's progress artifact), at most every 2 s."""
-
-    def __init__(self, total: int, on_progress: ProgressCallback | None) -> None:
-        self.bar = tqdm(total=total, desc="evaluate", unit="cmp", leave=False)
-        self.total, self.done, self.on_progress, self.last = total, 0, on_progress, 0.0
-
-    def __call__(self, count: int) -> None:
-        self.done += count
-        self.bar.update(count)
-        if self.on_progress is not None and time.monotonic() - self.last > 2.0:
-            self.last = time.monotonic()
-            self.on_progress(self.done, self.total)
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.on_progress is not None:
-            self.on_progress(self.done, self.total)
-
-
 def _chunks(items: list[Judgement], size: int) -> Iterator[tuple[int, list[Judgement]]]:
     for index, start in enumerate(range(0, len(items), size)):
         yield index, items[start : start + size]
@@ -189,7 +168,7 @@ def judge_all(
     judged_now = 0
     # The openai backend's request cache already keeps every answer: one chunk keeps all requests in flight.
     size = max(len(items), 1) if config.judge.backend == "openai" else config.chunk_size
-    progress = _Progress(len(items), on_progress)
+    progress = Progress(len(items), on_progress, "evaluate", "cmp")
     try:
         for index, chunk in _chunks(items, size):
             path = os.path.join(work_dir, CHUNK.format(size=size, index=index))
@@ -198,11 +177,11 @@ def judge_all(
                 notes.update(overlong_prompt=sum(row["output"] is None for row in done))  # no failures are saved
                 notes = +notes  # drop zero counts
                 rows += done
-                progress(len(chunk))
+                progress.advance(len(chunk))
             else:
                 judge = judge or open_judge()
                 before = Counter(judge.notes)
-                outputs = judge.judge([judge_input(j, template) for j in chunk], progress)
+                outputs = judge.judge([judge_input(j, template) for j in chunk], progress.advance)
                 new_notes = Counter(judge.notes) - before
                 notes += new_notes
                 chunk_rows = [prediction_row(j, o, name, config) for j, o in zip(chunk, outputs, strict=True)]

@@ -27,7 +27,7 @@ from flows.recipe import Recipe, load_recipe
 from flows.stages import SPECS, run_stage
 from tasks.train.common import write_rows
 from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl
-from tasks.train.runner import TrainJob, read_outcome
+from tasks.train.runner import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.sft import build_sft_trainer, sft_rows, sft_version, train_sft
 from tests.conftest import ROOT, TINY_TRAINING
 
@@ -120,6 +120,38 @@ def test_sft_computes_its_loss_on_the_assistant_turn_only(
         trained = labels != -100
         assert 0 < int(trained.sum()) < int(mask.sum())  # some tokens trained, the prompt not
         assert trainer.processing_class.decode(input_ids[trained]).rstrip("\n") in traces
+
+
+def test_scoring_only_labelled_positions_gives_the_loss_and_gradients_of_scoring_every_position(
+    upstream: tuple[ArtifactStore, dict[str, ArtifactRef]], sft_result: Any, tmp_path: Path
+) -> None:
+    import trl.trainer.utils as trl_utils
+
+    store, refs = upstream
+    rows = sft_rows(store.read_table(refs[SFT_EXAMPLES.kind]).to_pylist())[:4]
+    folder = store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind])
+    data = write_rows(rows, str(tmp_path / "rows.parquet"))
+    job = TrainJob("sft", folder, None, data, plain(tiny_recipe().sft), str(tmp_path / "out"), str(tmp_path / "final"))
+    trainer = build_sft_trainer(job)
+    batch = next(iter(trainer.get_train_dataloader()))
+    original = trl_utils._use_triton
+    results = []
+    try:
+        for patched in (False, True):
+            trl_utils._use_triton = original
+            if patched:
+                score_labelled_positions_only()
+            trainer.model.zero_grad()
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+            loss.backward()
+            results.append((loss.detach(), [p.grad.clone() for p in trainer.model.parameters()]))
+        assert trl_utils._use_triton(torch.device("cpu"))  # the patch is in place
+    finally:
+        trl_utils._use_triton = original
+    (every_loss, every_grads), (labelled_loss, labelled_grads) = results
+    torch.testing.assert_close(labelled_loss, every_loss)
+    for labelled, every in zip(labelled_grads, every_grads, strict=True):
+        torch.testing.assert_close(labelled, every, rtol=1e-4, atol=1e-6)
 
 
 def test_sft_is_skipped_when_its_checkpoint_is_published(

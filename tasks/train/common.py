@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 from data_contracts import ArtifactStore, FolderKind
 from data_contracts.versioning import plain
-from tasks.models.tiny import build_tiny_model
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.config import NOT_VERSIONED, TINY, StudentConfig
 from tasks.train.runner import TrainJob, TrainOutcome, run_job
@@ -49,6 +48,8 @@ def start_model(student: StudentConfig, texts: Callable[[], Iterable[str]], work
         return student.model
     folder = os.path.join(work_dir, "tiny-base")
     if not os.path.exists(os.path.join(folder, "config.json")):
+        from tasks.models.tiny import build_tiny_model  # torch and transformers load only when a model is built
+
         partial = f"{folder}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         build_tiny_model(texts(), student.tiny, partial)
@@ -65,11 +66,15 @@ def drop_overlong(
     return kept, dict(sorted(dropped.items()))
 
 
-def token_count(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> int:
-    ids = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
-    )
-    return len(ids)
+def token_counts(
+    tokenizer: Any, conversations: Sequence[list[dict[str, str]]], add_generation_prompt: bool = False
+) -> list[int]:
+    """Tokens of each conversation under the chat template (rendered, then encoded as one batch)."""
+    texts = [
+        tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        for messages in conversations
+    ]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
 
 
 def write_rows(rows: list[dict[str, Any]], path: str) -> str:

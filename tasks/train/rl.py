@@ -26,7 +26,7 @@ from tasks.train.common import (
     drop_overlong,
     published,
     start_model,
-    token_count,
+    token_counts,
     train_and_publish,
     versioned_config,
     versioned_student,
@@ -211,7 +211,7 @@ def train_rl(
         base, revision = start_model(student, texts, work_dir), student.revision
         label = base if student.model != TINY else f"tiny (built from {pairs})"
     tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
-    lengths = [token_count(tokenizer, row["prompt"], add_generation_prompt=True) for row in rows]
+    lengths = token_counts(tokenizer, [row["prompt"] for row in rows], add_generation_prompt=True)
     kept, dropped = drop_overlong(rows, lengths, config.max_prompt_length)
     if len(kept) < config.prompts_per_rollout:  # TRL drops an incomplete rollout batch: nothing would train
         raise ValueError(

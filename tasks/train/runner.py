@@ -28,14 +28,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from accelerate.utils import gather_object
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from typing import TYPE_CHECKING, Any
 
 from tasks.stage import ProgressCallback
+
+if TYPE_CHECKING:  # transformers (and torch) load only when a job trains: flows import this module at start-up
+    from transformers import TrainerCallback
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +75,25 @@ class TrainOutcome:
     ranks_agree: bool | None  # None when weights are sharded (ZeRO-3 / FSDP) and not compared
 
 
-class ProgressToCallback(TrainerCallback):
-    """Reports optimizer steps done / total to a stage progress callback (bars, Prefect progress).
+def progress_callback(on_progress: ProgressCallback, every_s: float = 5.0) -> TrainerCallback:
+    """A trainer callback reporting optimizer steps done / total to a stage progress callback (bars, Prefect
+    progress): at most one report per `every_s` seconds, plus the last step, since each can be an API call."""
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-    At most one report per `every_s` seconds, plus the last step: each report can be an API call.
-    """
+    class ProgressToCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.last_report = 0.0
 
-    def __init__(self, on_progress: ProgressCallback, every_s: float = 5.0) -> None:
-        self.on_progress = on_progress
-        self.every_s = every_s
-        self.last_report = 0.0
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        ) -> None:
+            now = time.monotonic()
+            last_step = state.global_step >= state.max_steps
+            if state.is_world_process_zero and (last_step or now - self.last_report >= every_s):
+                self.last_report = now
+                on_progress(state.global_step, state.max_steps)
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        now = time.monotonic()
-        last_step = state.global_step >= state.max_steps
-        if state.is_world_process_zero and (last_step or now - self.last_report >= self.every_s):
-            self.last_report = now
-            self.on_progress(state.global_step, state.max_steps)
+    return ProgressToCallback()
 
 
 def run_job(
@@ -102,7 +102,7 @@ def run_job(
     """Train `job` here, or with `accelerate launch` when it asks for more processes than this one."""
     if job.num_processes > int(os.environ.get("WORLD_SIZE", "1")):  # not yet inside `accelerate launch`
         return _launch(job)
-    extra = list(callbacks) + ([ProgressToCallback(on_progress)] if on_progress else [])
+    extra = list(callbacks) + ([progress_callback(on_progress)] if on_progress else [])
     return train(job, extra)
 
 
@@ -156,8 +156,26 @@ def _launch(job: TrainJob) -> TrainOutcome:
     return read_outcome(job.final_dir)
 
 
+def score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head score only the positions that carry a label, on every device.
+
+    TRL does so on Triton devices (CUDA, XPU) and scores every position elsewhere, so that tile shapes stay
+    fixed for compiled backends. Nothing is compiled on CPU, where scoring the prompt positions too (~80%
+    of an SFT batch: the judge's system prompt and the pair) is half of an SFT step of the smoke student.
+    The loss is the same either way (tested); only which rows enter the tiled projection changes.
+    """
+    import trl.trainer.utils as trl_utils
+
+    if not hasattr(trl_utils, "_use_triton"):  # a TRL that decides this differently: leave it alone
+        log.warning("TRL no longer has trainer.utils._use_triton: CPU training scores every position")
+        return
+    device_types = ("cuda", "xpu", "cpu")
+    trl_utils._use_triton = lambda device: device.type in device_types
+
+
 def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutcome:
     """Build the stage's TRL trainer, train (resuming from the last checkpoint), save the final model."""
+    score_labelled_positions_only()
     if job.stage == "sft":  # imported here: each module imports this one to run its jobs
         from tasks.train.sft import build_sft_trainer as build
     else:
@@ -174,6 +192,8 @@ def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutc
 
     sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled  # each rank holds a shard: not comparable
     ranks = trainer.accelerator.num_processes
+    from accelerate.utils import gather_object
+
     digests = [] if sharded else gather_object([weights_digest(trainer.model)])
     outcome = TrainOutcome(
         log_history=list(trainer.state.log_history),
@@ -192,6 +212,9 @@ def train(job: TrainJob, callbacks: Sequence[TrainerCallback] = ()) -> TrainOutc
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
     """The newest `checkpoint-N` a resume can load: one killed mid-save lacks trainer_state.json and is skipped."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
     if not os.path.isdir(output_dir):
         return None
     complete = [

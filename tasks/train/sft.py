@@ -19,7 +19,7 @@ from tasks.train.common import (
     drop_overlong,
     published,
     start_model,
-    token_count,
+    token_counts,
     train_and_publish,
     versioned_config,
     versioned_student,
@@ -138,7 +138,7 @@ def train_sft(
     rows = sft_rows(examples_rows)
     base = start_model(student, lambda: tokenizer_texts(examples_rows), work_dir)
     tokenizer = AutoTokenizer.from_pretrained(base, revision=student.revision)
-    lengths = [token_count(tokenizer, row["prompt"] + row["completion"]) for row in rows]
+    lengths = token_counts(tokenizer, [row["prompt"] + row["completion"] for row in rows])
     kept, dropped = drop_overlong(rows, lengths, config.max_length)
     if not kept:
         raise ValueError(f"sft: none of the {len(rows)} examples of {examples} fits sft.max_length={config.max_length}")

@@ -2,7 +2,7 @@
 
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
-    rmr1 artifacts [--kind KIND | --lineage KIND/VERSION] [--artifacts DIR]
+    rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
@@ -25,18 +25,8 @@ import yaml
 
 from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
 from data_contracts.versioning import canonical_json, plain
-from flows.recipe import Recipe, RecipeError, load_recipe
+from flows.recipe import STAGE_NAMES, Recipe, RecipeError, load_recipe
 from tasks.train.config import LaunchConfig
-
-STAGE_NAMES = (
-    "pull",
-    "split",
-    "distill",
-    "filter",
-    "sft",
-    "rl",
-    "evaluate",
-)  # kept equal to flows.stages.STAGES (tested) so --help needs no Prefect import
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
     listing.add_argument(
-        "--lineage", metavar="KIND/VERSION", help="Print the chain from the sources to this artifact instead."
+        "--lineage",
+        metavar="KIND[/VERSION]",
+        help="Print the chain from the sources to this artifact (KIND alone: the newest of that kind) instead.",
     )
     listing.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
     return parser
@@ -117,11 +109,16 @@ def _sources(config: Any) -> str:
 
 
 def show_lineage(store: ArtifactStore, target: str) -> str:
-    """The chain from the sources to KIND/VERSION (a unique version prefix will do), one artifact per line:
-    version, created-at, code version and a hash of the recipe section that made it."""
+    """The chain from the sources to KIND/VERSION (a unique version prefix will do; KIND alone: the newest),
+    one artifact per line: version, created-at, code version and a hash of the recipe section that made it."""
     kind, _, prefix = target.partition("/")
-    if not kind or not prefix:
-        raise LookupError(f"--lineage {target!r}: expected KIND/VERSION, e.g. eval_scores/3e97f04a")
+    if not kind:
+        raise LookupError(f"--lineage {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
+    if not prefix:
+        published = store.list(kind)
+        if not published:
+            raise LookupError(f"--lineage {kind}: nothing of that kind is published under {store}")
+        prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
     lines = []
     for depth, manifest, repeated in store.lineage(store.find(kind, prefix)):
         indent = "   " * (depth - 1) + "└─ " if depth else ""
@@ -211,7 +208,7 @@ def finish_prefect() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for chatty in ("httpx", "httpcore"):  # one line per Prefect API call otherwise
+    for chatty in ("httpx", "httpx2", "httpcore"):  # one line per Prefect API call or teacher request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.command == "artifacts":
         store = ArtifactStore(args.artifacts)

@@ -31,6 +31,7 @@ from tasks.split.config import SplitConfig
 from tasks.stage import ConfigError
 from tasks.train.config import RlConfig, SftConfig, StudentConfig
 
+STAGE_NAMES = ("pull", "split", "distill", "filter", "sft", "rl", "evaluate")  # pipeline order (= flows.stages)
 _YAML_11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -66,6 +67,15 @@ class Recipe:
         default=None,
         metadata={"help": "Judge RewardBench / RM-Bench / RMB and score them (RM-R1.md §8); null: no evaluation."},
     )
+    dispatch: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Stages the pipeline hands to a Prefect deployment instead of running in-process, e.g. "
+            "`{sft: sft/gpu, rl: rl/gpu, evaluate: evaluate/gpu}` (deployments from infra/prefect.yaml, on the GPU "
+            "pool). The pipeline waits for each run and reads its outputs from the artifact root, which must then "
+            "be one every worker sees (s3://..., a shared disk). Where work runs never changes an artifact version."
+        },
+    )
     max_reject_rate: float = field(
         default=0.05,
         metadata={
@@ -87,6 +97,12 @@ class Recipe:
                 "look like the prompts the student was fine-tuned on",
             )
 
+        for stage, deployment in self.dispatch.items():
+            if stage not in STAGE_NAMES:
+                raise ConfigError(f"dispatch.{stage}", f"not a stage; stages are {', '.join(STAGE_NAMES)}")
+            if deployment.count("/") != 1 or not all(deployment.split("/")):
+                expected = f"expected FLOW/DEPLOYMENT, e.g. {stage}/gpu, got {deployment!r}"
+                raise ConfigError(f"dispatch.{stage}", expected)
         if self.pull is None and self.evaluate is None:
             raise ConfigError("pull", "a recipe needs a pull section (training) or an evaluate section, or both")
         if self.evaluate is not None and self.evaluate.judge.checkpoint is not None:

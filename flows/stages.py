@@ -4,8 +4,9 @@
 it, and the tables it shows. A stage flow resolves its upstream artifacts (running upstream stage flows
 first as subflows, or reading the versions the pipeline hands it), runs the stage function as one
 Prefect task, and leaves in the UI its tables, a link to each artifact folder and a short summary.
-Skipping is decided by the stage function from artifact versions, so it works the same with or without
-a Prefect database.
+Skipping is decided from artifact versions, so it works the same with or without a Prefect database: a
+stage flow whose outputs are all published runs no task and leaves only its summary (cheap re-runs), and
+the stage functions check the same versions when called without Prefect.
 """
 
 from __future__ import annotations
@@ -280,6 +281,14 @@ def run_stage(
     return SPECS[name].run(recipe, store, upstream, hooks)
 
 
+def already_published(
+    name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]
+) -> dict[str, ArtifactRef] | None:
+    """The stage's outputs when every one of them is published (the stage would skip itself), else None."""
+    outputs = {kind: store.get(kind, version) for kind, version in SPECS[name].versions(recipe, upstream).items()}
+    return outputs if all(ref is not None for ref in outputs.values()) else None  # type: ignore[return-value]
+
+
 def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> dict:
     """The already published outputs of a stage; MissingUpstream naming the stage when one is absent."""
     outputs = {}
@@ -297,7 +306,9 @@ def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream:
 @task(name="run-stage", cache_policy=NONE, task_run_name="{name}")
 def run_stage_task(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> StageResult:
     progress = prefect_progress(f"{name}-progress", f"{name}: work done")
-    return run_stage(name, recipe, store, upstream, Hooks(progress, distill_shard_task))
+    result = run_stage(name, recipe, store, upstream, Hooks(progress, distill_shard_task))
+    progress(1, 1)  # stages that report no progress of their own (or were skipped) end at 100% too
+    return result
 
 
 @task(name="distill-shard", cache_policy=NONE, task_run_name="{shard.name}")
@@ -317,8 +328,12 @@ def prefect_progress(key: str, description: str) -> ProgressCallback:
 
 
 def report_stage(result: StageResult, store: ArtifactStore) -> None:
-    """Leave the stage's counts table, artifact links and a summary in the Prefect UI."""
+    """Leave the stage's counts table, artifact links and a summary in the Prefect UI (a skipped stage: the
+    summary only, which names the versions and folders it reused)."""
     key = result.stage.replace("_", "-")
+    if result.skipped and not result.stats:
+        _summary(key, result)
+        return
     for name, table in SPECS[result.stage].tables(result).items():
         create_table_artifact(key=f"{key}-{name}", table=table, description=result.describe())
     for kind, ref in result.outputs.items():
@@ -331,6 +346,10 @@ def report_stage(result: StageResult, store: ArtifactStore) -> None:
             create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, f"{result.stage} curves"))
     for name, markdown in SPECS[result.stage].markdown(result).items():
         create_markdown_artifact(key=f"{key}-{name}", markdown=markdown, description=result.describe())
+    _summary(key, result)
+
+
+def _summary(key: str, result: StageResult) -> None:
     rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in result.outputs.items())
     create_markdown_artifact(
         key=f"{key}-summary",
@@ -366,12 +385,16 @@ def _stage_flow(
         # Run alone: upstream stages first, as subflows (each skips itself when already published).
         refs = {}
         for before in stages_needed(name, recipe):
-            needed = {kind: refs[kind].version for kind in SPECS[before].upstream(recipe)}
-            versions = STAGE_FLOWS[before](recipe_dict, artifacts, upstream=needed)
-            refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
+            needed = {kind: refs[kind] for kind in SPECS[before].upstream(recipe)}
+            refs.update(run_stage_flow(before, recipe_dict, recipe, store, needed)[0])
     else:
         refs = {kind: store.require(kind, version) for kind, version in upstream.items()}
-    result = run_stage_task(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream(recipe)})
+    inputs = {kind: refs[kind] for kind in SPECS[name].upstream(recipe)}
+    published = already_published(name, recipe, store, inputs)
+    if published is not None:  # nothing to do: no task run, only the summary (the tables are on the run that made it)
+        result = StageResult(name, published, skipped=True)
+    else:
+        result = run_stage_task(name, recipe, store, inputs)
     report_stage(result, store)
     logger.info(result.describe())
     return {kind: ref.version for kind, ref in result.outputs.items()}
@@ -490,13 +513,62 @@ def pipeline_flow(
     first = STAGES.index(from_stage or STAGES[0])
     last = STAGES.index(to_stage or STAGES[-1])
     refs: dict[str, ArtifactRef] = {}
+    stages = []
     for index, name in enumerate(STAGES[: last + 1]):
         if not SPECS[name].enabled(parsed):
             continue
         upstream = {kind: refs[kind] for kind in SPECS[name].upstream(parsed)}
         if index < first:
-            refs.update(published_outputs(name, parsed, store, upstream))
-            continue
-        versions = STAGE_FLOWS[name](recipe, artifacts, upstream={k: r.version for k, r in upstream.items()})
-        refs.update({kind: store.require(kind, version) for kind, version in versions.items()})
+            outputs, how = published_outputs(name, parsed, store, upstream), "reused (before --from)"
+        else:
+            outputs, how = run_stage_flow(name, recipe, parsed, store, upstream)
+        refs.update(outputs)
+        if how != "ran":  # a stage flow that ran logs its own result
+            get_run_logger().info(f"{name}: {how}: " + ", ".join(str(ref) for ref in outputs.values()))
+        stages += [{"stage": name, "how": how, "artifact": str(ref), "folder": ref.uri} for ref in outputs.values()]
+    create_table_artifact(key="pipeline-stages", table=stages, description=f"{parsed.name} ({parsed.fingerprint})")
     return {kind: ref.version for kind, ref in refs.items()}
+
+
+class DispatchFailed(RuntimeError):
+    """A stage handed to a deployment did not complete (or the deployment does not exist)."""
+
+
+def run_stage_flow(
+    name: str, recipe: dict[str, Any], parsed: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]
+) -> tuple[dict[str, ArtifactRef], str]:
+    """Run one stage flow with the given upstream artifacts; its outputs, and how they came about.
+
+    Already published: no flow run at all (a re-run with nothing changed costs about one empty flow).
+    Otherwise a subflow in this process or, when the recipe's `dispatch` names a deployment for the stage,
+    a run of that deployment (on its work pool, e.g. GPU workers), waited for and read back from the
+    shared artifact root."""
+    published = already_published(name, parsed, store, upstream)
+    if published is not None:
+        return published, "skipped, already published"
+    versions = {kind: ref.version for kind, ref in upstream.items()}
+    root = store.uri(store.root)
+    deployment = parsed.dispatch.get(name)
+    if deployment is None:
+        outputs = STAGE_FLOWS[name](recipe, root, upstream=versions)
+        return {kind: store.require(kind, version) for kind, version in outputs.items()}, "ran"
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    if store.local:
+        get_run_logger().warning(
+            f"{name} runs on deployment {deployment}: its worker must see the artifact folder {root}"
+        )
+    try:
+        run = run_deployment(
+            deployment, parameters={"recipe": recipe, "artifacts": root, "upstream": versions}, timeout=None
+        )
+    except ObjectNotFound:
+        raise DispatchFailed(
+            f"recipe dispatch.{name}: no deployment {deployment!r} on this Prefect server; create it with "
+            "`prefect deploy --all --prefect-file infra/prefect.yaml` (and set PREFECT_API_URL), or remove the entry"
+        ) from None
+    if run.state is None or not run.state.is_completed():
+        state = run.state.name if run.state else "unknown"
+        raise DispatchFailed(f"stage {name}: deployment {deployment} run {run.name!r} ended {state}; see its logs")
+    return published_outputs(name, parsed, store, upstream), f"ran on deployment {deployment} ({run.name})"

@@ -7,9 +7,15 @@ reason when it is absent. Prefect and `datasets` run against throw-away homes, n
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +63,34 @@ os.environ["TQDM_DISABLE"] = "1"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("RMR1_ARTIFACTS", None)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` on 127.0.0.1 for the session; yields the environment that points at it."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"}
+    log = open(home / "server.log", "w")  # noqa: SIM115 (kept open for the server's lifetime)
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not start within 180 s")
+        yield {**env, "PREFECT_API_URL": url}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -1,60 +1,31 @@
-"""`prefect deploy --all` from infra/prefect.yaml against a real `prefect server start` on 127.0.0.1, and a
-process worker running the scheduled pull deployment with a recipe file and overrides as parameters."""
+"""`prefect deploy --all` from infra/prefect.yaml against a real `prefect server start` on 127.0.0.1; a process
+worker running the scheduled pull deployment with a recipe file and overrides as parameters; and the
+pipeline handing a stage to a deployment (`dispatch`) while running the others in-process."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from data_contracts import ArtifactStore
+from flows.recipe import load_recipe
+from flows.stages import DispatchFailed, pipeline_flow
 from tests.conftest import ROOT
 
 PREFECT = [sys.executable, "-m", "prefect"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")  # noqa: SIM115 (kept open for the server's lifetime)
-    process = subprocess.Popen(
-        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (home / "server.log").read_text()[-2000:]
-            time.sleep(1)
-        else:
-            pytest.fail("prefect server did not start within 180 s")
-        yield {**env, "PREFECT_API_URL": url}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+DEPLOYMENTS = {
+    "pull/nightly", "split/default", "distill/weekly-refresh", "filter/default", "sft/gpu", "rl/gpu",
+    "evaluate/gpu", "rm-r1 pipeline/paper", "rm-r1 pipeline/smoke",
+}  # fmt: skip
 
 
 def _prefect(*args: str, env: dict[str, str], timeout: float = 300) -> str:
@@ -63,38 +34,93 @@ def _prefect(*args: str, env: dict[str, str], timeout: float = 300) -> str:
     return done.stdout
 
 
-def test_deploy_all_then_a_process_worker_runs_the_scheduled_pull(server: dict[str, str], tmp_path: Path) -> None:
-    env = {**server, "RMR1_HOME": str(ROOT), "RMR1_GPU_IMAGE": "rmr1-gpu:test", "RMR1_ARTIFACTS": str(tmp_path)}
+@pytest.fixture(scope="module")
+def deployed(prefect_server: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The two work pools and every deployment of infra/prefect.yaml, created the documented way."""
+    env = {**prefect_server, "RMR1_HOME": str(ROOT), "RMR1_GPU_IMAGE": "rmr1-gpu:test", "RMR1_ARTIFACTS": ""}
     _prefect("work-pool", "create", "rmr1-cpu", "--type", "process", env=env)
     _prefect("work-pool", "create", "rmr1-gpu", "--type", "docker", env=env)
     _prefect("--no-prompt", "deploy", "--all", "--prefect-file", "infra/prefect.yaml", env=env)
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        yield env
 
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    async def deployments() -> dict[str, object]:
-        async with get_client() as client:
-            found = await client.read_deployments()
-            flows = {f.id: f.name for f in await client.read_flows()}
-            return {f"{flows[d.flow_id]}/{d.name}": d for d in found}
+async def _deployments() -> dict[str, Any]:
+    async with get_client() as client:
+        found = await client.read_deployments()
+        flows = {f.id: f.name for f in await client.read_flows()}
+        return {f"{flows[d.flow_id]}/{d.name}": d for d in found}
 
-    with temporary_settings({PREFECT_API_URL: server["PREFECT_API_URL"]}):
-        deployed = asyncio.run(deployments())
-    assert set(deployed) == {
-        "pull/nightly", "split/default", "distill/weekly-refresh", "filter/default", "sft/gpu", "rl/gpu",
-        "evaluate/gpu", "rm-r1 pipeline/paper", "rm-r1 pipeline/smoke",
-    }  # fmt: skip
-    nightly = deployed["pull/nightly"]
-    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]  # type: ignore[attr-defined]
-    assert nightly.work_pool_name == "rmr1-cpu"  # type: ignore[attr-defined]
-    assert deployed["rl/gpu"].work_pool_name == "rmr1-gpu"  # type: ignore[attr-defined]
-    gpu_variables = deployed["rl/gpu"].job_variables  # type: ignore[attr-defined]
+
+def test_deploy_all_then_a_process_worker_runs_the_scheduled_pull(deployed: dict[str, str], tmp_path: Path) -> None:
+    deployments = asyncio.run(_deployments())
+    assert set(deployments) == DEPLOYMENTS
+    nightly = deployments["pull/nightly"]
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+    assert nightly.work_pool_name == "rmr1-cpu"
+    assert deployments["rl/gpu"].work_pool_name == "rmr1-gpu"
+    gpu_variables = deployments["rl/gpu"].job_variables
     assert gpu_variables["container_create_kwargs"]["device_requests"][0]["driver"] == "nvidia"
 
     # The scheduled pull, run now with a small smoke recipe, picked up by a process worker.
-    params = '{"recipe": "recipes/smoke.yaml", "overrides": ["pull.sources.0.rows=100"]}'
-    _prefect("deployment", "run", "pull/nightly", "--params", params, env=env)
-    _prefect("worker", "start", "--pool", "rmr1-cpu", "--run-once", env=env)
+    params = f'{{"recipe": "recipes/smoke.yaml", "overrides": ["pull.sources.0.rows=100"], "artifacts": "{tmp_path}"}}'
+    _prefect("deployment", "run", "pull/nightly", "--params", params, env=deployed)
+    _prefect("worker", "start", "--pool", "rmr1-cpu", "--run-once", env=deployed)
     [manifest] = ArtifactStore(tmp_path).list()
     assert manifest["kind"] == "preference_pairs" and manifest["rows"] == 100
     assert manifest["flow_run_id"]  # made by the deployment's flow run
+
+
+@pytest.fixture
+def worker(deployed: dict[str, str], tmp_path: Path) -> Iterator[None]:
+    """A process worker on the CPU pool, polling every second, for the length of one test."""
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [*PREFECT, "worker", "start", "--pool", "rmr1-cpu"],
+        env={**deployed, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_the_pipeline_dispatches_a_stage_to_its_deployment_and_runs_the_rest_in_process(
+    worker: None, tmp_path: Path
+) -> None:
+    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml", ["pull.sources.0.rows=100", "dispatch.pull=pull/nightly"])
+    state = pipeline_flow(recipe.to_dict(), str(tmp_path), to_stage="split", return_state=True)
+    versions = state.result()
+    store = ArtifactStore(tmp_path)
+    assert store.get("preference_pairs", versions["preference_pairs"]) is not None
+    assert store.get("rl_set", versions["rl_set"]) is not None
+
+    async def children() -> dict[str, Any]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+            names = {f.id: f.name for f in await client.read_flows()}
+            return {names[run.flow_id]: run for run in runs}
+
+    runs = asyncio.run(children())
+    assert set(runs) == {"pull", "split"}
+    deployment = asyncio.run(_deployments())["pull/nightly"]
+    assert runs["pull"].deployment_id == deployment.id  # run by the worker, through the deployment
+    assert runs["split"].deployment_id is None  # run in this process
+    pull_manifest = store.manifest(store.require("preference_pairs", versions["preference_pairs"]))
+    assert pull_manifest["flow_run_id"] == str(runs["pull"].id)
+
+
+def test_dispatch_to_a_missing_deployment_names_the_recipe_key(deployed: dict[str, str], tmp_path: Path) -> None:
+    recipe = load_recipe(ROOT / "recipes" / "smoke.yaml", ["dispatch.pull=pull/no-such-deployment"])
+    with pytest.raises(DispatchFailed, match=r"recipe dispatch\.pull: no deployment 'pull/no-such-deployment'"):
+        pipeline_flow(recipe.to_dict(), str(tmp_path), to_stage="pull")
+    assert ArtifactStore(tmp_path).list() == []

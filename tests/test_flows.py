@@ -1,7 +1,9 @@
-"""Stage flows and the pipeline under a real Prefect server (the test harness), read back as the UI would."""
+"""Stage flows and the pipeline against a real `prefect server start` on 127.0.0.1, read back through the
+Prefect client as the UI would (flow and task runs, their parameters, every stage's artifacts)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,11 +11,17 @@ from typing import Any
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from data_contracts import ArtifactStore
-from flows.cli import STAGE_NAMES
-from flows.recipe import load_recipe
+from flows.recipe import STAGE_NAMES, load_recipe
 from flows.stages import STAGES, MissingUpstream, pipeline_flow, split_flow
 from tests.conftest import ROOT, TINY_TRAINING
 
@@ -21,8 +29,8 @@ SMOKE = ROOT / "recipes" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=180):
+def on_a_real_server(prefect_server: dict[str, str]) -> Iterator[None]:
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
         yield
 
 
@@ -41,8 +49,57 @@ def test_cli_stage_names_match_the_pipeline() -> None:
     assert STAGE_NAMES == STAGES
 
 
+async def _read_back(pipeline_run_id: Any) -> dict[str, Any]:
+    """What the UI shows for a pipeline run: its run, each stage's subflow run with its task runs and artifacts."""
+    async with get_client() as client:
+        pipeline = await client.read_flow_run(pipeline_run_id)
+        flows = {f.id: f.name for f in await client.read_flows()}
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[pipeline_run_id]))
+        )
+        stages = {}
+        for run in children:
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
+            by_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+            artifacts = await client.read_artifacts(artifact_filter=by_run)
+            stages[flows[run.flow_id]] = {"run": run, "tasks": {t.name for t in tasks},
+                                          "artifacts": {a.key: a for a in artifacts}}  # fmt: skip
+        return {"pipeline": pipeline, "flow": flows[pipeline.flow_id], "stages": stages}
+
+
 def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(tmp_path: Path) -> None:
-    versions = pipeline_flow(smoke(), str(tmp_path))
+    recipe = smoke()
+    state = pipeline_flow(recipe, str(tmp_path), return_state=True)
+    versions = state.result()
+    fingerprint = load_recipe(SMOKE, ["pull.sources.0.rows=120", *TINY_TRAINING, "rl.max_steps=2"]).fingerprint
+    ui = asyncio.run(_read_back(state.state_details.flow_run_id))
+    assert ui["flow"] == "rm-r1 pipeline" and ui["pipeline"].name == f"pipeline · smoke · {fingerprint}"
+    assert ui["pipeline"].parameters["recipe"] == recipe  # the whole resolved recipe, as a run parameter
+    assert set(ui["stages"]) == set(STAGES)
+    for name, stage in ui["stages"].items():
+        assert stage["run"].name == f"{name} · smoke · {fingerprint}"
+        assert stage["run"].state.is_completed()
+        assert name in stage["tasks"]  # the stage's own task run is named after the stage
+        artifacts = stage["artifacts"]
+        assert {f"{name}-summary", f"{name}-progress"} <= set(artifacts), sorted(artifacts)
+        assert artifacts[f"{name}-progress"].type == "progress" and float(artifacts[f"{name}-progress"].data) == 100
+        assert any(a.type == "table" for a in artifacts.values()), sorted(artifacts)
+        links = [
+            a
+            for a in artifacts.values()
+            if a.type == "markdown" and a.key != f"{name}-summary" and "file://" in str(a.data)
+        ]
+        assert links, sorted(artifacts)  # a link to each output folder
+    assert {"sft-metrics", "sft-totals", "sft-curves"} <= set(ui["stages"]["sft"]["artifacts"])
+    assert {"rl-metrics", "rl-totals", "rl-curves"} <= set(ui["stages"]["rl"]["artifacts"])
+    assert "image/png;base64" in str(ui["stages"]["rl"]["artifacts"]["rl-curves"].data)
+    evaluate = ui["stages"]["evaluate"]["artifacts"]
+    assert {"evaluate-report", "evaluate-headline", "evaluate-rewardbench", "evaluate-rm-bench", "evaluate-rmb"} <= set(
+        evaluate
+    )
+    assert "RM-R1-Qwen2.5-Instruct-7B" in str(evaluate["evaluate-report"].data)  # the run beside the paper
+    assert {"pass1-shard0000"} <= ui["stages"]["distill"]["tasks"]  # one task run per shard of requests
+    assert {"distill-counts", "distill-by-pass", "distill-totals"} <= set(ui["stages"]["distill"]["artifacts"])
     store = ArtifactStore(tmp_path)
     assert set(versions) == {
         "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects",
@@ -99,8 +156,10 @@ def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -
     second = pipeline_flow(smoke(), str(tmp_path))
     assert second == first
     assert {m["version"]: m["created_at"] for m in store.list()} == created
-    summary = Artifact.get("split-summary")
-    assert summary is not None and "skipped (already published)" in str(summary.data)
+    stages = table_artifact("pipeline-stages")  # no stage flow ran: the pipeline's table says why
+    assert [row["stage"] for row in stages][:3] == ["pull", "split", "split"]
+    assert {row["how"] for row in stages} == {"skipped, already published"}
+    assert {row["artifact"] for row in stages} == {f"{kind}/{version}" for kind, version in first.items()}
 
 
 def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_path: Path) -> None:
@@ -109,7 +168,9 @@ def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_
     changed = pipeline_flow(smoke("split.seed=5"), str(tmp_path))
     assert changed["preference_pairs"] == first["preference_pairs"]
     assert ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
-    assert "skipped" in str(Artifact.get("pull-summary").data)  # type: ignore[union-attr]
+    how = {row["stage"]: row["how"] for row in table_artifact("pipeline-stages")}
+    assert how == {"pull": "skipped, already published", "split": "ran", "distill": "ran", "filter": "ran",
+                   "sft": "ran", "rl": "ran", "evaluate": "ran"}  # fmt: skip
     for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples", "sft_checkpoint", "rl_checkpoint"):
         assert changed[kind] != first[kind]
 

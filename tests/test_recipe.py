@@ -57,6 +57,8 @@ def test_overrides_set_nested_values_and_list_items() -> None:
         (["split.seed=true"], "split.seed: expected int, got bool"),
         (["split"], "override 'split': expected dotted.key=value"),
         (["name.first=x"], "override name.first: name is a value, not a section"),
+        (["dispatch.train=sft/gpu"], "dispatch.train: not a stage; stages are pull, split, distill"),
+        (["dispatch.sft=gpu"], "dispatch.sft: expected FLOW/DEPLOYMENT, e.g. sft/gpu, got 'gpu'"),
     ],
 )
 def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -> None:
@@ -115,6 +117,16 @@ def test_evaluating_a_checkpoint_needs_the_template_it_was_trained_with() -> Non
     with pytest.raises(RecipeError, match="sft_checkpoint: this recipe does not train one"):
         load_recipe(deepseek, ["evaluate.judge.model=sft_checkpoint"])
     assert load_recipe(deepseek).evaluate.judge.template == "reasoning-v1"
+
+
+def test_dispatch_names_deployments_per_stage_and_leaves_every_artifact_version_alone() -> None:
+    from flows.stages import SPECS
+
+    plain = load_recipe(SMOKE)
+    dispatched = load_recipe(SMOKE, ["dispatch={sft: sft/gpu, rl: rl/gpu, evaluate: evaluate/gpu}"])
+    assert dispatched.dispatch == {"sft": "sft/gpu", "rl": "rl/gpu", "evaluate": "evaluate/gpu"}
+    assert SPECS["pull"].versions(dispatched, {}) == SPECS["pull"].versions(plain, {})
+    assert dispatched.to_dict()["dispatch"] == dispatched.dispatch  # handed to deployments with the recipe
 
 
 def test_missing_recipe_file_is_named(tmp_path: Path) -> None:

@@ -285,11 +285,15 @@ def already_published(
     name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]
 ) -> dict[str, ArtifactRef] | None:
     """The stage's outputs when every one of them is published (the stage would skip itself), else None."""
-    outputs = {kind: store.get(kind, version) for kind, version in SPECS[name].versions(recipe, upstream).items()}
-    return outputs if all(ref is not None for ref in outputs.values()) else None  # type: ignore[return-value]
+    try:
+        return published_outputs(name, recipe, store, upstream)
+    except MissingUpstream:
+        return None
 
 
-def published_outputs(name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]) -> dict:
+def published_outputs(
+    name: str, recipe: Recipe, store: ArtifactStore, upstream: dict[str, ArtifactRef]
+) -> dict[str, ArtifactRef]:
     """The already published outputs of a stage; MissingUpstream naming the stage when one is absent."""
     outputs = {}
     for kind, version in SPECS[name].versions(recipe, upstream).items():

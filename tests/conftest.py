@@ -91,6 +91,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
             pytest.fail("prefect server did not start within 180 s")
         yield {**env, "PREFECT_API_URL": url}
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # send the runs' last logs before the server goes
         process.terminate()
         process.wait(timeout=30)
         log.close()

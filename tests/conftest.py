@@ -93,7 +93,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     finally:
         from prefect.logging.handlers import APILogWorker
 
-        APILogWorker.drain_all(timeout=5)  # send the runs' last logs before the server goes
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        try:
+            APILogWorker.drain_all(timeout=5)  # send the runs' last logs before the server goes
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()

@@ -25,7 +25,7 @@ from data_contracts.kinds import RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
 from data_contracts.versioning import plain
 from flows.recipe import Recipe, load_recipe
 from flows.stages import SPECS, run_stage
-from tasks.train.common import write_rows
+from tasks.train.common import token_counts, write_rows
 from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl
 from tasks.train.runner import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.sft import build_sft_trainer, sft_rows, sft_version, train_sft
@@ -161,6 +161,24 @@ def test_sft_is_skipped_when_its_checkpoint_is_published(
     recipe = tiny_recipe()
     again = train_sft(refs[SFT_EXAMPLES.kind], recipe.student, recipe.sft, store)
     assert again.skipped and again.outputs == sft_result.outputs and again.stats["steps"] == 4
+
+
+def test_token_counts_in_one_batch_equal_the_chat_template_tokenized_row_by_row(
+    upstream: tuple[ArtifactStore, dict[str, ArtifactRef]], sft_result: Any
+) -> None:
+    store, refs = upstream
+    tokenizer = AutoTokenizer.from_pretrained(store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind]))
+    rows = sft_rows(store.read_table(refs[SFT_EXAMPLES.kind]).to_pylist())
+    for conversations, generation in (
+        ([r["prompt"] + r["completion"] for r in rows], False),
+        ([r["prompt"] for r in rows], True),
+    ):
+        one_by_one = [
+            len(tokenizer.apply_chat_template(c, tokenize=True, add_generation_prompt=generation, return_dict=False))
+            for c in conversations
+        ]
+        assert token_counts(tokenizer, conversations, add_generation_prompt=generation) == one_by_one
+    assert token_counts(tokenizer, []) == []
 
 
 def test_sft_drops_examples_longer_than_max_length_and_counts_them_by_domain(

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_contracts.errors import UserError
+
 Check = Callable[[pa.Table], pa.ChunkedArray | pa.Array]
 
 REJECTS_SCHEMA = pa.schema(
@@ -28,7 +30,7 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
-class ContractError(ValueError):
+class ContractError(UserError, ValueError):
     """A table that cannot be checked against its contract at all (missing column, uncastable type)."""
 
 
@@ -205,7 +207,7 @@ def turn_roles(column: str, allowed: Sequence[str]) -> Rule:
     return Rule(f"roles_in[{'|'.join(allowed)}]", column, check)
 
 
-class RejectRateExceeded(ValueError):
+class RejectRateExceeded(UserError, ValueError):
     """Too many rows of one input broke the contract: the stage stops and publishes nothing."""
 
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
+from data_contracts.errors import UserError
 from data_contracts.kinds import FolderKind
 from data_contracts.versioning import file_sha256, plain
 
@@ -48,6 +49,16 @@ CACHE_ENV = "RMR1_CACHE"  # downloads of remote folder artifacts, scratch space 
 
 def cache_dir() -> str:
     return os.environ.get(CACHE_ENV) or os.path.expanduser("~/.cache/rmr1")
+
+
+class ArtifactMissing(UserError, FileNotFoundError):
+    """The artifact asked for is not published under this root."""
+
+
+class ArtifactNotFound(UserError, LookupError):
+    """No single published artifact matches a KIND/VERSION-prefix a user typed."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -80,17 +91,20 @@ class ArtifactStore:
     def folder(self, kind: str, version: str) -> str:
         return f"{self.root}/{kind}/{version}"
 
+    def ref(self, kind: str, version: str) -> ArtifactRef:
+        """Where the artifact of this kind and version is, or will be once published."""
+        return ArtifactRef(kind, version, self.uri(self.folder(kind, version)))
+
     def get(self, kind: str, version: str) -> ArtifactRef | None:
         """The published artifact of this kind and version, or None."""
-        folder = self.folder(kind, version)
-        if self.fs.exists(f"{folder}/{MANIFEST}"):
-            return ArtifactRef(kind, version, self.uri(folder))
+        if self.fs.exists(f"{self.folder(kind, version)}/{MANIFEST}"):
+            return self.ref(kind, version)
         return None
 
     def require(self, kind: str, version: str) -> ArtifactRef:
         ref = self.get(kind, version)
         if ref is None:
-            raise FileNotFoundError(f"artifact {kind}/{version} is not published under {self.uri(self.root)}")
+            raise ArtifactMissing(f"artifact {kind}/{version} is not published under {self.uri(self.root)}")
         return ref
 
     def manifest(self, ref: ArtifactRef) -> dict[str, Any]:
@@ -164,7 +178,7 @@ class ArtifactStore:
         matches = [m for m in self.list(kind) if m["version"].startswith(version_prefix)]
         if len(matches) != 1:
             found = "none" if not matches else ", ".join(m["version"] for m in matches)
-            raise LookupError(f"{kind}/{version_prefix}: expected one published artifact, found {found}")
+            raise ArtifactNotFound(f"{kind}/{version_prefix}: expected one published artifact, found {found}")
         return self.require(kind, matches[0]["version"])
 
     def writer(

@@ -2,6 +2,9 @@
 
 `artifact_version` is the single place where versions are computed. It must never look at the clock, the
 repository commit, paths of temporary folders or any other input that does not change the rows.
+`versioned` is the single place that reads which config fields are left out: a dataclass field with
+`metadata={"versioned": False}` (how fast, how often, where to) is dropped; one with
+`metadata={"versioned": BY_CONTENT}` (a path whose files the stage hashes itself) is recorded as null.
 """
 
 from __future__ import annotations
@@ -35,6 +38,27 @@ def plain(value: Any) -> Any:
     raise TypeError(f"cannot hash a {type(value).__name__} into an artifact version: {value!r}")
 
 
+VERSIONED = "versioned"  # the field-metadata key
+BY_CONTENT = "by content"  # recorded as null: the stage versions the files the field points to by their bytes
+
+
+def versioned(value: Any) -> Any:
+    """`plain(value)` without the dataclass fields marked as not versioned, at any depth."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        kept = {}
+        for f in dataclasses.fields(value):
+            mark = f.metadata.get(VERSIONED, True)
+            if mark is False:
+                continue
+            kept[f.name] = None if mark == BY_CONTENT else versioned(getattr(value, f.name))
+        return kept
+    if isinstance(value, Mapping):
+        return {k: versioned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [versioned(v) for v in value]
+    return plain(value)
+
+
 def artifact_version(
     kind: str,
     contract_version: int,
@@ -42,12 +66,14 @@ def artifact_version(
     upstream: Mapping[str, str],
     code_version: str,
 ) -> str:
-    """Hash of (kind, contract version, the config that matters, upstream versions, code version)."""
+    """Hash of (kind, contract version, the config that matters, upstream versions, code version).
+
+    `config` may hold recipe sections: their fields marked not versioned are left out (`versioned`)."""
     payload = canonical_json(
         {
             "kind": kind,
             "contract_version": contract_version,
-            "config": config,
+            "config": versioned(config),
             "upstream": dict(upstream),
             "code_version": code_version,
         }

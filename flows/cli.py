@@ -1,13 +1,15 @@
 """The `rmr1` command line: run the pipeline or one stage through Prefect, and list published artifacts.
 
     rmr1 run --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--set dotted.key=value ...]
+    rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
 
-Prefect is imported only by the commands that run flows, so `rmr1 artifacts` answers at once. Errors a
-user can fix (a bad recipe key, too many rejected rows, a missing upstream artifact) end with one clear
-line and exit code 2 or 1, not a traceback.
+Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
+Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
+end with one clear line and their exit code (2 for usage, 1 for a failed run); anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from typing import Any
 
 import yaml
 
-from data_contracts import ArtifactStore, ContractError, RejectRateExceeded
+from data_contracts import ArtifactStore
+from data_contracts.errors import UserError
+from data_contracts.store import ArtifactNotFound
 from data_contracts.versioning import canonical_json, plain
-from flows.recipe import STAGE_NAMES, Recipe, RecipeError, load_recipe
+from flows.recipe import Recipe, RecipeError, load_recipe
 from tasks.train.config import LaunchConfig
+
+STAGES_HELP = "pull, split, distill, filter, sft, rl or evaluate"
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="Run the pipeline over a range of stages.")
     _add_run_options(run)
-    run.add_argument(
-        "--from", dest="from_stage", choices=STAGE_NAMES, help="First stage to run (earlier ones must exist)."
+    plan = commands.add_parser(
+        "plan", help="Print what a run would do (each stage's versions: published / will run / blocked); run nothing."
     )
-    run.add_argument("--to", dest="to_stage", choices=STAGE_NAMES, help="Last stage to run.")
+    _add_run_options(plan)
+    plan.add_argument("--stage", dest="target", metavar="NAME", help="Plan one stage and what it needs, as `stage`.")
+    for parser_ in (run, plan):
+        parser_.add_argument(
+            "--from", dest="from_stage", metavar="STAGE", help=f"First stage to run ({STAGES_HELP}); earlier ones "
+            "must be published."
+        )  # fmt: skip
+        parser_.add_argument("--to", dest="to_stage", metavar="STAGE", help="Last stage to run.")
 
     stage = commands.add_parser("stage", help="Run one stage, running missing upstream stages first.")
-    stage.add_argument("name", choices=STAGE_NAMES)
+    stage.add_argument("name", metavar="NAME", help=f"The stage: {STAGES_HELP}.")
     _add_run_options(stage)
     stage.add_argument(
         "--dry-run",
@@ -113,11 +126,11 @@ def show_lineage(store: ArtifactStore, target: str) -> str:
     one artifact per line: version, created-at, code version and a hash of the recipe section that made it."""
     kind, _, prefix = target.partition("/")
     if not kind:
-        raise LookupError(f"--lineage {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
+        raise ArtifactNotFound(f"--lineage {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
     if not prefix:
         published = store.list(kind)
         if not published:
-            raise LookupError(f"--lineage {kind}: nothing of that kind is published under {store}")
+            raise ArtifactNotFound(f"--lineage {kind}: nothing of that kind is published under {store}")
         prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
     lines = []
     for depth, manifest, repeated in store.lineage(store.find(kind, prefix)):
@@ -191,77 +204,54 @@ def headline_scores(store: ArtifactStore, version: str) -> str:
     return f"rmr1: scores: {shown}"
 
 
-def finish_prefect() -> None:
-    """Flush Prefect's queued logs and events, then stop the temporary server (ephemeral mode) now.
-
-    Left to interpreter exit, the server stops after our last line and its shutdown messages (or a late
-    event flush failing against a stopped server) would end the output; a run must end with its outcome.
-    """
-    from prefect._internal.concurrency.services import QueueService
-    from prefect.server.api.server import SubprocessASGIServer
-
-    QueueService.drain_all(timeout=30)
-    for server in list(SubprocessASGIServer._instances.values()):
-        server.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2", "httpcore"):  # one line per Prefect API call or teacher request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        return _command(args)
+    except UserError as error:
+        print(f"rmr1: {'error' if error.exit_code == 2 else 'failed'}: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "artifacts":
         store = ArtifactStore(args.artifacts)
-        if args.lineage:
-            try:
-                print(show_lineage(store, args.lineage))
-            except LookupError as error:
-                print(f"rmr1: error: {error}", file=sys.stderr)
-                return 2
-            return 0
-        print(list_artifacts(store, args.kind))
+        print(show_lineage(store, args.lineage) if args.lineage else list_artifacts(store, args.kind))
         return 0
     if args.command == "score":
-        from tasks.evaluate.predictions import PredictionsError, score_file
+        from tasks.evaluate.predictions import score_file
 
-        try:
-            print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts), args.allow_tie), indent=1))
-        except PredictionsError as error:
-            print(f"rmr1: error: {error}", file=sys.stderr)
-            return 2
+        print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts), args.allow_tie), indent=1))
         return 0
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-    except RecipeError as error:
-        print(f"rmr1: error: {error}", file=sys.stderr)
-        return 2
+    recipe = load_recipe(args.recipe, args.overrides)
     if args.command == "stage" and args.dry_run:
-        try:
-            print(dry_run(recipe, args.name), end="")
-        except RecipeError as error:
-            print(f"rmr1: error: {error}", file=sys.stderr)
-            return 2
+        print(dry_run(recipe, args.name), end="")
+        return 0
+    if args.command == "plan":
+        from flows.plan import make_plan
+
+        store = ArtifactStore(args.artifacts)
+        plan = make_plan(recipe, store, target=args.target, from_stage=args.from_stage, to_stage=args.to_stage)
+        print(f"rmr1: plan for recipe {recipe.name} ({recipe.fingerprint}), artifacts {store}")
+        print(plan.describe())
         return 0
 
-    from flows.stages import STAGE_FLOWS, MissingUpstream, pipeline_flow  # imports Prefect
-    from tasks.distill.client import MissingApiKeyError
-    from tasks.distill.stage import DistillIncomplete
-    from tasks.evaluate.stage import EvaluationIncomplete
+    from flows.prefect_internals import finish_prefect
+    from flows.stages import STAGE_FLOWS, pipeline_flow  # imports Prefect
 
     print(f"rmr1: recipe {recipe.name} ({recipe.fingerprint}), artifacts {ArtifactStore(args.artifacts)}")
     try:
         if args.command == "stage":
-            versions = STAGE_FLOWS[args.name](recipe.to_dict(), args.artifacts)
+            if args.name not in STAGE_FLOWS:
+                raise RecipeError(f"no stage {args.name!r}; stages are {', '.join(STAGE_FLOWS)}")
+            versions = STAGE_FLOWS[args.name](recipe, args.artifacts)
         else:
-            versions = pipeline_flow(recipe.to_dict(), args.artifacts, args.from_stage, args.to_stage)
-    except (
-        RejectRateExceeded, MissingUpstream, ContractError, FileNotFoundError, ValueError, DistillIncomplete,
-        MissingApiKeyError, EvaluationIncomplete,
-    ) as error:  # fmt: skip
-        finish_prefect()
-        print(f"rmr1: failed: {error}", file=sys.stderr)
-        return 1
-    finish_prefect()
+            versions = pipeline_flow(recipe, args.artifacts, args.from_stage, args.to_stage)
+    finally:
+        finish_prefect()  # the run's last lines are its outcome, not the temporary server's shutdown
     store = ArtifactStore(args.artifacts)
     for kind, version in versions.items():
         print(f"  {kind:<20} {version:<18} {store.folder(kind, version)}")

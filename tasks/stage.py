@@ -1,20 +1,25 @@
-"""What every stage returns: the artifacts it published (or found already published) and its counts.
+"""The stage protocol: what a stage declares (`Stage`), what it is given (`StageRun`), what it returns.
 
-Stages are plain functions `(config, store, upstream refs) -> StageResult`; Prefect wraps them in
-`flows/`. The counts are also stored in each artifact's manifest, so a skipped stage reports the same
-numbers as the run that made the artifact.
+Each stage package exports one `Stage`: its name, the artifact kinds it reads and writes, how its output
+versions follow from the recipe and its inputs, how to run it, and the tables it shows in the UI. A stage
+never asks whether it is already done: the plan (`flows/plan.py`) computes every version once, decides
+what runs, and hands `run` the versions to publish. Stages are plain Python; Prefect wraps them in
+`flows/`. The counts a run returns are also stored in each artifact's manifest, so a skipped stage
+reports the same numbers as the run that made the artifact.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_contracts import ArtifactRef
+from data_contracts import ArtifactRef, ArtifactStore
+from tasks.recipe import Recipe
 
 ProgressCallback = Callable[[int, int], None]  # (work done, total work): drives bars and Prefect progress
+Tables = dict[str, list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,41 @@ class Progress:
             self.on_progress(self.done, self.total)
 
 
-class ConfigError(ValueError):
-    """An invalid value in a stage config; `field` names the config field so the recipe key can be shown."""
+@dataclass(frozen=True)
+class StageRun:
+    """What a stage's `run` is given: the recipe, the store, its inputs by kind and the versions to publish."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    recipe: Recipe
+    store: ArtifactStore
+    inputs: Mapping[str, ArtifactRef]
+    versions: Mapping[str, str]
+    on_progress: ProgressCallback | None = None
+    shard_runner: Any = None  # distill: how one shard of requests runs (Prefect: one task per shard)
+
+
+def _no_tables(result: StageResult) -> Tables:
+    return {}
+
+
+def _trains(recipe: Recipe) -> bool:
+    return recipe.trains
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage, declared: the plan and the Prefect layer need nothing else to run it and show it."""
+
+    name: str
+    writes: tuple[str, ...]  # artifact kinds it publishes
+    reads: Callable[[Recipe], tuple[str, ...]]  # artifact kinds it reads (may depend on the recipe)
+    versions: Callable[[Recipe, Mapping[str, ArtifactRef]], dict[str, str]]  # what it would publish, by kind
+    run: Callable[[StageRun], StageResult]  # publishes exactly `versions`; never checks whether to skip
+    enabled: Callable[[Recipe], bool] = _trains  # False: the recipe leaves this stage out
+    tables: Callable[[StageResult], Tables] = _no_tables  # UI tables, counts first
+    markdown: Callable[[StageResult], dict[str, str]] = lambda result: {}  # UI markdown by key suffix
+    left_out: str = "the recipe has no pull section (no training stages)"  # why `enabled` may say False
+
+
+def reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:
+    """A `Stage.reads` for a stage that reads the same kinds under every recipe."""
+    return lambda recipe: kinds

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.stage import ConfigError
+from tasks.config import ConfigError
 
 
 @dataclass(frozen=True)

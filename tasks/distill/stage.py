@@ -21,13 +21,14 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
+from data_contracts.errors import UserError
 from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
 from tasks.distill.batch import send_batch
 from tasks.distill.cache import RequestCache
@@ -36,7 +37,8 @@ from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.standin_teacher import STANDIN_MODEL, StandinTeacher
 from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
-from tasks.stage import Progress, ProgressCallback, StageResult
+from tasks.recipe import NO_DISTILLATION, Recipe
+from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables, reads
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "distill-1"
@@ -192,7 +194,7 @@ def _run_pass(
     return outcomes, stats
 
 
-class DistillIncomplete(RuntimeError):
+class DistillIncomplete(UserError, RuntimeError):
     """Too many requests failed (or the budget ran out) to publish; answers so far are in the cache."""
 
 
@@ -201,22 +203,18 @@ def distill_traces(
     config: DistillConfig,
     store: ArtifactStore,
     *,
+    version: str,
     max_failure_rate: float = 0.05,
     runner: ShardRunner | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
-    """Publish `teacher_traces` for `distill_set` (skipped when that version is already published).
+    """Publish `teacher_traces` for `distill_set` as `version` (`distill_version`, computed by the plan).
 
     Failed requests become `status=failed` rows, but when more than `max_failure_rate` of them failed
     (an unreachable endpoint, a bad key, the budget) nothing is published: DistillIncomplete says why,
     and a re-run of the same recipe resumes from the cache. `runner` sends one shard (default: in this
     process; the Prefect flow passes one task per shard).
     """
-    version = distill_version(config, distill_set)
-    existing = store.get(TEACHER_TRACES.kind, version)
-    if existing is not None:
-        return StageResult("distill", {TEACHER_TRACES.kind: existing}, True, store.manifest(existing)["stats"])
-
     pairs = store.read_table(distill_set).to_pylist()
     template = load_template_set(config.template)
     cache_path = default_cache_path(store, config.cache_dir)
@@ -348,3 +346,37 @@ def summarize(rows: list[dict[str, Any]], run_stats: list[RunStats], wall_s: flo
         for (s, d), c in sorted(counts.items())
     ]
     return {"totals": totals, "by_pass": by_pass, "counts": by_source_domain}
+
+
+def distill_tables(result: StageResult) -> Tables:
+    """Requests by source/domain, by pass (with failures by reason) and the run's totals."""
+    by_pass = [{**row, "failed_by_reason": str(row["failed_by_reason"])} for row in result.stats["by_pass"]]
+    return {"counts": result.stats["counts"], "by-pass": by_pass, "totals": [result.stats["totals"]]}
+
+
+def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    return {TEACHER_TRACES.kind: distill_version(recipe.distill, inputs[DISTILL_SET.kind])}
+
+
+def _run(run: StageRun) -> StageResult:
+    return distill_traces(
+        run.inputs[DISTILL_SET.kind],
+        run.recipe.distill,
+        run.store,
+        version=run.versions[TEACHER_TRACES.kind],
+        max_failure_rate=run.recipe.max_reject_rate,
+        runner=run.shard_runner,
+        on_progress=run.on_progress,
+    )
+
+
+STAGE = Stage(
+    name="distill",
+    writes=(TEACHER_TRACES.kind,),
+    reads=reads(DISTILL_SET.kind),
+    versions=_versions,
+    run=_run,
+    enabled=lambda recipe: recipe.distills,
+    tables=distill_tables,
+    left_out=NO_DISTILLATION,
+)

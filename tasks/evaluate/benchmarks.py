@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from data_contracts.errors import UserError
 from data_contracts.versioning import file_sha256
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.judge_protocol import Turn
@@ -54,7 +55,7 @@ RMB_GOALS = ("Helpfulness", "Harmlessness")
 SYNTHETIC = "synthetic"
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UserError, ValueError):
     """Benchmark files that cannot be read as the official layout; the message names file, record, field."""
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from data_contracts.kinds import BENCHMARKS
+from tasks.config import ConfigError
 from tasks.distill.config import TeacherConfig
-from tasks.stage import ConfigError
 
 BACKENDS = ("vllm", "hf", "openai", "length")
 # `judge.model` values that mean "the checkpoint this recipe trained" rather than a path, Hub id or API name.

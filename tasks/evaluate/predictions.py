@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from data_contracts import ArtifactStore
 from data_contracts.contract import validate
+from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS
 from data_contracts.store import MANIFEST
 from tasks.evaluate.scoring import comparison_score, score_predictions, scores_as_dict
@@ -32,7 +33,7 @@ NEEDED_BY = {"rm_bench": ("group_id", "category", "chosen_style", "rejected_styl
 _REF = re.compile(r"^eval_predictions/([0-9a-f]{4,})$")
 
 
-class PredictionsError(ValueError):
+class PredictionsError(UserError, ValueError):
     """A predictions file that cannot be scored; the message names the file, the row and the field."""
 
 

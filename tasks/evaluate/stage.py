@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
+from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
 from tasks.distill.stage import default_cache_path
 from tasks.evaluate.benchmarks import SYNTHETIC, Comparison, benchmark_fingerprint, load_benchmark, order_of
@@ -32,7 +33,8 @@ from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
-from tasks.stage import Progress, ProgressCallback, StageResult
+from tasks.recipe import Recipe
+from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables
 
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
 CODE_VERSION = "evaluate-1"
@@ -132,7 +134,7 @@ def judge_name(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> str:
 # ---------------------------------------------------------------- judging in resumable chunks
 
 
-class EvaluationIncomplete(RuntimeError):
+class EvaluationIncomplete(UserError, RuntimeError):
     """Too many judge requests failed to publish; the answers so far are kept for the re-run."""
 
 
@@ -199,30 +201,21 @@ def judge_all(
 # ---------------------------------------------------------------- the stage
 
 
-def _published(store: ArtifactStore, versions: dict[str, str]) -> dict[str, ArtifactRef | None]:
-    return {kind: store.get(kind, version) for kind, version in versions.items()}
-
-
 def evaluate_judge(
     config: EvaluateConfig,
     store: ArtifactStore,
     checkpoint: ArtifactRef | None = None,
     *,
+    versions: Mapping[str, str],
     max_failure_rate: float = 0.05,
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
-    """Publish `eval_predictions` and `eval_scores` for this judge on these benchmarks (skipped if published).
+    """Publish `eval_predictions` and `eval_scores` as `versions` (`evaluate_versions`, computed by the plan).
 
     `checkpoint` is the sft/rl checkpoint to judge with when `config.judge.model` names one; otherwise the
     judge is `config.judge.model` itself (a folder, a Hub id, a served model) or the length baseline.
+    Predictions published by an earlier run that stopped before scoring are scored, not judged again.
     """
-    versions = evaluate_versions(config, checkpoint)
-    existing = _published(store, versions)
-    if all(existing.values()):
-        scores_ref = existing[EVAL_SCORES.kind]
-        assert scores_ref is not None
-        return StageResult("evaluate", existing, True, store.manifest(scores_ref)["stats"])  # type: ignore[arg-type]
-
     name = judge_name(config.judge, checkpoint)
     facts: dict[str, Any] = {
         "judge": name,
@@ -240,7 +233,7 @@ def evaluate_judge(
         },
         **versions,
     }
-    predictions_ref = existing[EVAL_PREDICTIONS.kind]
+    predictions_ref = store.get(EVAL_PREDICTIONS.kind, versions[EVAL_PREDICTIONS.kind])
     if predictions_ref is None:
         predictions_ref = _judge_and_publish(config, store, checkpoint, versions, name, facts, max_failure_rate,
                                              on_progress)  # fmt: skip
@@ -267,7 +260,7 @@ def _judge_and_publish(
     config: EvaluateConfig,
     store: ArtifactStore,
     checkpoint: ArtifactRef | None,
-    versions: dict[str, str],
+    versions: Mapping[str, str],
     name: str,
     facts: dict[str, Any],
     max_failure_rate: float,
@@ -316,3 +309,67 @@ def _judge_and_publish(
     )
     shutil.rmtree(work_dir, ignore_errors=True)
     return ref
+
+
+STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (RM-R1.md §8)
+
+
+def evaluate_tables(result: StageResult) -> Tables:
+    """One table per benchmark (every score row: subsets, sections, cells, position) and the headline."""
+    tables: Tables = {}
+    for row in result.stats["scores"]:
+        shown = {"level": row["level"], "name": row["name"], "score": round(100 * row["score"], 2),
+                 "n": row["count"], "error_rate_%": round(100 * row["error_rate"], 2)}  # fmt: skip
+        key = "headline" if row["benchmark"] == "overall" else row["benchmark"].replace("_", "-")
+        tables.setdefault(key, []).append(shown)
+    cells = {row["name"]: row["score"] for row in result.stats["scores"] if row["level"] == "cell"}
+    if cells:  # RM-Bench's 3x3 matrices, as the paper draws them: chosen style (rows) vs rejected style
+        domains = sorted({name.split("/")[0] for name in cells})
+        tables["rm-bench-matrix"] = [
+            {"domain": domain, "chosen": chosen, **{f"vs {rejected}": round(100 * cells[f"{domain}/c{i}-r{j}"], 2)
+                                                  for j, rejected in enumerate(STYLES)}}
+            for domain in domains for i, chosen in enumerate(STYLES)
+        ]  # fmt: skip
+    return tables
+
+
+def _reads(recipe: Recipe) -> tuple[str, ...]:
+    """The checkpoint kind the judge uses (sft_checkpoint or rl_checkpoint), if it judges with one."""
+    assert recipe.evaluate is not None
+    checkpoint = recipe.evaluate.judge.checkpoint
+    return (checkpoint,) if checkpoint is not None else ()
+
+
+def _checkpoint(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> ArtifactRef | None:
+    kinds = _reads(recipe)
+    return inputs[kinds[0]] if kinds else None
+
+
+def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    assert recipe.evaluate is not None
+    return evaluate_versions(recipe.evaluate, _checkpoint(recipe, inputs))
+
+
+def _run(run: StageRun) -> StageResult:
+    assert run.recipe.evaluate is not None
+    return evaluate_judge(
+        run.recipe.evaluate,
+        run.store,
+        _checkpoint(run.recipe, run.inputs),
+        versions=run.versions,
+        max_failure_rate=run.recipe.max_reject_rate,
+        on_progress=run.on_progress,
+    )
+
+
+STAGE = Stage(
+    name="evaluate",
+    writes=(EVAL_PREDICTIONS.kind, EVAL_SCORES.kind),
+    reads=_reads,
+    versions=_versions,
+    run=_run,
+    enabled=lambda recipe: recipe.evaluate is not None,
+    tables=evaluate_tables,
+    markdown=lambda result: {"report": result.stats["report"]},
+    left_out="the recipe has no evaluate section",
+)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
+from tasks.config import config_section
 
-@dataclass(frozen=True)
+
+@config_section
 class FilterConfig:
     """Which teacher traces become SFT examples."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +19,8 @@ from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish
 from data_contracts.kinds import FILTER_REJECTS, SFT_EXAMPLES, TEACHER_TRACES
 from tasks.filter.config import FilterConfig
 from tasks.judge_protocol import filter_verdict_matches, trace_format_problem
-from tasks.stage import StageResult
+from tasks.recipe import NO_DISTILLATION, Recipe
+from tasks.stage import Stage, StageResult, StageRun, reads
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "filter-1"
@@ -46,14 +48,10 @@ def rejection_reason(trace: dict[str, Any], strictness: str) -> str | None:
     return None
 
 
-def filter_traces(traces: ArtifactRef, config: FilterConfig, store: ArtifactStore) -> StageResult:
-    """Publish `sft_examples` and `filter_rejects` from `traces` (skipped when both are published)."""
-    versions = filter_versions(config, traces)
-    existing = {kind: store.get(kind, version) for kind, version in versions.items()}
-    if all(existing.values()):
-        outputs = {kind: ref for kind, ref in existing.items() if ref is not None}
-        return StageResult("filter", outputs, True, store.manifest(outputs[SFT_EXAMPLES.kind])["stats"])
-
+def filter_traces(
+    traces: ArtifactRef, config: FilterConfig, store: ArtifactStore, *, versions: Mapping[str, str]
+) -> StageResult:
+    """Publish `sft_examples` and `filter_rejects` from `traces` as `versions` (`filter_versions`, by the plan)."""
     rows = store.read_table(traces).to_pylist()
     by_pair: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
@@ -119,3 +117,23 @@ def pass_rates(traces: list[dict[str, Any]], examples: list[dict[str, Any]]) -> 
         {"domain": d, "source": s, "pass": p, "teacher": t, "traces": n, "kept": k, "pass_rate": round(k / n, 4)}
         for (d, s, p, t), (n, k) in sorted(groups.items())
     ]
+
+
+def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    return filter_versions(recipe.filter, inputs[TEACHER_TRACES.kind])
+
+
+def _run(run: StageRun) -> StageResult:
+    return filter_traces(run.inputs[TEACHER_TRACES.kind], run.recipe.filter, run.store, versions=run.versions)
+
+
+STAGE = Stage(
+    name="filter",
+    writes=(SFT_EXAMPLES.kind, FILTER_REJECTS.kind),
+    reads=reads(TEACHER_TRACES.kind),
+    versions=_versions,
+    run=_run,
+    enabled=lambda recipe: recipe.distills,
+    tables=lambda result: {"pass-rates": result.stats["pass_rates"]},
+    left_out=NO_DISTILLATION,
+)

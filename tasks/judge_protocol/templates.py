@@ -17,6 +17,7 @@ from typing import Literal
 
 import yaml
 
+from data_contracts.errors import UserError
 from tasks.judge_protocol.verdicts import Winner
 
 Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -36,7 +37,7 @@ _YAML_KEYS = ("name", "version", "family", "system", "user_single", "user_multi"
 _SPEAKERS = {"system": "System", "user": "User"}
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """A template set folder, its template.yaml or one of its text files is missing or invalid."""
 
 

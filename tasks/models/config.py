@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from tasks.config import Int, config_section
 
 IM_START = "<|im_start|>"
 EOS_TOKEN = "<|im_end|>"  # ends every chat turn; generation stops here
@@ -20,25 +22,25 @@ JUDGE_TAGS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@config_section
 class TinyModelConfig:
     """Size and seed of the tiny offline student (a random-init Qwen2 with its own BPE tokenizer)."""
 
-    vocab_size: int = field(
+    vocab_size: Int = field(
         default=4096,
         metadata={"help": "Tokenizer budget (bytes, special tokens, judge tags, merges); also the embedding rows."},
     )
-    hidden_size: int = field(default=128, metadata={"help": "Model width."})
-    num_layers: int = field(default=2, metadata={"help": "Number of decoder layers."})
-    num_heads: int = field(default=4, metadata={"help": "Attention (query) heads; must divide hidden_size."})
-    num_kv_heads: int = field(
+    hidden_size: Int = field(default=128, metadata={"help": "Model width."})
+    num_layers: Int = field(default=2, metadata={"help": "Number of decoder layers."})
+    num_heads: Int = field(default=4, metadata={"help": "Attention (query) heads; must divide hidden_size."})
+    num_kv_heads: Int = field(
         default=2, metadata={"help": "Key/value heads (grouped-query attention); must divide num_heads."}
     )
-    intermediate_size: int = field(default=256, metadata={"help": "Width of the MLP's hidden layer."})
-    max_position_embeddings: int = field(
+    intermediate_size: Int = field(default=256, metadata={"help": "Width of the MLP's hidden layer."})
+    max_position_embeddings: Int = field(
         default=4096, metadata={"help": "Longest sequence in tokens; also the tokenizer's model_max_length."}
     )
-    seed: int = field(default=0, metadata={"help": "Torch seed for the random initial weights."})
+    seed: Int = field(default=0, metadata={"help": "Torch seed for the random initial weights."})
     tie_word_embeddings: bool = field(
         default=True, metadata={"help": "Share input embeddings and LM head, as the small Qwen2.5 models do."}
     )

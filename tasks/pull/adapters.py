@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from data_contracts.errors import UserError
 from data_contracts.kinds import DOMAINS, ROLES
 from tasks.judge_protocol.templates import Turn
 from tasks.pull.config import SourceConfig
@@ -37,7 +38,7 @@ class Skip:
     reason: str
 
 
-class RowError(ValueError):
+class RowError(UserError, ValueError):
     """A record that cannot be normalised; `field` names the record field that is wrong."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -6,10 +6,11 @@ Every field takes part in the `preference_pairs` version except `path`: input fi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from data_contracts.kinds import DOMAINS
-from tasks.stage import ConfigError
+from data_contracts.versioning import BY_CONTENT
+from tasks.config import ConfigError, Int, config_section
 
 ADAPTERS = (
     "skywork",
@@ -22,7 +23,7 @@ ADAPTERS = (
 )
 
 
-@dataclass(frozen=True)
+@config_section
 class SourceConfig:
     """One preference source: where its rows come from and which adapter normalises them."""
 
@@ -30,7 +31,10 @@ class SourceConfig:
     adapter: str = field(metadata={"help": f"How records are read: one of {', '.join(ADAPTERS)}."})
     path: str | None = field(
         default=None,
-        metadata={"help": "Local file, glob or folder (json, jsonl, parquet, optionally .gz). Exclusive with hub_id."},
+        metadata={
+            "versioned": BY_CONTENT,
+            "help": "Local file, glob or folder (json, jsonl, parquet, optionally .gz). Exclusive with hub_id.",
+        },
     )
     hub_id: str | None = field(
         default=None, metadata={"help": "Hugging Face dataset id, e.g. Skywork/Skywork-Reward-Preference-80K-v0.2."}
@@ -46,11 +50,11 @@ class SourceConfig:
         default=None,
         metadata={"help": f"Domain for every row ({', '.join(DOMAINS)}); None lets the adapter decide."},
     )
-    shuffle_seed: int | None = field(
+    shuffle_seed: Int | None = field(
         default=None,
         metadata={"help": "Shuffle the whole split with this seed before first_n (datasets' shuffle, as the authors)."},
     )
-    first_n: int | None = field(default=None, metadata={"help": "Keep only the first N records (after the shuffle)."})
+    first_n: Int | None = field(default=None, metadata={"help": "Keep only the first N records (after the shuffle)."})
     fields: dict[str, str] = field(
         default_factory=dict,
         metadata={
@@ -58,8 +62,8 @@ class SourceConfig:
             "`system`; `prompt` may list several fields joined by a blank line, e.g. 'instruction,input'."
         },
     )
-    rows: int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})
-    seed: int = field(default=0, metadata={"help": "synthetic adapter only: generator seed."})
+    rows: Int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})
+    seed: Int = field(default=0, metadata={"help": "synthetic adapter only: generator seed."})
 
     def __post_init__(self) -> None:
         if self.adapter not in ADAPTERS:
@@ -86,7 +90,7 @@ class SourceConfig:
                 raise ConfigError("fields", f"{problem}; the generic adapter maps prompt, chosen, rejected [, system]")
 
 
-@dataclass(frozen=True)
+@config_section
 class PullConfig:
     """The pull stage's recipe section."""
 

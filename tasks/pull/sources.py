@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from data_contracts.errors import UserError
 from data_contracts.versioning import file_sha256
 from tasks.pull.config import SourceConfig
 from tasks.pull.synthetic import synthetic_records
@@ -24,7 +25,7 @@ FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 BATCH_ROWS = 5_000
 
 
-class SourceError(ValueError):
+class SourceError(UserError, ValueError):
     """A source that cannot be read at all (missing file, unknown format)."""
 
 

@@ -13,19 +13,27 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from data_contracts import ArtifactStore, ArtifactWriter, artifact_version, check_reject_rate, rejects_contract
+from data_contracts import (
+    ArtifactRef,
+    ArtifactStore,
+    ArtifactWriter,
+    artifact_version,
+    check_reject_rate,
+    rejects_contract,
+)
 from data_contracts.contract import REJECTS_SCHEMA
 from data_contracts.kinds import PREFERENCE_PAIRS
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import InputFile, LoadedSource, load_source, source_fingerprint
-from tasks.stage import ProgressCallback, StageResult
+from tasks.recipe import Recipe
+from tasks.stage import ProgressCallback, Stage, StageResult, StageRun, reads
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "pull-1"
@@ -36,10 +44,8 @@ log = logging.getLogger(__name__)
 
 def pull_version(config: PullConfig) -> str:
     """The version `preference_pairs` gets for this config and these input files (hashes file contents)."""
-    # Where the files lie is not part of the version (moving them changes nothing); their content is.
-    versioned = {
-        "sources": [{"config": asdict(s) | {"path": None}, "input": source_fingerprint(s)} for s in config.sources]
-    }
+    # Where the files lie is not part of the version (`path` is versioned by content): their bytes are.
+    versioned = {"sources": [{"config": s, "input": source_fingerprint(s)} for s in config.sources]}
     return artifact_version(PREFERENCE_PAIRS.kind, PREFERENCE_PAIRS.version, versioned, {}, CODE_VERSION)
 
 
@@ -76,15 +82,12 @@ class _Counts:
 def pull_preferences(
     config: PullConfig,
     store: ArtifactStore,
+    *,
+    version: str,
     max_reject_rate: float = 0.05,
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
-    """Publish `preference_pairs` for `config` (skipped when that version is already published)."""
-    version = pull_version(config)
-    existing = store.get(PREFERENCE_PAIRS.kind, version)
-    if existing is not None:
-        return StageResult("pull", {PREFERENCE_PAIRS.kind: existing}, True, store.manifest(existing)["stats"])
-
+    """Publish `preference_pairs` for `config` as `version` (`pull_version(config)`, computed by the plan)."""
     with store.writer(PREFERENCE_PAIRS, version, config=config, code_version=CODE_VERSION) as writer:
         run = _PullRun(writer, max_reject_rate, on_progress)
         loaded = [load_source(source) for source in config.sources]
@@ -202,3 +205,26 @@ class _PullRun:
 
 def _json(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, default=str)
+
+
+def _run(run: StageRun) -> StageResult:
+    assert run.recipe.pull is not None
+    version, max_reject_rate = run.versions[PREFERENCE_PAIRS.kind], run.recipe.max_reject_rate
+    return pull_preferences(
+        run.recipe.pull, run.store, version=version, max_reject_rate=max_reject_rate, on_progress=run.on_progress
+    )
+
+
+def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    assert recipe.pull is not None
+    return {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)}
+
+
+STAGE = Stage(
+    name="pull",
+    writes=(PREFERENCE_PAIRS.kind,),
+    reads=reads(),
+    versions=_versions,
+    run=_run,
+    tables=lambda result: {"counts": list(result.stats["counts"])},
+)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
-from tasks.stage import ConfigError
+from tasks.config import ConfigError, Float, Int, config_section
 
 
-@dataclass(frozen=True)
+@config_section
 class SplitConfig:
     """How preference pairs are divided into `distill_set` and `rl_set`, and where the chosen answer goes."""
 
-    distill_fraction: float = field(
+    distill_fraction: Float = field(
         default=0.12,
         metadata={"help": "Share of pairs for teacher distillation (RM-R1.md §4: ~12%); 0 sends every pair to RL."},
     )
-    seed: int = field(default=42, metadata={"help": "Seed of the subset choice and of random A/B placement."})
+    seed: Int = field(default=42, metadata={"help": "Seed of the subset choice and of random A/B placement."})
     stratify_by_domain: bool = field(
         default=True, metadata={"help": "Take the fraction within each domain, so every domain is distilled."}
     )

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import math
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,9 @@ import pyarrow as pa
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
 from tasks.judge_protocol import place_pair
+from tasks.recipe import Recipe
 from tasks.split.config import SplitConfig
-from tasks.stage import StageResult
+from tasks.stage import Stage, StageResult, StageRun, Tables, reads
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "split-1"
@@ -97,15 +99,10 @@ def describe_set(table: pa.Table) -> dict[str, Any]:
     }
 
 
-def split_pairs(pairs: ArtifactRef, config: SplitConfig, store: ArtifactStore) -> StageResult:
-    """Publish `distill_set` and `rl_set` from `pairs` (skipped when both versions are published)."""
-    versions = split_versions(config, pairs)
-    existing = {kind: store.get(kind, version) for kind, version in versions.items()}
-    if all(existing.values()):
-        outputs = {kind: ref for kind, ref in existing.items() if ref is not None}
-        stats = {kind: store.manifest(ref)["stats"] for kind, ref in outputs.items()}
-        return StageResult("split", outputs, True, stats)
-
+def split_pairs(
+    pairs: ArtifactRef, config: SplitConfig, store: ArtifactStore, *, versions: Mapping[str, str]
+) -> StageResult:
+    """Publish `distill_set` and `rl_set` from `pairs` as `versions` (`split_versions`, computed by the plan)."""
     table = store.read_table(pairs)
     pair_ids = table.column("pair_id").to_pylist()
     in_distill = distill_mask(
@@ -129,3 +126,38 @@ def split_pairs(pairs: ArtifactRef, config: SplitConfig, store: ArtifactStore) -
         )
     log.info("split: %s", ", ".join(f"{k} {v['rows']} rows" for k, v in stats.items()))
     return StageResult("split", outputs, False, stats)
+
+
+def split_tables(result: StageResult) -> Tables:
+    """Rows by source and domain in each set, and the label balance of each set."""
+    distill, rl = result.stats[DISTILL_SET.kind], result.stats[RL_SET.kind]
+    counts = []
+    for key in sorted(set(distill["by_source_domain"]) | set(rl["by_source_domain"])):
+        source, domain = key.rsplit("/", 1)
+        in_distill, in_rl = distill["by_source_domain"].get(key, 0), rl["by_source_domain"].get(key, 0)
+        counts.append(
+            {"source": source, "domain": domain, "rows_in": in_distill + in_rl, "distill_set": in_distill,
+             "rl_set": in_rl, "rejected": 0}
+        )  # fmt: skip
+    balance = [
+        {"artifact": k, "rows": s["rows"], **s["winner"]} for k, s in ((DISTILL_SET.kind, distill), (RL_SET.kind, rl))
+    ]
+    return {"counts": counts, "label-balance": balance}
+
+
+def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    return split_versions(recipe.split, inputs[PREFERENCE_PAIRS.kind])
+
+
+def _run(run: StageRun) -> StageResult:
+    return split_pairs(run.inputs[PREFERENCE_PAIRS.kind], run.recipe.split, run.store, versions=run.versions)
+
+
+STAGE = Stage(
+    name="split",
+    writes=(DISTILL_SET.kind, RL_SET.kind),
+    reads=reads(PREFERENCE_PAIRS.kind),
+    versions=_versions,
+    run=_run,
+    tables=split_tables,
+)

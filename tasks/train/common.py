@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts import ArtifactStore, FolderKind
-from data_contracts.versioning import plain
+from data_contracts.versioning import plain, versioned
 from tasks.stage import ProgressCallback, StageResult
-from tasks.train.config import NOT_VERSIONED, TINY, StudentConfig
+from tasks.train.config import TINY, StudentConfig
 from tasks.train.runner import TrainJob, TrainOutcome, run_job
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ CURVES_PNG = "training_curves.png"
 
 def versioned_config(config: Any) -> dict[str, Any]:
     """The config fields that change the trained weights (how often checkpoints are written does not)."""
-    return {key: value for key, value in plain(config).items() if key not in NOT_VERSIONED}
+    return versioned(config)
 
 
 def versioned_student(student: StudentConfig) -> dict[str, Any]:

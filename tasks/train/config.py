@@ -8,17 +8,17 @@ shown by `rmr1 stage sft --dry-run`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, TypeVar
 
+from tasks.config import ConfigError, Float, Int, config_section
 from tasks.models import TinyModelConfig
-from tasks.stage import ConfigError
 
 TINY = "tiny"  # StudentConfig.model value that builds the offline tiny model
 TrainingSection = TypeVar("TrainingSection", "SftConfig", "RlConfig")
 
 
-@dataclass(frozen=True)
+@config_section
 class StudentConfig:
     """The model training starts from."""
 
@@ -37,21 +37,21 @@ class StudentConfig:
     )
 
 
-@dataclass(frozen=True)
+@config_section
 class LaunchConfig:
     """Where and on how many processes a training stage runs."""
 
     device: Literal["cuda", "cpu"] = field(
         default="cuda", metadata={"help": "cuda on GPU workers; cpu for smoke runs and tests (forces fp32)."}
     )
-    num_processes: int = field(
+    num_processes: Int = field(
         default=1,
         metadata={
             "help": "Processes (GPUs) over all nodes. Above 1 the stage re-launches itself with `accelerate "
             "launch`; the global batch is split over them (accumulation steps shrink)."
         },
     )
-    num_machines: int = field(
+    num_machines: Int = field(
         default=1,
         metadata={
             "help": "Nodes. Above 1 every node runs the stage; MACHINE_RANK, MASTER_ADDR and MASTER_PORT from the "
@@ -75,40 +75,37 @@ class LaunchConfig:
             )
 
 
-# Fields that only change where or how often things are written, never the trained weights.
-NOT_VERSIONED = (
-    "save_steps", "logging_steps", "save_total_limit", "vllm_server_base_url", "vllm_gpu_memory_utilization",
-)  # fmt: skip
+# Fields marked `"versioned": False` only change where or how often things are written, never the weights.
 
 
-@dataclass(frozen=True)
+@config_section
 class SftConfig:
     """Supervised fine-tuning on the kept teacher traces (RM-R1.md §6); loss on assistant tokens only."""
 
-    learning_rate: float = field(
+    learning_rate: Float = field(
         default=5e-6, metadata={"help": "Peak learning rate. Paper: 5e-6 / 3e-6 / 2e-6 for 7B / 14B / 32B."}
     )
-    global_batch_size: int = field(
+    global_batch_size: Int = field(
         default=128, metadata={"help": "Sequences per optimizer step = micro × accumulation × processes (paper 128)."}
     )
-    micro_batch_size: int = field(default=1, metadata={"help": "Sequences per device per forward pass (paper 1)."})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the SFT examples (paper 1)."})
-    max_steps: int = field(
+    micro_batch_size: Int = field(default=1, metadata={"help": "Sequences per device per forward pass (paper 1)."})
+    epochs: Float = field(default=1.0, metadata={"help": "Passes over the SFT examples (paper 1)."})
+    max_steps: Int = field(
         default=-1, metadata={"help": "Stop after this many optimizer steps (-1: run the epochs). Smoke runs only."}
     )
-    max_length: int = field(
+    max_length: Int = field(
         default=12288,
         metadata={"help": "Longest example in tokens (paper 12,288); longer examples are dropped and counted."},
     )
-    warmup_ratio: float = field(default=0.03, metadata={"help": "Linear warm-up share of all steps (paper 3%)."})
+    warmup_ratio: Float = field(default=0.03, metadata={"help": "Linear warm-up share of all steps (paper 3%)."})
     lr_scheduler: str = field(
         default="cosine", metadata={"help": "Learning-rate schedule after warm-up (paper cosine)."}
     )
-    adam_beta1: float = field(default=0.9, metadata={"help": "Adam β1 (paper 0.9)."})
-    adam_beta2: float = field(default=0.95, metadata={"help": "Adam β2 (paper 0.95)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (paper 0)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (paper 1.0)."})
-    seed: int = field(default=42, metadata={"help": "Seed of data order and initialisation (paper 42)."})
+    adam_beta1: Float = field(default=0.9, metadata={"help": "Adam β1 (paper 0.9)."})
+    adam_beta2: Float = field(default=0.95, metadata={"help": "Adam β2 (paper 0.95)."})
+    weight_decay: Float = field(default=0.0, metadata={"help": "AdamW weight decay (paper 0)."})
+    max_grad_norm: Float = field(default=1.0, metadata={"help": "Gradient clipping norm (paper 1.0)."})
+    seed: Int = field(default=42, metadata={"help": "Seed of data order and initialisation (paper 42)."})
     bf16: bool = field(default=True, metadata={"help": "bfloat16 mixed precision (paper: bf16). Forced off on CPU."})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
     packing: bool = field(
@@ -118,11 +115,16 @@ class SftConfig:
             "still counts 128 examples per batch; TRL's batch would become 128 packs, so off by default."
         },
     )
-    save_steps: int = field(
-        default=50, metadata={"help": "Write a resumable checkpoint every this many optimizer steps."}
+    save_steps: Int = field(
+        default=50,
+        metadata={"versioned": False, "help": "Write a resumable checkpoint every this many optimizer steps."},
     )
-    save_total_limit: int = field(default=2, metadata={"help": "Resumable checkpoints kept (older ones deleted)."})
-    logging_steps: int = field(default=1, metadata={"help": "Log loss and learning rate every this many steps."})
+    save_total_limit: Int = field(
+        default=2, metadata={"versioned": False, "help": "Resumable checkpoints kept (older ones deleted)."}
+    )
+    logging_steps: Int = field(
+        default=1, metadata={"versioned": False, "help": "Log loss and learning rate every this many steps."}
+    )
     launch: LaunchConfig = field(default_factory=LaunchConfig, metadata={"help": "Device and processes."})
 
     def __post_init__(self) -> None:
@@ -137,7 +139,7 @@ class SftConfig:
         return self.global_batch_size // (self.micro_batch_size * self.launch.num_processes)
 
 
-@dataclass(frozen=True)
+@config_section
 class RlConfig:
     """GRPO with the verifiable ±1 reward (RM-R1.md §7), expressed in veRL's terms and mapped onto TRL's.
 
@@ -151,7 +153,7 @@ class RlConfig:
     TRL's default. The "prompts per optimizer step" batch is counted in prompts, TRL's in completions.
     """
 
-    learning_rate: float = field(
+    learning_rate: Float = field(
         default=1e-6,
         metadata={
             "help": "Constant learning rate, no warm-up. Paper: instruct 1e-6 / 7e-7 / 5e-7, DeepSeek-distilled "
@@ -162,32 +164,32 @@ class RlConfig:
         default="cor-instruct-v1",
         metadata={"help": "Judge template set for the RL prompts; the one the SFT data was distilled with."},
     )
-    num_generations: int = field(default=7, metadata={"help": "Completions sampled per prompt (paper 7)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts (paper 1.0)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of rollouts (paper 1.0)."})
-    beta: float = field(default=1e-3, metadata={"help": "KL loss coefficient, k3 estimator (paper 1e-3)."})
-    clip_epsilon: float = field(default=0.2, metadata={"help": "PPO ratio clip (paper 0.2)."})
+    num_generations: Int = field(default=7, metadata={"help": "Completions sampled per prompt (paper 7)."})
+    temperature: Float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts (paper 1.0)."})
+    top_p: Float = field(default=1.0, metadata={"help": "Nucleus sampling of rollouts (paper 1.0)."})
+    beta: Float = field(default=1e-3, metadata={"help": "KL loss coefficient, k3 estimator (paper 1e-3)."})
+    clip_epsilon: Float = field(default=0.2, metadata={"help": "PPO ratio clip (paper 0.2)."})
     loss_type: str = field(
         default="dapo", metadata={"help": "TRL loss aggregation; dapo = veRL's token-mean (paper default)."}
     )
-    prompts_per_rollout: int = field(default=1024, metadata={"help": "Prompts per rollout batch (paper 1,024)."})
-    mini_batch_prompts: int = field(
+    prompts_per_rollout: Int = field(default=1024, metadata={"help": "Prompts per rollout batch (paper 1,024)."})
+    mini_batch_prompts: Int = field(
         default=128, metadata={"help": "Prompts per optimizer step (paper 128: 8 updates per rollout batch)."}
     )
-    micro_batch_size: int = field(
+    micro_batch_size: Int = field(
         default=7, metadata={"help": "Completions per device per forward pass (a multiple of num_generations helps)."}
     )
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the RL prompts (paper 1)."})
-    max_steps: int = field(
+    epochs: Float = field(default=1.0, metadata={"help": "Passes over the RL prompts (paper 1)."})
+    max_steps: Int = field(
         default=-1, metadata={"help": "Stop after this many optimizer steps (-1: run the epochs). Smoke runs only."}
     )
-    max_prompt_length: int = field(
+    max_prompt_length: Int = field(
         default=4096,
         metadata={"help": "Longest prompt in tokens (paper 4,096); longer prompts are dropped and counted."},
     )
-    max_completion_length: int = field(default=8192, metadata={"help": "Longest completion in tokens (paper 8,192)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (paper 1.0)."})
-    seed: int = field(default=42, metadata={"help": "Seed of prompt order and sampling."})
+    max_completion_length: Int = field(default=8192, metadata={"help": "Longest completion in tokens (paper 8,192)."})
+    max_grad_norm: Float = field(default=1.0, metadata={"help": "Gradient clipping norm (paper 1.0)."})
+    seed: Int = field(default=42, metadata={"help": "Seed of prompt order and sampling."})
     bf16: bool = field(default=True, metadata={"help": "bfloat16 mixed precision. Forced off on CPU."})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
     rollout_engine: Literal["vllm-colocate", "vllm-server", "transformers"] = field(
@@ -197,20 +199,27 @@ class RlConfig:
             "`trl vllm-serve` process; transformers: plain generate (CPU, tests)."
         },
     )
-    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor parallel size (colocate mode)."})
-    vllm_gpu_memory_utilization: float = field(default=0.3, metadata={"help": "Share of GPU memory vLLM may take."})
-    vllm_server_base_url: str | None = field(
-        default=None, metadata={"help": "URL of `trl vllm-serve` (vllm-server mode)."}
+    vllm_tensor_parallel_size: Int = field(default=1, metadata={"help": "vLLM tensor parallel size (colocate mode)."})
+    vllm_gpu_memory_utilization: Float = field(
+        default=0.3, metadata={"versioned": False, "help": "Share of GPU memory vLLM may take."}
     )
-    save_steps: int = field(
+    vllm_server_base_url: str | None = field(
+        default=None, metadata={"versioned": False, "help": "URL of `trl vllm-serve` (vllm-server mode)."}
+    )
+    save_steps: Int = field(
         default=8,
         metadata={
+            "versioned": False,
             "help": "Write a resumable checkpoint every this many steps; a multiple of prompts_per_rollout / "
-            "mini_batch_prompts, so a resume never starts inside a rollout batch."
+            "mini_batch_prompts, so a resume never starts inside a rollout batch.",
         },
     )
-    save_total_limit: int = field(default=2, metadata={"help": "Resumable checkpoints kept (older ones deleted)."})
-    logging_steps: int = field(default=1, metadata={"help": "Log reward, KL and lengths every this many steps."})
+    save_total_limit: Int = field(
+        default=2, metadata={"versioned": False, "help": "Resumable checkpoints kept (older ones deleted)."}
+    )
+    logging_steps: Int = field(
+        default=1, metadata={"versioned": False, "help": "Log reward, KL and lengths every this many steps."}
+    )
     launch: LaunchConfig = field(default_factory=LaunchConfig, metadata={"help": "Device and processes."})
 
     def __post_init__(self) -> None:

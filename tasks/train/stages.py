@@ -1,0 +1,83 @@
+"""The two training stages as the plan sees them: sft (`sft_examples` → `sft_checkpoint`) and rl (GRPO).
+
+Each declares what it reads and writes, how its version follows from the recipe, how it runs (given that
+version) and the tables it shows: its totals and its training curve as rows. The training itself lives
+in `sft.py` and `rl.py`; torch and TRL load only when a stage runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from data_contracts import ArtifactRef
+from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
+from tasks.recipe import NO_DISTILLATION, Recipe
+from tasks.stage import Stage, StageResult, StageRun, Tables, reads
+from tasks.train.rl import rl_version, train_rl
+from tasks.train.sft import sft_version, train_sft
+
+TRAINING_COLUMNS = {
+    "sft": ("step", "loss", "mean_token_accuracy", "learning_rate", "grad_norm", "num_tokens"),
+    "rl": ("step", "reward", "reward_std", "accuracy", "parse_error_rate", "completions/mean_length", "kl",
+           "learning_rate"),
+}  # fmt: skip
+
+
+def training_tables(result: StageResult) -> Tables:
+    """The run's totals and one row per logged step (the curves' numbers)."""
+    columns = TRAINING_COLUMNS[result.stage]
+    metrics = [{c: row.get(c) for c in columns} for row in result.stats.get("metrics", [])]
+    summary = {k: v for k, v in result.stats.items() if k != "metrics" and not isinstance(v, dict | list)}
+    return {"totals": [summary], "metrics": metrics}  # "-summary" is the markdown key
+
+
+def _sft_versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    assert recipe.sft is not None
+    return {SFT_CHECKPOINT.kind: sft_version(recipe.student, recipe.sft, inputs[SFT_EXAMPLES.kind])}
+
+
+def _sft_run(run: StageRun) -> StageResult:
+    assert run.recipe.sft is not None
+    return train_sft(
+        run.inputs[SFT_EXAMPLES.kind],
+        run.recipe.student,
+        run.recipe.sft,
+        run.store,
+        version=run.versions[SFT_CHECKPOINT.kind],
+        on_progress=run.on_progress,
+    )
+
+
+def _rl_reads(recipe: Recipe) -> tuple[str, ...]:
+    return (RL_SET.kind, SFT_CHECKPOINT.kind) if recipe.sft is not None else (RL_SET.kind,)
+
+
+def _rl_versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
+    version = rl_version(recipe.student, recipe.rl, inputs[RL_SET.kind], inputs.get(SFT_CHECKPOINT.kind))
+    return {RL_CHECKPOINT.kind: version}
+
+
+def _rl_run(run: StageRun) -> StageResult:
+    return train_rl(
+        run.inputs[RL_SET.kind],
+        run.inputs.get(SFT_CHECKPOINT.kind),
+        run.recipe.student,
+        run.recipe.rl,
+        run.store,
+        version=run.versions[RL_CHECKPOINT.kind],
+        on_progress=run.on_progress,
+    )
+
+
+SFT = Stage(
+    name="sft",
+    writes=(SFT_CHECKPOINT.kind,),
+    reads=reads(SFT_EXAMPLES.kind),
+    versions=_sft_versions,
+    run=_sft_run,
+    enabled=lambda recipe: recipe.distills,
+    tables=training_tables,
+    left_out=NO_DISTILLATION,
+)
+RL = Stage(name="rl", writes=(RL_CHECKPOINT.kind,), reads=_rl_reads, versions=_rl_versions, run=_rl_run,
+           tables=training_tables)  # fmt: skip

@@ -94,7 +94,7 @@ def _evaluate_reads(recipe: Recipe) -> tuple[str, ...]:
     return (checkpoint,) if checkpoint is not None else ()
 
 
-STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (RM-R1.md §8)
+STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (docs/method.md §8)
 
 
 def _evaluate_tables(result: StageResult) -> dict[str, list[dict[str, Any]]]:

@@ -23,7 +23,7 @@ from data_contracts.contract import (
 )
 
 DOMAINS = ("chat", "safety", "code", "math")
-WINNERS = ("model_a", "model_b")  # RM-R1.md §4: label `winner ∈ {model_a, model_b}`
+WINNERS = ("model_a", "model_b")  # docs/method.md §4: label `winner ∈ {model_a, model_b}`
 ROLES = ("system", "user", "assistant")
 
 TURN = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
@@ -182,7 +182,7 @@ EVAL_PREDICTIONS = Contract(
             _required("comparison_id", pa.string()),  # unique per (comparison, order)
             pa.field("group_id", pa.string()),  # RMB BoN item uid, RM-Bench item id
             pa.field("category", pa.string()),  # RewardBench section, RM-Bench domain, RMB category path
-            pa.field("chosen_style", pa.int8()),  # RM-Bench style index 0..2 (RM-R1.md §8)
+            pa.field("chosen_style", pa.int8()),  # RM-Bench style index 0..2 (docs/method.md §8)
             pa.field("rejected_style", pa.int8()),
             _required("chosen_position", pa.string()),
             _required("swapped", pa.bool_()),  # both_orders: the second judgement, with A and B exchanged

@@ -196,7 +196,7 @@ def _launcher(launch: LaunchConfig) -> str:
 
 
 def headline_scores(store: ArtifactStore, version: str) -> str:
-    """One line: the benchmark scores and their mean, in points (RM-R1.md §9's columns)."""
+    """One line: the benchmark scores and their mean, in points (docs/method.md §9's columns)."""
     from tasks.evaluate.report import TITLES, run_scores
 
     scores = run_scores(store.manifest(store.require("eval_scores", version))["stats"]["scores"])

@@ -1,4 +1,4 @@
-"""Judge protocol: template sets render the exact RM-R1.md §2 layouts; verdict rules follow §3."""
+"""Judge protocol: template sets render the exact docs/method.md §2 layouts; verdict rules follow §3."""
 
 import os
 import sys

@@ -1,6 +1,6 @@
 """Tests of the pull stage's per-record adapters and the synthetic preference set.
 
-Fixtures in tests/fixtures/ follow the exact Hub schemas (RM-R1.md §4); the real offline files are read
+Fixtures in tests/fixtures/ follow the exact Hub schemas (docs/method.md §4); the real offline files are read
 from /work/shared/data/preferences/ with plain json/gzip, and those tests skip when the folder is absent.
 """
 

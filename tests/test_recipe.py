@@ -141,7 +141,7 @@ def test_override_can_add_a_key_the_yaml_left_at_its_default() -> None:
     assert isinstance(recipe_from_dict(raw), Recipe)
 
 
-PAPER = {  # RM-R1.md §6-7: SFT lr, RL lr and nodes of 8 GPUs, per recipe
+PAPER = {  # docs/method.md §6-7: SFT lr, RL lr and nodes of 8 GPUs, per recipe
     "rm-r1-qwen2.5-instruct-7b": (5e-6, 1e-6, 1),
     "rm-r1-qwen2.5-instruct-14b": (3e-6, 7e-7, 2),
     "rm-r1-qwen2.5-instruct-32b": (2e-6, 5e-7, 4),

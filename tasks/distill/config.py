@@ -22,17 +22,20 @@ class TeacherConfig:
         metadata={"help": "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; None starts the stand-in."},
     )
     model: str = field(
-        default="claude-3-7-sonnet-20250219", metadata={"help": "Model name sent with every request (RM-R1.md §5)."}
+        default="claude-3-7-sonnet-20250219",
+        metadata={"help": "Model name sent with every request (docs/method.md §5)."},
     )
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."})
     api_key_secret_block: str | None = field(
         default=None, metadata={"help": "Name of a Prefect Secret block holding the key (wins over api_key_env)."}
     )
     temperature: float | None = field(
-        default=None, metadata={"help": "Sampling temperature; None = provider default (RM-R1.md §5)."}
+        default=None, metadata={"help": "Sampling temperature; None = provider default (docs/method.md §5)."}
     )
     top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling; None = provider default."})
-    max_tokens: int = field(default=8192, metadata={"help": "Completion token limit per request (RM-R1.md §5: 8192)."})
+    max_tokens: int = field(
+        default=8192, metadata={"help": "Completion token limit per request (docs/method.md §5: 8192)."}
+    )
     max_in_flight: int = field(default=64, metadata={"help": "Requests in flight at once."})
     requests_per_minute: float | None = field(
         default=None, metadata={"help": "Client-side request rate limit; None = unlimited."}
@@ -73,11 +76,13 @@ class TeacherConfig:
 class DistillConfig:
     """The distill stage's recipe section: teachers, prompt template, sharding, budget and cache."""
 
-    teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Pass-1 teacher (RM-R1.md §5)."})
+    teacher: TeacherConfig = field(
+        default_factory=TeacherConfig, metadata={"help": "Pass-1 teacher (docs/method.md §5)."}
+    )
     second_teacher: TeacherConfig | None = field(
         default=None,
         metadata={
-            "help": "Pass-2 teacher for the pairs pass 1 got wrong, given the correct verdict (RM-R1.md §5: o3)."
+            "help": "Pass-2 teacher for the pairs pass 1 got wrong, given the correct verdict (docs/method.md §5: o3)."
         },
     )
     template: str = field(

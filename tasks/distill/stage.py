@@ -2,7 +2,7 @@
 
 Pass 1 renders every pair with the judge template and asks the main teacher. Pass 2 (optional) sends
 only the pairs pass 1 got wrong (its verdict fails the distillation filter rule) to a second teacher,
-with the correct verdict and the wrong judgement appended as a hint (RM-R1.md §5). Every trace row
+with the correct verdict and the wrong judgement appended as a hint (docs/method.md §5). Every trace row
 records its pass and teacher. Requests go out in shards (one Prefect task each); each answer is in the
 request cache the moment it arrives, so a killed run re-run sends only what was not answered, and a
 request that fails for good becomes a `status=failed` row with its reason instead of failing the stage.

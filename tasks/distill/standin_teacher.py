@@ -5,7 +5,7 @@ server instead: real sockets, the real `openai` client, chat completions and the
 distill stage uses, configurable latency, injected faults (429 with Retry-After, 500, hangs, malformed
 and truncated answers) and a server-side requests-per-minute limit. Its "judge" is a heuristic that
 never sees the label: the longer answer wins, a tie goes to A; it writes well-formed Chain-of-Rubrics
-traces (RM-R1.md §2) around that verdict. Only a pass-2 hint written into the prompt (RM-R1.md §5) can
+traces (docs/method.md §2) around that verdict. Only a pass-2 hint written into the prompt (docs/method.md §5) can
 change the verdict. It must always be named as a stand-in (model name, start-up log line, CLI banner),
 and it must never store or log an API key, only whether one was sent.
 """
@@ -46,7 +46,7 @@ CHARS_PER_TOKEN = 4  # token counts are estimated as ceil(chars / 4)
 QUOTE_WORDS = 8  # words quoted from each answer inside <quote_A>/<quote_B>
 MALFORMED_TEXT = "I am sorry, but I cannot compare these two responses right now. Please try again later."
 
-# Markers of the judge user message, RM-R1.md §2 (verbatim).
+# Markers of the judge user message, docs/method.md §2 (verbatim).
 _QUESTION = "[Client Question]"
 _START_A, _END_A = "[The Start of Chatbot A's Response]", "[The End of Chatbot A's Response]"
 _START_B, _END_B = "[The Start of Chatbot B's Response]", "[The End of Chatbot B's Response]"
@@ -54,7 +54,7 @@ _CONV_START_A = "[The Start of the Conversation between Chatbot A and the Client
 _CONV_END_A = "[The End of the Conversation between Chatbot A and the Client]"
 _CONV_START_B = "[The Start of the Conversation between Chatbot B and the Client]"
 _CONV_END_B = "[The End of the Conversation between Chatbot B and the Client]"
-# The pass-2 suffix states the correct verdict (RM-R1.md §5); the stand-in follows it like a real teacher.
+# The pass-2 suffix states the correct verdict (docs/method.md §5); the stand-in follows it like a real teacher.
 _HINT = re.compile(r"correct verdict is \[\[([AB])\]\]", re.IGNORECASE)
 _REASONING_CUES = re.compile(
     r"\d\s*[-+*/^=×÷%<>]\s*\d|\bcode\b|\bfunction\b|def |```|\bsolve\b|\bcalculate\b", re.IGNORECASE
@@ -104,7 +104,7 @@ def _last_turn(block: str, speaker: str) -> tuple[str, int] | None:
 
 
 def parse_pair(user_text: str) -> Pair | None:
-    """Read the single-turn or multi-turn layout of RM-R1.md §2; None when neither is there."""
+    """Read the single-turn or multi-turn layout of docs/method.md §2; None when neither is there."""
     answer_a = _between(user_text, _START_A, _END_A)
     answer_b = answer_a and _between(user_text, _START_B, _END_B, answer_a[1])
     if answer_a and answer_b:

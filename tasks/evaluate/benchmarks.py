@@ -25,7 +25,7 @@ from tasks.evaluate.config import BenchmarkConfig
 from tasks.judge_protocol import Turn
 
 # RewardBench's official subset -> section mapping and example counts (`rewardbench` package,
-# SUBSET_MAPPING / EXAMPLE_COUNTS; RM-R1.md §8). math-prm counts 984 (it has 447 items): the official
+# SUBSET_MAPPING / EXAMPLE_COUNTS; docs/method.md §8). math-prm counts 984 (it has 447 items): the official
 # weighting that balances math against code. The xstest counts are the corrected ones.
 REWARDBENCH_SECTIONS: dict[str, dict[str, int]] = {
     "Chat": {"alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28,
@@ -207,7 +207,7 @@ def _rm_bench_subset(record: dict[str, Any], path: str, where: str) -> str:
 
 
 def load_rm_bench(config: BenchmarkConfig) -> list[Comparison]:
-    """RM-Bench's official JSON: every item gives 3 chosen x 3 rejected = 9 comparisons (RM-R1.md §8)."""
+    """RM-Bench's official JSON: every item gives 3 chosen x 3 rejected = 9 comparisons (docs/method.md §8)."""
     assert config.path is not None
     comparisons: list[Comparison] = []
     for path in _files(config.path, ("*.json",)):

@@ -25,7 +25,7 @@ class BenchmarkConfig:
     """One benchmark to judge: where its official files are, and an optional sample."""
 
     name: Literal["rewardbench", "rm_bench", "rmb"] = field(
-        metadata={"help": f"Which benchmark: one of {', '.join(BENCHMARKS)} (RM-R1.md §8)."}
+        metadata={"help": f"Which benchmark: one of {', '.join(BENCHMARKS)} (docs/method.md §8)."}
     )
     path: str | None = field(
         default=None,
@@ -64,7 +64,7 @@ class BenchmarkConfig:
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """The model that judges, the backend that runs it and how it decodes (greedy by default, RM-R1.md §8)."""
+    """The model that judges, the backend that runs it and how it decodes (greedy by default, docs/method.md §8)."""
 
     backend: Literal["vllm", "hf", "openai", "length"] = field(
         default="vllm",
@@ -86,9 +86,10 @@ class JudgeConfig:
         metadata={"help": "Judge template set: a built-in name or a folder (e.g. the authors' exact strings)."},
     )
     max_new_tokens: int = field(
-        default=8192, metadata={"help": "Longest verdict in tokens (RM-R1.md §8: long; the authors use up to 50,000)."}
+        default=8192,
+        metadata={"help": "Longest verdict in tokens (docs/method.md §8: long; the authors use up to 50,000)."},
     )
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding (RM-R1.md §8)."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding (docs/method.md §8)."})
     max_prompt_tokens: int | None = field(
         default=None,
         metadata={
@@ -102,7 +103,7 @@ class JudgeConfig:
     )
     dtype: str = field(default="auto", metadata={"help": "hf / vllm weights dtype: auto, bfloat16, float16, float32."})
     batch_size: int = field(default=8, metadata={"help": "hf: prompts per generate call."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model (RM-R1.md §7 uses 4)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model (docs/method.md §7 uses 4)."})
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: share of GPU memory it may take."})
     max_model_len: int | None = field(
         default=None, metadata={"help": "vllm: context length to allocate; None = the model's own."}
@@ -147,7 +148,8 @@ class EvaluateConfig:
 
     judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "Who judges, and how."})
     benchmarks: tuple[BenchmarkConfig, ...] = field(
-        default=(), metadata={"help": "Benchmarks to judge; the headline is the mean of their scores (RM-R1.md §8)."}
+        default=(),
+        metadata={"help": "Benchmarks to judge; the headline is the mean of their scores (docs/method.md §8)."},
     )
     order_seed: int = field(
         default=0,

@@ -2,7 +2,7 @@
 score them: what `rmr1 score FILE` runs.
 
 A file needs `benchmark, subset, item_id, comparison_id, chosen_position` and either `verdict` or the
-judge's raw `output` (read with the evaluation rule, RM-R1.md §3). RM-Bench rows also need `group_id`,
+judge's raw `output` (read with the evaluation rule, docs/method.md §3). RM-Bench rows also need `group_id`,
 `category` (domain) and the two styles; RMB rows `category` (path below Pairwise_set/BoN_set) and, for BoN,
 `group_id`. Missing optional columns are filled; `score` is derived from the verdict, and a given `score`
 that disagrees is an error. Bad rows are reported with the file, the row and the field.

@@ -1,4 +1,4 @@
-"""The evaluation report: a run's scores in markdown, beside the paper's published rows (RM-R1.md §9).
+"""The evaluation report: a run's scores in markdown, beside the paper's published rows (docs/method.md §9).
 
 Pure text from `eval_scores` rows and a few facts about where they came from; no I/O.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from tasks.evaluate.scoring import DIFFICULTY, ScoreRow, missing_parts
 
-# RM-R1.md §9: RewardBench / RM-Bench / RMB / average, in points.
+# docs/method.md §9: RewardBench / RM-Bench / RMB / average, in points.
 PAPER_ROWS: dict[str, tuple[float | None, float | None, float | None, float | None]] = {
     "RM-R1-Qwen2.5-Instruct-7B": (85.2, 70.2, 66.4, 73.9),
     "RM-R1-Qwen2.5-Instruct-14B": (88.2, 76.1, 69.2, 77.8),
@@ -92,7 +92,8 @@ def markdown_report(rows: list[ScoreRow], facts: Mapping[str, Any]) -> str:
     sampled = [b for b, spec in facts.get("benchmarks", {}).items() if spec.get("items_per_subset") is not None]
     if sampled:
         lines += [f"Sampled (items_per_subset), so not comparable with the paper as is: {', '.join(sampled)}.", ""]
-    lines += ["## Beside the paper (RM-R1.md §9; Δ = this run − paper, points)", "", *_paper_table(run, "this run"), ""]
+    lines += ["## Beside the paper (docs/method.md §9; Δ = this run − paper, points)", "",
+              *_paper_table(run, "this run"), ""]  # fmt: skip
     lines += ["## RewardBench", "", *_detail(rows, "rewardbench", "section"), "",
               *_detail(rows, "rewardbench", "benchmark"), ""]  # fmt: skip
     domains = sorted({r["name"].split("/")[0] for r in rows if r["benchmark"] == "rm_bench" and r["level"] == "cell"})

@@ -1,7 +1,7 @@
-"""The official scoring rules of RewardBench, RM-Bench and RMB (RM-R1.md §8), as pure functions.
+"""The official scoring rules of RewardBench, RM-Bench and RMB (docs/method.md §8), as pure functions.
 
 Input: `eval_predictions` rows (a DataFrame); output: `eval_scores` rows `{benchmark, level, name, score,
-count, error_rate}`. Each comparison's `score` follows the evaluation rule (RM-R1.md §3: correct 1, wrong
+count, error_rate}`. Each comparison's `score` follows the evaluation rule (docs/method.md §3: correct 1, wrong
 0, unparseable 0, tie 0.5). `count` is what the score averages over (comparisons, RM-Bench items, RMB BoN
 items); `error_rate` is always the share of that row's judged comparisons whose verdict was unparseable.
 Only the seeded-order judgements (`swapped` false) are scored; `both_orders` adds position rows.

@@ -311,7 +311,7 @@ def _judge_and_publish(
     return ref
 
 
-STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (RM-R1.md §8)
+STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (docs/method.md §8)
 
 
 def evaluate_tables(result: StageResult) -> Tables:

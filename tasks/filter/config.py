@@ -15,7 +15,7 @@ class FilterConfig:
     strictness: Literal["verdict", "format"] = field(
         default="format",
         metadata={
-            "help": "verdict: keep a trace when its verdict matches the label (RM-R1.md §3, last 100 chars); "
+            "help": "verdict: keep a trace when its verdict matches the label (docs/method.md §3, last 100 chars); "
             "format: also require the CoR layout (type; rubric+justify or solution; eval; answer). Use verdict "
             "for the ablation templates and the reasoning family, whose traces have another layout."
         },

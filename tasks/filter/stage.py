@@ -1,7 +1,7 @@
 """The filter stage: teacher traces → `sft_examples` (kept) and `filter_rejects` (with the reason).
 
 A trace is kept when it was answered, its verdict matches the label by the distillation filter rule
-(RM-R1.md §3: the label's tag in the last 100 characters) and, under `format` strictness, it has the
+(docs/method.md §3: the label's tag in the last 100 characters) and, under `format` strictness, it has the
 Chain-of-Rubrics layout. Per pair the pass-1 trace is kept when it passes, else the pass-2 trace; the
 SFT prompt is always the pass-1 prompt (the pass-2 hint is not part of what the student learns from).
 """

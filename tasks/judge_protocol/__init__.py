@@ -1,7 +1,7 @@
 """The RM-R1 judge protocol: prompt templates that show a pair to a judge, and the rules that read its verdict.
 
 `templates` renders a conversation and two answers into judge messages from a versioned template set
-(RM-R1.md §2); `verdicts` holds the three verdict rules of RM-R1.md §3 (distillation filter, RL reward,
+(docs/method.md §2); `verdicts` holds the three verdict rules of docs/method.md §3 (distillation filter, RL reward,
 evaluation). Everything here is pure: no model calls, no I/O beyond reading template files.
 """
 

@@ -1,6 +1,6 @@
 """Judge prompt templates: load a versioned template set and render a preference pair into judge messages.
 
-A template set is a folder holding `template.yaml` and the prompt text files it names (RM-R1.md §2).
+A template set is a folder holding `template.yaml` and the prompt text files it names (docs/method.md §2).
 This module only turns (conversation, answer_a, answer_b) into chat messages; it must never call a
 model, read data sets, or decide which answer is chosen (the caller places the pair with `place_pair`).
 Placeholders are substituted in one pass, so text inside an answer is never substituted again.
@@ -24,16 +24,16 @@ Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": st
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 BUILTIN_TEMPLATE_SETS: tuple[str, ...] = (
-    "cor-instruct-v1",  # Chain-of-Rubrics for instruct models, RM-R1.md §2
-    "reasoning-v1",  # DeepSeek-distilled reasoning models, RM-R1.md §2
-    "no-classification-v1",  # ablation "no task classification", RM-R1.md §2
-    "no-rubrics-v1",  # ablation "no rubrics", RM-R1.md §2
+    "cor-instruct-v1",  # Chain-of-Rubrics for instruct models, docs/method.md §2
+    "reasoning-v1",  # DeepSeek-distilled reasoning models, docs/method.md §2
+    "no-classification-v1",  # ablation "no task classification", docs/method.md §2
+    "no-rubrics-v1",  # ablation "no rubrics", docs/method.md §2
 )
 FAMILIES = ("instruct", "reasoning")
 SINGLE_TURN_PLACEHOLDERS = ("{question}", "{answer_a}", "{answer_b}")
 MULTI_TURN_PLACEHOLDERS = ("{conversation_a}", "{conversation_b}")
 _YAML_KEYS = ("name", "version", "family", "system", "user_single", "user_multi")
-# Speaker labels of the multi-turn block, RM-R1.md §2 (spelled "Chatbot", never "Chabot").
+# Speaker labels of the multi-turn block, docs/method.md §2 (spelled "Chatbot", never "Chabot").
 _SPEAKERS = {"system": "System", "user": "User"}
 
 

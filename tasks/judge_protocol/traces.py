@@ -1,7 +1,7 @@
 """What a judge trace must look like, and the pass-2 hint that asks a second teacher to correct one.
 
-`trace_format_problem` checks the Chain-of-Rubrics layout of RM-R1.md §2 (type, rubric+justify or
-solution, eval, answer); `render_pass2_hint` builds the suffix RM-R1.md §5 appends for the second
+`trace_format_problem` checks the Chain-of-Rubrics layout of docs/method.md §2 (type, rubric+justify or
+solution, eval, answer); `render_pass2_hint` builds the suffix docs/method.md §5 appends for the second
 teacher: the correct verdict and the previous (wrong) judgement. Pure functions; never raise on text.
 """
 
@@ -54,6 +54,6 @@ def trace_format_problem(trace: str) -> str | None:
 
 
 def render_pass2_hint(previous_judgement: str, winner: Winner) -> str:
-    """The suffix for the second teacher: the correct verdict and the previous judgement (RM-R1.md §5)."""
+    """The suffix for the second teacher: the correct verdict and the previous judgement (docs/method.md §5)."""
     text = PASS2_HINT_FILE.read_text(encoding="utf-8").rstrip("\n")
     return fill_placeholders(text, {"{correct_tag}": VERDICT_TAGS[winner], "{previous_judgement}": previous_judgement})

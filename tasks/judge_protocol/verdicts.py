@@ -1,4 +1,4 @@
-"""The three verdict rules of RM-R1.md §3, one per place: distillation filter, RL reward, evaluation.
+"""The three verdict rules of docs/method.md §3, one per place: distillation filter, RL reward, evaluation.
 
 Each rule is a pure function of a judge's text and the label. They deliberately differ (window sizes,
 which tags they look for), exactly as in the paper; do not unify them. These functions must never raise,
@@ -12,12 +12,12 @@ from typing import Literal
 
 Winner = Literal["model_a", "model_b"]
 
-FILTER_WINDOW = 100  # distillation filter reads the last 100 characters, RM-R1.md §3
-RL_WINDOW = 80  # RL reward reads the last 80 characters (special tokens included), RM-R1.md §3
-RL_REWARD_CORRECT = 1.0  # RM-R1.md §1 and §3: +1 when the verdict matches the label
-RL_REWARD_WRONG = -1.0  # RM-R1.md §1 and §3: -1 otherwise; no separate format reward
+FILTER_WINDOW = 100  # distillation filter reads the last 100 characters, docs/method.md §3
+RL_WINDOW = 80  # RL reward reads the last 80 characters (special tokens included), docs/method.md §3
+RL_REWARD_CORRECT = 1.0  # docs/method.md §1 and §3: +1 when the verdict matches the label
+RL_REWARD_WRONG = -1.0  # docs/method.md §1 and §3: -1 otherwise; no separate format reward
 
-VERDICT_TAGS = {"model_a": "[[A]]", "model_b": "[[B]]"}  # RM-R1.md §2
+VERDICT_TAGS = {"model_a": "[[A]]", "model_b": "[[B]]"}  # docs/method.md §2
 _OTHER = {"model_a": "model_b", "model_b": "model_a"}
 TIE_TAG = "[[C]]"  # only for judges that may call a tie (allow_tie)
 
@@ -75,7 +75,7 @@ def parse_eval_verdict(output: str, allow_tie: bool = False) -> Verdict:
     return Verdict.ERROR
 
 
-# Evaluation scores, RM-R1.md §3: correct 1, wrong 0, error 0, tie 0.5.
+# Evaluation scores, docs/method.md §3: correct 1, wrong 0, error 0, tie 0.5.
 _SCORES_WHEN_NOT_DECIDED = {Verdict.TIE: 0.5, Verdict.ERROR: 0.0}
 
 

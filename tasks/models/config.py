@@ -11,7 +11,7 @@ EOS_TOKEN = "<|im_end|>"  # ends every chat turn; generation stops here
 PAD_TOKEN = "<|endoftext|>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, IM_START, EOS_TOKEN)  # ids 0, 1, 2
 
-# The judge protocol's tags (RM-R1.md §2), each kept as one whole token so a tiny model learns the
+# The judge protocol's tags (docs/method.md §2), each kept as one whole token so a tiny model learns the
 # layout quickly and `<answer>[[A]]</answer>` is three tokens. They are ordinary (non-special) tokens:
 # decoding keeps them even with skip_special_tokens=True, which the RL reward rule relies on.
 JUDGE_TAGS: tuple[str, ...] = (

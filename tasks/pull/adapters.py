@@ -2,7 +2,7 @@
 
 Each adapter is a pure function of one record (a plain dict, as a `datasets` Dataset yields it) and its
 `SourceConfig`. It returns a `NormalizedPair`, a `Skip` for a record dropped on purpose by a documented
-rule (Skywork's magpie_ultra rows, RM-R1.md §4), or raises `RowError` naming the record field that is
+rule (Skywork's magpie_ultra rows, docs/method.md §4), or raises `RowError` naming the record field that is
 wrong. Adapters never print, log, read files or touch global state; source names, row numbers and ids are
 added by the caller. A recipe mistake (a `generic` source without `fields.prompt`) is a plain ValueError,
 not a RowError, so the loader does not mistake it for bad data.
@@ -169,7 +169,7 @@ def _user(content: str) -> list[Turn]:
 def skywork(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """Skywork-Reward-Preference-80K-v0.2: full message lists `chosen`/`rejected` plus `source`."""
     origin = _text(record, "source", allow_empty=True)
-    if origin == "magpie_ultra":  # RM-R1.md §4: spurious <im_start> and turn-count cues
+    if origin == "magpie_ultra":  # docs/method.md §4: spurious <im_start> and turn-count cues
         return Skip("magpie_ultra source")
     chosen_turns = _message_turns(_list(record, "chosen"), "chosen")
     rejected_turns = _message_turns(_list(record, "rejected"), "rejected")
@@ -190,7 +190,7 @@ def code_preference_pairs(record: dict[str, Any], source: SourceConfig) -> Norma
 
 
 def math_step_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
-    """xinlai/Math-Step-DPO-10K: answers are `initial_reason_steps + full_chosen|full_rejected` (RM-R1.md §4)."""
+    """xinlai/Math-Step-DPO-10K: answers are `initial_reason_steps + full_chosen|full_rejected` (docs/method.md §4)."""
     question = _text(record, "prompt")
     steps = _text(record, "initial_reason_steps", allow_empty=True)
     chosen = steps + _text(record, "full_chosen")

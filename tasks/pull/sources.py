@@ -124,7 +124,7 @@ def load_source(source: SourceConfig) -> LoadedSource:
     total = sum(f.rows for f in inputs)
     if source.shuffle_seed is not None:
         # Identical to `Dataset.shuffle(seed=...)` (datasets draws the same permutation), which is how the
-        # authors pick Code-Preference-Pairs' 8,000 rows (RM-R1.md §4); tested against datasets itself.
+        # authors pick Code-Preference-Pairs' 8,000 rows (docs/method.md §4); tested against datasets itself.
         order = np.random.default_rng(source.shuffle_seed).permutation(total)
     else:
         order = np.arange(total)

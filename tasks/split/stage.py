@@ -6,7 +6,7 @@ The choice depends only on the seed and the pair ids, so adding a source does no
 were already there, and the two sets are disjoint by construction.
 
 A/B placement: `alternate` puts the chosen answer at A, B, A, B... in row order within each set (the
-authors' global counter, RM-R1.md §4, applied per set so each set is balanced to within one pair);
+authors' global counter, docs/method.md §4, applied per set so each set is balanced to within one pair);
 `random` flips a seeded coin per pair (sha256 of seed, pair id). The label is `winner ∈ {model_a,
 model_b}`.
 """

@@ -1,4 +1,4 @@
-"""The recipe sections of the training stages: the student model, SFT (RM-R1.md §6) and GRPO (RM-R1.md §7).
+"""The recipe sections of the training stages: the student model, SFT (docs/method.md §6) and GRPO (docs/method.md §7).
 
 Defaults are the paper's values for a 7B instruct model, so a recipe that leaves a field out trains like
 the paper, never like TRL's defaults (TRL's SFT lr 2e-5 / max length 1,024 and GRPO β = 0 differ).
@@ -80,7 +80,7 @@ class LaunchConfig:
 
 @config_section
 class SftConfig:
-    """Supervised fine-tuning on the kept teacher traces (RM-R1.md §6); loss on assistant tokens only."""
+    """Supervised fine-tuning on the kept teacher traces (docs/method.md §6); loss on assistant tokens only."""
 
     learning_rate: Float = field(
         default=5e-6, metadata={"help": "Peak learning rate. Paper: 5e-6 / 3e-6 / 2e-6 for 7B / 14B / 32B."}
@@ -141,7 +141,7 @@ class SftConfig:
 
 @config_section
 class RlConfig:
-    """GRPO with the verifiable ±1 reward (RM-R1.md §7), expressed in veRL's terms and mapped onto TRL's.
+    """GRPO with the verifiable ±1 reward (docs/method.md §7), expressed in veRL's terms and mapped onto TRL's.
 
     veRL → TRL: `prompts_per_rollout` × `num_generations` = TRL `generation_batch_size` (completions per
     rollout); `mini_batch_prompts` × `num_generations` completions per optimizer step = TRL

@@ -15,7 +15,7 @@ from tasks.judge_protocol import Verdict, eval_score, parse_eval_verdict
 @dataclass(frozen=True)
 class ProbeResult:
     prompts: int
-    parseable_rate: float  # share with exactly one of [[A]] / [[B]] (RM-R1.md §3, evaluation rule)
+    parseable_rate: float  # share with exactly one of [[A]] / [[B]] (docs/method.md §3, evaluation rule)
     accuracy: float  # evaluation score: correct 1, wrong or unparseable 0
     outputs: list[str]
 

@@ -1,7 +1,7 @@
 """The RL stage: GRPO on `rl_set` judge prompts with the verifiable ±1 reward → `rl_checkpoint`.
 
 Each RL pair is rendered with the judge template into system + user messages (the same messages the
-teacher saw in distillation). The reward is the judge protocol's RL rule (RM-R1.md §3: +1 when the last
+teacher saw in distillation). The reward is the judge protocol's RL rule (docs/method.md §3: +1 when the last
 80 characters of the completion, decoded with special tokens, hold the correct `<answer>[[X]]</answer>`
 and not the other; else -1); this module only decodes and calls it. Prompts longer than
 `max_prompt_length` tokens are dropped and counted per domain.
@@ -109,7 +109,7 @@ class VerdictReward:
 
 
 def decoder_with_special_tokens(tokenizer: Any) -> Callable[[list[list[int]]], list[str]]:
-    """Decode completions keeping special tokens (the EOS string counts toward the reward window, RM-R1.md §3)."""
+    """Decode completions keeping special tokens (the EOS string counts toward the reward window, docs/method.md §3)."""
 
     def decode(ids: list[list[int]]) -> list[str]:
         return tokenizer.batch_decode(ids, skip_special_tokens=False)
@@ -125,7 +125,7 @@ def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = No
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
         "learning_rate": config.learning_rate,
-        "lr_scheduler_type": "constant",  # RM-R1.md §7: constant, no warm-up
+        "lr_scheduler_type": "constant",  # docs/method.md §7: constant, no warm-up
         "warmup_steps": 0,
         "per_device_train_batch_size": config.micro_batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation_steps,

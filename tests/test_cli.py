@@ -160,13 +160,11 @@ def test_lineage_prints_the_chain_from_the_sources(tmp_path: Path, capsys: pytes
     from data_contracts import ArtifactStore
     from flows.cli import main
     from flows.recipe import load_recipe
-    from flows.stages import SPECS, run_stage
+    from flows.plan import execute, make_plan
 
     recipe = load_recipe(SMOKE, ["pull.sources.0.rows=200"])
     store = ArtifactStore(tmp_path)
-    refs: dict = {}
-    for stage in ("pull", "split", "distill", "filter"):
-        refs.update(run_stage(stage, recipe, store, {k: refs[k] for k in SPECS[stage].upstream(recipe)}).outputs)
+    refs = execute(make_plan(recipe, store, target="filter"))  # pull, split, distill, filter, in this process
     target = refs["sft_examples"]
     assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", f"sft_examples/{target.version[:6]}"]) == 0
     lines = capsys.readouterr().out.splitlines()

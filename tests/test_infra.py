@@ -31,7 +31,7 @@ def _flow(entrypoint: str) -> Flow:
 
 def test_every_stage_flow_and_the_pipeline_are_deployed_and_the_smoke_run_too() -> None:
     deployed = {d["entrypoint"].split(":")[1] for d in DEPLOYMENTS}
-    assert deployed == {f"{stage}_flow" for stage in flows.stages.STAGES} | {"pipeline_flow"}
+    assert deployed == {f"{stage}_flow" for stage in flows.stages.STAGE_FLOWS} | {"pipeline_flow"}
     assert any(d["name"] == "smoke" and d["parameters"]["recipe"] == "recipes/smoke.yaml" for d in DEPLOYMENTS)
     assert len({(d["entrypoint"], d["name"]) for d in DEPLOYMENTS}) == len(DEPLOYMENTS)  # unique per flow
 

@@ -1,4 +1,4 @@
-"""The pull stage end to end (no Prefect): real files through `datasets`, dedupe, rejects, skipping."""
+"""The pull stage end to end (no Prefect): real files through `datasets`, dedupe, rejects, skipping (the plan)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_contracts import ArtifactStore, RejectRateExceeded
+from flows.plan import execute, make_plan
+from flows.recipe import Recipe
 from tasks.pull import stage as pull_stage
 from tasks.pull.adapters import NormalizedPair
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import SourceError, load_source
-from tasks.pull.stage import pull_preferences, pull_version
+from tasks.pull.stage import pull_version
+from tasks.stage import StageResult
 from tests.conftest import FIXTURES, PREFERENCES, needs_shared
 
 
@@ -29,6 +32,11 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 def generic(name: str, path: Path, **extra: Any) -> SourceConfig:
     fields = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
     return SourceConfig(name=name, adapter="generic", path=str(path), fields=fields, **extra)
+
+
+def pull_preferences(config: PullConfig, store: ArtifactStore, **options: Any) -> StageResult:
+    """The stage as the plan runs it: the version it publishes computed from the config."""
+    return pull_stage.pull_preferences(config, store, version=pull_version(config), **options)
 
 
 def pairs_table(store: ArtifactStore, result: Any) -> pa.Table:
@@ -174,8 +182,14 @@ def test_shuffle_and_first_n_pick_the_same_rows_as_datasets_shuffle(tmp_path: Pa
 
 def test_second_pull_of_the_same_inputs_is_skipped_without_reading_sources(tmp_path: Path, monkeypatch: Any) -> None:
     config = PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=60, seed=3),))
+    recipe = Recipe(name="pull-twice", pull=config)
     store = ArtifactStore(tmp_path / "artifacts")
-    first = pull_preferences(config, store)
+    first_plan = make_plan(recipe, store, target="pull")
+    assert first_plan.step("pull").runs
+    ran: list[StageResult | None] = []
+    first_outputs = execute(first_plan, on_step=lambda step, result: ran.append(result))
+    [first] = ran
+    assert first is not None and first.outputs == first_outputs
     manifest_path = Path(first.outputs["preference_pairs"].uri) / "_manifest.json"
     before = manifest_path.stat().st_mtime_ns
 
@@ -183,10 +197,14 @@ def test_second_pull_of_the_same_inputs_is_skipped_without_reading_sources(tmp_p
         raise AssertionError("a skipped stage must not load its sources")
 
     monkeypatch.setattr(pull_stage, "load_source", no_loading)
-    second = pull_preferences(config, store)
-    assert second.skipped and not first.skipped
-    assert second.outputs == first.outputs
-    assert second.stats == first.stats
+    second_plan = make_plan(recipe, store, target="pull")
+    step = second_plan.step("pull")
+    assert step.published and not step.runs
+    assert step.outputs == first.outputs
+    ran.clear()
+    assert execute(second_plan, on_step=lambda step, result: ran.append(result)) == first.outputs
+    assert ran == [None]  # the step was heard of, but no stage ran
+    assert store.manifest(step.outputs["preference_pairs"])["stats"] == first.stats  # a skip reports the same counts
     assert manifest_path.stat().st_mtime_ns == before
 
 

@@ -120,12 +120,15 @@ def test_evaluating_a_checkpoint_needs_the_template_it_was_trained_with() -> Non
 
 
 def test_dispatch_names_deployments_per_stage_and_leaves_every_artifact_version_alone() -> None:
-    from flows.stages import SPECS
+    from data_contracts import ArtifactStore
+    from flows.plan import make_plan
 
     plain = load_recipe(SMOKE)
     dispatched = load_recipe(SMOKE, ["dispatch={sft: sft/gpu, rl: rl/gpu, evaluate: evaluate/gpu}"])
     assert dispatched.dispatch == {"sft": "sft/gpu", "rl": "rl/gpu", "evaluate": "evaluate/gpu"}
-    assert SPECS["pull"].versions(dispatched, {}) == SPECS["pull"].versions(plain, {})
+    store = ArtifactStore(ROOT / "no-artifacts-here")
+    versions = [[step.versions for step in make_plan(recipe, store).steps] for recipe in (plain, dispatched)]
+    assert versions[0] == versions[1] and len(versions[0]) == 7
     assert dispatched.to_dict()["dispatch"] == dispatched.dispatch  # handed to deployments with the recipe
 
 

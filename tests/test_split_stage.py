@@ -1,20 +1,31 @@
-"""The split stage: seeded, disjoint, balanced, order-independent, skipped when published."""
+"""The split stage: seeded, disjoint, balanced, order-independent, skipped (by the plan) when published."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from data_contracts import ArtifactStore, publish_table
+from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import PREFERENCE_PAIRS
+from flows.plan import Plan, Step, execute, plan_step
+from flows.recipe import Recipe
+from tasks.pull.config import PullConfig, SourceConfig
+from tasks.split import stage as split_stage
 from tasks.split.config import SplitConfig
-from tasks.split.stage import chosen_at_a, distill_mask, split_pairs, split_versions
+from tasks.split.stage import STAGE, chosen_at_a, distill_mask, split_versions
+from tasks.stage import StageResult
 
 DOMAIN_SIZES = {"chat": 100, "safety": 50, "code": 30, "math": 20}
+
+
+def split_pairs(pairs: ArtifactRef, config: SplitConfig, store: ArtifactStore) -> StageResult:
+    """The stage as the plan runs it: the versions it publishes computed from the config and the pairs."""
+    return split_stage.split_pairs(pairs, config, store, versions=split_versions(config, pairs))
 
 
 def make_pairs(store: ArtifactStore, version: str = "pairs-v1", shuffle: bool = False) -> tuple:
@@ -97,16 +108,34 @@ def test_zero_fraction_sends_every_pair_to_rl(tmp_path: Path) -> None:
     assert store.read_table(result.outputs["distill_set"]).schema.names[:3] == ["pair_id", "source", "domain"]
 
 
+def _recipe(split: SplitConfig) -> Recipe:
+    source = SourceConfig(name="syn", adapter="synthetic", rows=10, seed=0)  # the plan here starts at the split
+    return Recipe(name="split-twice", pull=PullConfig(sources=(source,)), split=split)
+
+
+def _no_stage(step: Step) -> Any:
+    raise AssertionError(f"a published step ran: {step.name}")
+
+
 def test_second_split_is_skipped_and_a_changed_value_gives_new_versions(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     pairs, _ = make_pairs(store)
+    recipe = _recipe(SplitConfig())
+    step = plan_step(STAGE, recipe, store, {PREFERENCE_PAIRS.kind: pairs})
+    assert step.runs and step.versions == split_versions(SplitConfig(), pairs)
     first = split_pairs(pairs, SplitConfig(), store)
-    again = split_pairs(pairs, SplitConfig(), store)
-    assert again.skipped and again.outputs == first.outputs and again.stats == first.stats
+    assert first.outputs == step.outputs  # published where the plan said it would be
+    again = plan_step(STAGE, recipe, store, {PREFERENCE_PAIRS.kind: pairs})
+    assert again.published and not again.runs and again.outputs == first.outputs
+    assert execute(Plan(recipe, store, (again,)), _no_stage) == first.outputs  # and no stage runs
+    for kind, ref in first.outputs.items():
+        assert store.manifest(ref)["stats"] == first.stats[kind]  # a skip reports the run's counts
     changed = split_versions(SplitConfig(seed=1), pairs)
     assert set(changed.values()).isdisjoint({ref.version for ref in first.outputs.values()})
+    assert plan_step(STAGE, _recipe(SplitConfig(seed=1)), store, {PREFERENCE_PAIRS.kind: pairs}).runs
     other_pairs, _ = make_pairs(store, version="pairs-v2")
     assert split_versions(SplitConfig(), other_pairs) != split_versions(SplitConfig(), pairs)
+    assert plan_step(STAGE, recipe, store, {PREFERENCE_PAIRS.kind: other_pairs}).runs
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0])

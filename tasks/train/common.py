@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from data_contracts import ArtifactRef, ArtifactStore, FolderKind
 from data_contracts.versioning import plain
 from tasks.stage import ProgressCallback, StageResult
-from tasks.train.config import NOT_VERSIONED, TINY, StudentConfig
+from tasks.train.config import TINY, RlConfig, SftConfig, StudentConfig
 from tasks.train.job import TrainerBuilder, TrainJob, TrainOutcome, run_job
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,27 @@ class FittingRows:
         return len(self.lengths) - len(self.kept)
 
 
-def versioned_config(config: Any) -> dict[str, Any]:
-    """The config fields that change the trained weights (how often checkpoints are written does not)."""
-    return {key: value for key, value in plain(config).items() if key not in NOT_VERSIONED}
+def precision_kwargs(config: SftConfig | RlConfig) -> dict[str, Any]:
+    """The TRL config fields both stages set alike from their section: seeds, precision, device, memory."""
+    on_cpu = config.launch.device == "cpu"
+    return {
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": config.bf16 and not on_cpu,  # fp32 on CPU
+        "use_cpu": on_cpu,
+        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
+    }
 
 
-def versioned_student(student: StudentConfig) -> dict[str, Any]:
-    """The student fields that matter: the tiny model's size only when the tiny model is used."""
-    fields = plain(student)
-    if student.model != TINY:
-        fields.pop("tiny")
-    return fields
+def saving_kwargs(config: SftConfig | RlConfig) -> dict[str, Any]:
+    """The TRL config fields both stages set alike from their section: resumable checkpoints and logging."""
+    return {
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": config.save_total_limit,
+        "logging_steps": config.logging_steps,
+        "report_to": "none",
+    }
 
 
 def start_model(student: StudentConfig, texts: Callable[[], Iterable[str]], work_dir: str) -> str:

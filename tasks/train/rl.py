@@ -27,12 +27,12 @@ from tasks.train.common import (
     FittingRows,
     StartingPoint,
     TrainingStage,
+    precision_kwargs,
+    saving_kwargs,
     student_start,
     train_and_publish,
-    versioned_config,
-    versioned_student,
 )
-from tasks.train.config import RlConfig, StudentConfig, from_plain
+from tasks.train.config import RlConfig, StudentConfig, from_plain, versioned_config, versioned_student
 from tasks.train.job import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
@@ -117,8 +117,7 @@ def decoder_with_special_tokens(tokenizer: Any) -> Callable[[list[list[int]]], l
 
 def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
     """Keyword arguments of `trl.GRPOConfig` for this recipe section (printed by `--dry-run`)."""
-    on_cpu = config.launch.device == "cpu"
-    bf16 = config.bf16 and not on_cpu
+    precision = precision_kwargs(config)
     engine = config.rollout_engine
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
@@ -141,18 +140,10 @@ def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = No
         "max_steps": config.max_steps,
         "max_completion_length": config.max_completion_length,
         "max_grad_norm": config.max_grad_norm,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": bf16,
-        "use_cpu": on_cpu,
-        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
-        "model_init_kwargs": {"dtype": "bfloat16" if bf16 else "float32", "revision": revision},
+        **precision,
+        "model_init_kwargs": {"dtype": "bfloat16" if precision["bf16"] else "float32", "revision": revision},
         "use_vllm": engine != "transformers",
-        "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "logging_steps": config.logging_steps,
-        "report_to": "none",
+        **saving_kwargs(config),
     }
     if engine == "vllm-colocate":
         kwargs.update(

@@ -19,12 +19,12 @@ from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import (
     FittingRows,
     TrainingStage,
+    precision_kwargs,
+    saving_kwargs,
     student_start,
     train_and_publish,
-    versioned_config,
-    versioned_student,
 )
-from tasks.train.config import SftConfig, StudentConfig, from_plain
+from tasks.train.config import SftConfig, StudentConfig, from_plain, versioned_config, versioned_student
 from tasks.train.job import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
@@ -68,8 +68,7 @@ def tokenizer_texts(examples: list[dict[str, Any]]) -> Iterator[str]:
 
 def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
     """Keyword arguments of `trl.SFTConfig` for this recipe section (printed by `--dry-run`)."""
-    on_cpu = config.launch.device == "cpu"
-    bf16 = config.bf16 and not on_cpu
+    precision = precision_kwargs(config)
     return {
         "output_dir": output_dir,
         "learning_rate": config.learning_rate,
@@ -84,19 +83,11 @@ def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = No
         "adam_beta2": config.adam_beta2,
         "weight_decay": config.weight_decay,
         "max_grad_norm": config.max_grad_norm,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": bf16,
-        "use_cpu": on_cpu,
-        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
+        **precision,
         "packing": config.packing,
         "completion_only_loss": True,  # loss on the assistant turn only
-        "model_init_kwargs": {"dtype": "bfloat16" if bf16 else "float32", "revision": revision},
-        "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "logging_steps": config.logging_steps,
-        "report_to": "none",
+        "model_init_kwargs": {"dtype": "bfloat16" if precision["bf16"] else "float32", "revision": revision},
+        **saving_kwargs(config),
         "disable_tqdm": False,
     }
 

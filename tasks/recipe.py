@@ -58,7 +58,9 @@ class Recipe:
     rl: RlConfig = field(default_factory=RlConfig, metadata={"help": "GRPO with the ±1 verdict reward."})
     evaluate: EvaluateConfig | None = field(
         default=None,
-        metadata={"help": "Judge RewardBench / RM-Bench / RMB and score them (docs/method.md §8); null: no evaluation."},
+        metadata={
+            "help": "Judge RewardBench / RM-Bench / RMB and score them (docs/method.md §8); null: no evaluation."
+        },
     )
     dispatch: dict[str, str] = field(
         default_factory=dict,

@@ -26,8 +26,8 @@ from data_contracts.versioning import plain
 from flows.recipe import Recipe, load_recipe
 from flows.stages import SPECS, run_stage
 from tasks.train.common import token_counts, write_rows
+from tasks.train.job import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl
-from tasks.train.runner import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.sft import build_sft_trainer, sft_rows, sft_version, train_sft
 from tests.conftest import ROOT, TINY_TRAINING
 
@@ -52,8 +52,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArtifactStore, d
 @pytest.fixture(scope="module")
 def sft_result(upstream: tuple[ArtifactStore, dict[str, ArtifactRef]]) -> Any:
     store, refs = upstream
-    recipe = tiny_recipe()
-    return train_sft(refs[SFT_EXAMPLES.kind], recipe.student, recipe.sft, store)
+    recipe, examples = tiny_recipe(), refs[SFT_EXAMPLES.kind]
+    version = sft_version(recipe.student, recipe.sft, examples)
+    return train_sft(examples, recipe.student, recipe.sft, store, version=version)
 
 
 def copy_table(source: ArtifactStore, ref: ArtifactRef, target: ArtifactStore) -> ArtifactRef:
@@ -154,13 +155,15 @@ def test_scoring_only_labelled_positions_gives_the_loss_and_gradients_of_scoring
         torch.testing.assert_close(labelled, every, rtol=1e-4, atol=1e-6)
 
 
-def test_sft_is_skipped_when_its_checkpoint_is_published(
+def test_sft_publishes_its_checkpoint_under_the_version_it_is_given(
     upstream: tuple[ArtifactStore, dict[str, ArtifactRef]], sft_result: Any
 ) -> None:
+    # Skipping a published output is decided by the executor now (tested there), not by train_sft.
     store, refs = upstream
     recipe = tiny_recipe()
-    again = train_sft(refs[SFT_EXAMPLES.kind], recipe.student, recipe.sft, store)
-    assert again.skipped and again.outputs == sft_result.outputs and again.stats["steps"] == 4
+    version = sft_version(recipe.student, recipe.sft, refs[SFT_EXAMPLES.kind])
+    assert store.get(SFT_CHECKPOINT.kind, version) == sft_result.outputs[SFT_CHECKPOINT.kind]
+    assert store.manifest(sft_result.outputs[SFT_CHECKPOINT.kind])["stats"]["steps"] == 4
 
 
 def test_token_counts_in_one_batch_equal_the_chat_template_tokenized_row_by_row(
@@ -189,7 +192,8 @@ def test_sft_drops_examples_longer_than_max_length_and_counts_them_by_domain(
     examples = copy_table(store, refs[SFT_EXAMPLES.kind], target)
     median = sft_result.stats["tokens_median"]
     recipe = tiny_recipe("sft.max_steps=1", f"sft.max_length={median}")
-    stats = train_sft(examples, recipe.student, recipe.sft, target).stats
+    version = sft_version(recipe.student, recipe.sft, examples)
+    stats = train_sft(examples, recipe.student, recipe.sft, target, version=version).stats
     total = sft_result.stats["examples"]
     assert 0 < stats["dropped_overlong"] < total
     assert stats["examples"] + stats["dropped_overlong"] == total
@@ -211,7 +215,7 @@ def test_killed_sft_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrup
     assert target.get(SFT_CHECKPOINT.kind, version) is None  # nothing published by the killed run
     assert (Path(target.work_dir("sft", version)) / "trainer" / "checkpoint-2").is_dir()
 
-    resumed = train_sft(examples, recipe.student, recipe.sft, target)
+    resumed = train_sft(examples, recipe.student, recipe.sft, target, version=version)
     assert resumed.stats["resumed_from_step"] == 2 and resumed.stats["steps"] == 4
     assert [row["step"] for row in resumed.stats["metrics"]] == [1, 2, 3, 4]
     reference = weights(store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind]))
@@ -246,8 +250,10 @@ def test_grpo_from_the_sft_checkpoint_logs_reward_accuracy_parse_errors_kl_and_l
     store, refs = upstream
     recipe = tiny_recipe()
     sft_ref = sft_result.outputs[SFT_CHECKPOINT.kind]
-    result = train_rl(refs[RL_SET.kind], sft_ref, recipe.student, recipe.rl, store)
+    version = rl_version(recipe.student, recipe.rl, refs[RL_SET.kind], sft_ref)
+    result = train_rl(refs[RL_SET.kind], sft_ref, recipe.student, recipe.rl, store, version=version)
     ref = result.outputs["rl_checkpoint"]
+    assert ref.version == version
     manifest = store.manifest(ref)
     assert manifest["upstream"] == {RL_SET.kind: refs[RL_SET.kind].version, SFT_CHECKPOINT.kind: sft_ref.version}
     assert manifest["stats"]["base_model"] == str(sft_ref) and manifest["stats"]["steps"] == 4
@@ -277,7 +283,8 @@ def test_killed_grpo_resumes_from_its_last_checkpoint(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     version = rl_version(recipe.student, recipe.rl, pairs, sft_ref)
     assert (Path(target.work_dir("rl", version)) / "trainer" / "checkpoint-2").is_dir()
-    resumed = train_rl(pairs, target.require(SFT_CHECKPOINT.kind, sft_ref.version), recipe.student, recipe.rl, target)
+    sft_copy = target.require(SFT_CHECKPOINT.kind, sft_ref.version)
+    resumed = train_rl(pairs, sft_copy, recipe.student, recipe.rl, target, version=version)
     assert resumed.stats["resumed_from_step"] == 2 and resumed.stats["steps"] == 4
     assert [row["step"] for row in resumed.stats["metrics"]] == [1, 2, 3, 4]
 
@@ -295,7 +302,8 @@ def _copy_folder_artifact(source: ArtifactStore, ref: ArtifactRef, target: Artif
 def test_grpo_without_sft_starts_from_the_student_model(upstream: tuple[ArtifactStore, dict[str, ArtifactRef]]) -> None:
     store, refs = upstream
     recipe = tiny_recipe("sft=null", "split.distill_fraction=0", "rl.max_steps=1")
-    result = train_rl(refs[RL_SET.kind], None, recipe.student, recipe.rl, store)
+    version = rl_version(recipe.student, recipe.rl, refs[RL_SET.kind], None)
+    result = train_rl(refs[RL_SET.kind], None, recipe.student, recipe.rl, store, version=version)
     manifest = store.manifest(result.outputs["rl_checkpoint"])
     assert manifest["upstream"] == {RL_SET.kind: refs[RL_SET.kind].version}
     assert manifest["stats"]["base_model"] == f"tiny (built from {refs[RL_SET.kind]})"
@@ -314,7 +322,8 @@ def test_two_cpu_processes_with_gloo_train_the_tiny_model_and_agree_on_the_weigh
         "sft.launch.num_processes=2",
     )
     assert recipe.sft is not None and recipe.sft.gradient_accumulation_steps == 1  # 4 = 2 per process × 2
-    stats = train_sft(examples, recipe.student, recipe.sft, target).stats
+    version = sft_version(recipe.student, recipe.sft, examples)
+    stats = train_sft(examples, recipe.student, recipe.sft, target, version=version).stats
     assert stats["processes"] == 2 and stats["ranks_agree"] is True and stats["steps"] == 2
 
 

@@ -3,7 +3,9 @@
 Defaults are the paper's values for a 7B instruct model, so a recipe that leaves a field out trains like
 the paper, never like TRL's defaults (TRL's SFT lr 2e-5 / max length 1,024 and GRPO β = 0 differ).
 `tasks/train/sft.py` and `tasks/train/rl.py` map these fields onto TRL's config classes; the mapping is
-shown by `rmr1 stage sft --dry-run`.
+shown by `rmr1 stage sft --dry-run`. Which fields change the trained weights (and so the checkpoint's
+version) is decided here too. Recipes parse this module: it must never import torch, TRL or another
+module of tasks/train.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any, Literal, TypeVar
 
+from data_contracts.versioning import plain
 from tasks.config import ConfigError, Float, Int, config_section
 from tasks.models import TinyModelConfig
 
@@ -76,6 +79,14 @@ class LaunchConfig:
 
 
 # Fields marked `"versioned": False` only change where or how often things are written, never the weights.
+
+
+def versioned_student(student: StudentConfig) -> dict[str, Any]:
+    """The student fields that matter: the tiny model's size only when the tiny model is used."""
+    fields = plain(student)
+    if student.model != TINY:
+        fields.pop("tiny")
+    return fields
 
 
 @config_section

@@ -8,12 +8,13 @@ and not the other; else -1); this module only decodes and calls it. Prompts long
 
 The run starts from the SFT checkpoint (instruct family) or straight from the student model (the
 DeepSeek-distilled family, a recipe without an `sft` section). Rollouts use vLLM on GPU workers (TRL's
-colocate or server mode, imported by TRL only then) and plain `generate` on CPU.
+colocate or server mode, imported by TRL only then) and plain `generate` on CPU. This module defines the
+GRPO stage only: it builds on `common.py` and `job.py` and must never import `sft.py` or `runner.py`; it
+does not decide whether its output is already published (the caller does).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from statistics import fmean
 from typing import Any
@@ -23,17 +24,16 @@ from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT
 from tasks.judge_protocol import Verdict, load_template_set, parse_eval_verdict, render_judge_messages, rl_reward
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import (
-    drop_overlong,
-    published,
-    start_model,
-    token_counts,
+    FittingRows,
+    StartingPoint,
+    TrainingStage,
+    precision_kwargs,
+    saving_kwargs,
+    student_start,
     train_and_publish,
-    versioned_config,
-    versioned_student,
-    write_rows,
 )
-from tasks.train.config import TINY, RlConfig, StudentConfig, from_plain
-from tasks.train.runner import TrainJob, TrainOutcome
+from tasks.train.config import RlConfig, StudentConfig, from_plain, versioned_student
+from tasks.train.job import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
 CODE_VERSION = "rl-1"
@@ -46,8 +46,6 @@ CURVES = {
     "kl": "KL to the start model",
 }
 
-log = logging.getLogger(__name__)
-
 
 def rl_upstream(pairs: ArtifactRef, sft: ArtifactRef | None) -> dict[str, str]:
     return {RL_SET.kind: pairs.version} | ({SFT_CHECKPOINT.kind: sft.version} if sft else {})
@@ -59,7 +57,7 @@ def rl_version(student: StudentConfig, config: RlConfig, pairs: ArtifactRef, sft
     return artifact_version(
         RL_CHECKPOINT.kind,
         RL_CHECKPOINT.version,
-        {"student": None if sft else versioned_student(student), "rl": versioned_config(config), "template": template},
+        {"student": None if sft else versioned_student(student), "rl": config, "template": template},
         upstream,
         CODE_VERSION,
     )
@@ -119,8 +117,7 @@ def decoder_with_special_tokens(tokenizer: Any) -> Callable[[list[list[int]]], l
 
 def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
     """Keyword arguments of `trl.GRPOConfig` for this recipe section (printed by `--dry-run`)."""
-    on_cpu = config.launch.device == "cpu"
-    bf16 = config.bf16 and not on_cpu
+    precision = precision_kwargs(config)
     engine = config.rollout_engine
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
@@ -143,18 +140,10 @@ def trl_grpo_kwargs(config: RlConfig, output_dir: str, revision: str | None = No
         "max_steps": config.max_steps,
         "max_completion_length": config.max_completion_length,
         "max_grad_norm": config.max_grad_norm,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": bf16,
-        "use_cpu": on_cpu,
-        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
-        "model_init_kwargs": {"dtype": "bfloat16" if bf16 else "float32", "revision": revision},
+        **precision,
+        "model_init_kwargs": {"dtype": "bfloat16" if precision["bf16"] else "float32", "revision": revision},
         "use_vllm": engine != "transformers",
-        "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "logging_steps": config.logging_steps,
-        "report_to": "none",
+        **saving_kwargs(config),
     }
     if engine == "vllm-colocate":
         kwargs.update(
@@ -185,6 +174,9 @@ def build_grpo_trainer(job: TrainJob) -> Any:
     )
 
 
+RL = TrainingStage("rl", RL_CHECKPOINT, CODE_VERSION, build_grpo_trainer, CURVES, unit="prompts")
+
+
 def train_rl(
     pairs: ArtifactRef,
     sft: ArtifactRef | None,
@@ -192,67 +184,51 @@ def train_rl(
     config: RlConfig,
     store: ArtifactStore,
     *,
+    version: str,
     on_progress: ProgressCallback | None = None,
     callbacks: Sequence[Any] = (),
 ) -> StageResult:
-    """GRPO from the SFT checkpoint (or the student when `sft` is None); publish `rl_checkpoint`."""
-    version = rl_version(student, config, pairs, sft)
-    done = published(store, RL_CHECKPOINT, version, "rl")
-    if done is not None:
-        return done
-    from transformers import AutoTokenizer
-
-    work_dir = store.work_dir("rl", version)
+    """GRPO from the SFT checkpoint (or the student when `sft` is None); publish `rl_checkpoint` as `version`
+    (`rl_version` of the inputs)."""
     rows = rl_rows(store.read_table(pairs).to_pylist(), config.template)
-    if sft is not None:
-        base, revision, label = store.local_copy(sft), None, str(sft)
-    else:
+
+    def start(work_dir: str) -> StartingPoint:
+        if sft is not None:
+            return StartingPoint(store.local_copy(sft), None, str(sft))
         texts = lambda: ("\n".join(turn["content"] for turn in row["prompt"]) for row in rows)  # noqa: E731
-        base, revision = start_model(student, texts, work_dir), student.revision
-        label = base if student.model != TINY else f"tiny (built from {pairs})"
-    tokenizer = AutoTokenizer.from_pretrained(base, revision=revision)
-    lengths = token_counts(tokenizer, [row["prompt"] for row in rows], add_generation_prompt=True)
-    kept, dropped = drop_overlong(rows, lengths, config.max_prompt_length)
-    if len(kept) < config.prompts_per_rollout:  # TRL drops an incomplete rollout batch: nothing would train
-        raise ValueError(
-            f"rl: {len(kept)} usable prompts in {pairs} (after dropping {len(rows) - len(kept)} longer than "
+        return student_start(student, texts, work_dir, pairs)
+
+    def refuse(fitting: FittingRows) -> str | None:
+        if len(fitting.kept) >= config.prompts_per_rollout:
+            return None
+        return (  # TRL drops an incomplete rollout batch: nothing would train
+            f"{len(fitting.kept)} usable prompts in {pairs} (after dropping {fitting.dropped} longer than "
             f"rl.max_prompt_length={config.max_prompt_length} tokens), fewer than one rollout batch "
             f"(rl.prompts_per_rollout={config.prompts_per_rollout})"
         )
-    log.info(
-        "rl: %d prompts, %d dropped as longer than %d tokens",
-        len(kept),
-        len(rows) - len(kept),
-        config.max_prompt_length,
-    )
 
-    def summarize(outcome: TrainOutcome) -> dict[str, Any]:
+    def summarize(fitting: FittingRows, outcome: TrainOutcome) -> dict[str, Any]:
         rewards = [e["reward"] for e in outcome.log_history if "reward" in e]
         half = len(rewards) // 2
         return {
-            "prompts": len(kept),
-            "dropped_overlong": len(rows) - len(kept),
-            "dropped_overlong_by_domain": dropped,
             "reward_first_half": round(fmean(rewards[:half]), 4) if half else None,  # single steps are noisy
             "reward_second_half": round(fmean(rewards[half:]), 4) if half else None,
         }
 
     return train_and_publish(
-        stage="rl",
-        kind=RL_CHECKPOINT,
-        version=version,
-        store=store,
-        work_dir=work_dir,
-        base_model=base,
-        base_label=label,
-        revision=revision,
-        data_path=write_rows(kept, f"{work_dir}/data/rl_rows.parquet"),
+        RL,
+        store,
+        version,
+        rows=rows,
+        messages=lambda row: row["prompt"],
+        add_generation_prompt=True,
+        max_length=config.max_prompt_length,
+        start=start,
+        refuse=refuse,
+        summarize=summarize,
         config=config,
         upstream=rl_upstream(pairs, sft),
         record={"student": None if sft else student, "rl": config},
-        code_version=CODE_VERSION,
-        curves=CURVES,
-        summarize=summarize,
         callbacks=callbacks,
         on_progress=on_progress,
     )

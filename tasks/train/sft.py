@@ -4,11 +4,12 @@ Each example becomes a conversational prompt/completion pair (system + user mess
 trace), so TRL's completion-only loss trains exactly the assistant tokens with any model's chat template;
 the chat template closes the assistant turn, so the student also learns to stop. Examples longer than
 `max_length` tokens are dropped and counted per domain, never truncated (a cut trace loses its verdict).
+This module defines the SFT stage only: it builds on `common.py` and `job.py` and must never import
+`rl.py` or `runner.py`; it does not decide whether its output is already published (the caller does).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,31 +17,27 @@ from data_contracts import ArtifactRef, ArtifactStore, artifact_version
 from data_contracts.kinds import SFT_CHECKPOINT, SFT_EXAMPLES
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import (
-    drop_overlong,
-    published,
-    start_model,
-    token_counts,
+    FittingRows,
+    TrainingStage,
+    precision_kwargs,
+    saving_kwargs,
+    student_start,
     train_and_publish,
-    versioned_config,
-    versioned_student,
-    write_rows,
 )
-from tasks.train.config import TINY, SftConfig, StudentConfig, from_plain
-from tasks.train.runner import TrainJob, TrainOutcome
+from tasks.train.config import SftConfig, StudentConfig, from_plain, versioned_student
+from tasks.train.job import TrainJob, TrainOutcome
 
 # Bump when the same inputs and config would train different weights.
 CODE_VERSION = "sft-1"
 CURVES = {"loss": "training loss", "mean_token_accuracy": "token accuracy", "learning_rate": "learning rate",
           "grad_norm": "gradient norm"}  # fmt: skip
 
-log = logging.getLogger(__name__)
-
 
 def sft_version(student: StudentConfig, config: SftConfig, examples: ArtifactRef) -> str:
     return artifact_version(
         SFT_CHECKPOINT.kind,
         SFT_CHECKPOINT.version,
-        {"student": versioned_student(student), "sft": versioned_config(config)},
+        {"student": versioned_student(student), "sft": config},
         {SFT_EXAMPLES.kind: examples.version},
         CODE_VERSION,
     )
@@ -71,8 +68,7 @@ def tokenizer_texts(examples: list[dict[str, Any]]) -> Iterator[str]:
 
 def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = None) -> dict[str, Any]:
     """Keyword arguments of `trl.SFTConfig` for this recipe section (printed by `--dry-run`)."""
-    on_cpu = config.launch.device == "cpu"
-    bf16 = config.bf16 and not on_cpu
+    precision = precision_kwargs(config)
     return {
         "output_dir": output_dir,
         "learning_rate": config.learning_rate,
@@ -87,19 +83,11 @@ def trl_sft_kwargs(config: SftConfig, output_dir: str, revision: str | None = No
         "adam_beta2": config.adam_beta2,
         "weight_decay": config.weight_decay,
         "max_grad_norm": config.max_grad_norm,
-        "seed": config.seed,
-        "data_seed": config.seed,
-        "bf16": bf16,
-        "use_cpu": on_cpu,
-        "activation_checkpointing": config.gradient_checkpointing,  # transformers 5 name
+        **precision,
         "packing": config.packing,
         "completion_only_loss": True,  # loss on the assistant turn only
-        "model_init_kwargs": {"dtype": "bfloat16" if bf16 else "float32", "revision": revision},
-        "save_strategy": "steps",
-        "save_steps": config.save_steps,
-        "save_total_limit": config.save_total_limit,
-        "logging_steps": config.logging_steps,
-        "report_to": "none",
+        "model_init_kwargs": {"dtype": "bfloat16" if precision["bf16"] else "float32", "revision": revision},
+        **saving_kwargs(config),
         "disable_tqdm": False,
     }
 
@@ -117,62 +105,49 @@ def build_sft_trainer(job: TrainJob) -> Any:
     return SFTTrainer(model=job.model, args=args, train_dataset=dataset, processing_class=tokenizer)
 
 
+SFT = TrainingStage("sft", SFT_CHECKPOINT, CODE_VERSION, build_sft_trainer, CURVES, unit="examples")
+
+
 def train_sft(
     examples: ArtifactRef,
     student: StudentConfig,
     config: SftConfig,
     store: ArtifactStore,
     *,
+    version: str,
     on_progress: ProgressCallback | None = None,
     callbacks: Sequence[Any] = (),
 ) -> StageResult:
-    """Fine-tune the student on `examples`; publish `sft_checkpoint` (skipped when already published)."""
-    version = sft_version(student, config, examples)
-    done = published(store, SFT_CHECKPOINT, version, "sft")
-    if done is not None:
-        return done
-    from transformers import AutoTokenizer
-
-    work_dir = store.work_dir("sft", version)
+    """Fine-tune the student on `examples`; publish `sft_checkpoint` as `version` (`sft_version` of the inputs)."""
     examples_rows = store.read_table(examples).to_pylist()
-    rows = sft_rows(examples_rows)
-    base = start_model(student, lambda: tokenizer_texts(examples_rows), work_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base, revision=student.revision)
-    lengths = token_counts(tokenizer, [row["prompt"] + row["completion"] for row in rows])
-    kept, dropped = drop_overlong(rows, lengths, config.max_length)
-    if not kept:
-        raise ValueError(f"sft: none of the {len(rows)} examples of {examples} fits sft.max_length={config.max_length}")
-    log.info(
-        "sft: %d examples, %d dropped as longer than %d tokens", len(kept), len(rows) - len(kept), config.max_length
-    )
 
-    def summarize(outcome: TrainOutcome) -> dict[str, Any]:
+    def refuse(fitting: FittingRows) -> str | None:
+        if fitting.kept:
+            return None
+        return f"none of the {len(fitting.lengths)} examples of {examples} fits sft.max_length={config.max_length}"
+
+    def summarize(fitting: FittingRows, outcome: TrainOutcome) -> dict[str, Any]:
         losses = [e["loss"] for e in outcome.log_history if "loss" in e]
         return {
-            "examples": len(kept),
-            "dropped_overlong": len(rows) - len(kept),
-            "dropped_overlong_by_domain": dropped,
-            "tokens_median": sorted(lengths)[len(lengths) // 2],
+            "tokens_median": sorted(fitting.lengths)[len(fitting.lengths) // 2],
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
         }
 
     return train_and_publish(
-        stage="sft",
-        kind=SFT_CHECKPOINT,
-        version=version,
-        store=store,
-        work_dir=work_dir,
-        base_model=base,
-        base_label=base if student.model != TINY else f"tiny (built from {examples})",
-        revision=student.revision,
-        data_path=write_rows(kept, f"{work_dir}/data/sft_rows.parquet"),
+        SFT,
+        store,
+        version,
+        rows=sft_rows(examples_rows),
+        messages=lambda row: row["prompt"] + row["completion"],
+        add_generation_prompt=False,
+        max_length=config.max_length,
+        start=lambda work_dir: student_start(student, lambda: tokenizer_texts(examples_rows), work_dir, examples),
+        refuse=refuse,
+        summarize=summarize,
         config=config,
         upstream={SFT_EXAMPLES.kind: examples.version},
         record={"student": student, "sft": config},
-        code_version=CODE_VERSION,
-        curves=CURVES,
-        summarize=summarize,
         callbacks=callbacks,
         on_progress=on_progress,
     )

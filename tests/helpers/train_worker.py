@@ -36,14 +36,17 @@ def main() -> None:
     upstream = {kind: store.require(kind, version) for kind, version in spec["upstream"].items()}
     killer = KillAfterSave(spec["kill_at"])
     if spec["stage"] == "sft":
-        from tasks.train.sft import train_sft
+        from tasks.train.sft import sft_version, train_sft
 
-        train_sft(upstream["sft_examples"], recipe.student, recipe.sft, store, callbacks=[killer])
+        examples = upstream["sft_examples"]
+        version = sft_version(recipe.student, recipe.sft, examples)
+        train_sft(examples, recipe.student, recipe.sft, store, version=version, callbacks=[killer])
     else:
-        from tasks.train.rl import train_rl
+        from tasks.train.rl import rl_version, train_rl
 
-        sft = upstream.get("sft_checkpoint")
-        train_rl(upstream["rl_set"], sft, recipe.student, recipe.rl, store, callbacks=[killer])
+        pairs, sft = upstream["rl_set"], upstream.get("sft_checkpoint")
+        version = rl_version(recipe.student, recipe.rl, pairs, sft)
+        train_rl(pairs, sft, recipe.student, recipe.rl, store, version=version, callbacks=[killer])
     print("finished without being killed")
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_contracts import ArtifactStore
 from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
 from flows.recipe import load_recipe
-from flows.stages import SPECS, STAGES, run_stage
+from flows.plan import execute, make_plan, run_here
 from tasks.train.common import start_model
 from tasks.train.probe import verdict_probe
 from tasks.train.rl import rl_rows
@@ -41,15 +41,18 @@ def main() -> None:
     store = ArtifactStore(root)
     print(f"recipe {recipe.name} ({recipe.fingerprint}), artifacts {root}, {os.cpu_count()} cores")
 
-    refs, seconds = {}, {}
-    for name in STAGES:
-        if not SPECS[name].enabled(recipe):
-            continue
+    seconds = {}
+    plan = make_plan(recipe, store)
+    run_step = run_here(plan)
+
+    def timed(step):  # each stage in this process, timed
         started = time.perf_counter()
-        result = run_stage(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream(recipe)})
-        seconds[name] = time.perf_counter() - started
-        refs.update(result.outputs)
-        print(f"{name:<8} {seconds[name]:7.1f} s  {result.describe()}")
+        result = run_step(step)
+        seconds[step.name] = time.perf_counter() - started
+        print(f"{step.name:<8} {seconds[step.name]:7.1f} s  {result.describe()}")
+        return result
+
+    refs = execute(plan, timed)
 
     held_out = rl_rows(store.read_table(refs[RL_SET.kind]).to_pylist()[: args.held_out], recipe.rl.template)
     rows = {}

@@ -186,3 +186,26 @@ def test_from_stage_refuses_to_run_without_published_upstream(tmp_path: Path) ->
     pipeline_flow(smoke(), str(tmp_path), to_stage="pull")
     versions = pipeline_flow(smoke(), str(tmp_path), from_stage="split")
     assert "rl_set" in versions
+
+
+def test_a_pipeline_run_validates_the_recipe_once_and_hashes_a_local_source_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.pull.sources
+
+    validated, hashed = [], []
+    real_post_init, real_sha = Recipe.__post_init__, tasks.pull.sources.file_sha256
+    monkeypatch.setattr(Recipe, "__post_init__", lambda self: validated.append(1) or real_post_init(self))
+    monkeypatch.setattr(tasks.pull.sources, "file_sha256", lambda path: hashed.append(path) or real_sha(path))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(
+        json.dumps({"chosen": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"yes {i}"}],
+                    "rejected": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"no {i}"}],
+                    "source": "t"})
+        + "\n" for i in range(30)
+    ))  # fmt: skip
+    recipe = load_recipe(SMOKE, [f"pull.sources=[{{name: local, adapter: skywork, path: {pairs}}}]"])
+    versions = pipeline_flow(recipe, str(tmp_path / "artifacts"), to_stage="split")  # pull and split as subflows
+    assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
+    assert len(validated) == 1  # at the boundary, not again at each Prefect flow call
+    assert hashed == [str(pairs)]  # the source's version is computed once per run

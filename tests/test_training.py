@@ -24,7 +24,7 @@ from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
 from data_contracts.versioning import plain
 from flows.recipe import Recipe, load_recipe
-from flows.stages import SPECS, run_stage
+from flows.plan import execute, make_plan
 from tasks.train.common import token_counts, write_rows
 from tasks.train.job import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl
@@ -42,11 +42,7 @@ def tiny_recipe(*overrides: str) -> Recipe:
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> tuple[ArtifactStore, dict[str, ArtifactRef]]:
     """Real pull → split → distill (stand-in teacher) → filter outputs for the tiny recipe."""
     store = ArtifactStore(tmp_path_factory.mktemp("artifacts"))
-    recipe, refs = tiny_recipe(), {}
-    for name in ("pull", "split", "distill", "filter"):
-        result = run_stage(name, recipe, store, {kind: refs[kind] for kind in SPECS[name].upstream(recipe)})
-        refs.update(result.outputs)
-    return store, refs
+    return store, execute(make_plan(tiny_recipe(), store, target="filter"))
 
 
 @pytest.fixture(scope="module")

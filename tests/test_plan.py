@@ -1,0 +1,135 @@
+"""The plan and its executor, without Prefect: versions computed once, published / will run / blocked,
+`rmr1 plan`, and errors: a user's one clear line, a bug's traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tasks.pull.sources
+import tasks.split.stage
+from data_contracts import ArtifactStore
+from data_contracts.errors import UserError
+from flows.cli import main
+from flows.plan import STAGE_NAMES, STAGES, MissingUpstream, StageLeftOut, execute, make_plan
+from flows.recipe import load_recipe
+from tests.conftest import ROOT
+
+SMOKE = ROOT / "recipes" / "smoke.yaml"
+# The smoke recipe's artifact versions as published before the stage protocol: a refactor must not change them.
+SMOKE_VERSIONS = {
+    "preference_pairs": "4e47473767c72e78", "distill_set": "c97f75a32429d1f6", "rl_set": "1c8c7c5ca03d505d",
+    "teacher_traces": "780e5e4ff964c8bc", "filter_rejects": "2a147221bc2ea3e2", "sft_examples": "d3aac6fc4834b890",
+    "sft_checkpoint": "e0114fa3988afca5", "rl_checkpoint": "7cc46f8a6286c78f", "eval_predictions": "73246be199d8d1aa",
+    "eval_scores": "38d749671c75f50f",
+}  # fmt: skip
+
+
+def local_source_recipe(tmp_path: Path, *overrides: str):  # noqa: ANN201
+    """The smoke recipe reading 40 Skywork-format pairs from a local file (so pull hashes a file)."""
+    rows = [
+        {"chosen": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"good {i}"}],
+         "rejected": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"bad {i}"}],
+         "source": "test"}
+        for i in range(40)
+    ]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    source = f"pull.sources=[{{name: local, adapter: skywork, path: {path}}}]"
+    return load_recipe(SMOKE, [source, *overrides])
+
+
+def test_the_smoke_plan_has_the_ten_versions_users_paid_for(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["plan", "--recipe", str(SMOKE), "--artifacts", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    planned = dict(line.split()[1].split("/") for line in lines[2:])
+    assert planned == SMOKE_VERSIONS
+    assert all(line.endswith("will run") for line in lines[2:])
+    assert not list(tmp_path.iterdir())  # a plan runs nothing and writes nothing
+
+
+def test_the_registry_is_the_one_list_of_stages() -> None:
+    assert STAGE_NAMES == ("pull", "split", "distill", "filter", "sft", "rl", "evaluate")
+    kinds = [kind for stage in STAGES for kind in stage.writes]
+    assert len(kinds) == len(set(kinds))  # one producer per kind
+
+
+def test_a_cold_run_hashes_a_local_source_once_and_plans_each_version_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed, split_versions = [], []
+    real_sha, real_split = tasks.pull.sources.file_sha256, tasks.split.stage.split_versions
+    monkeypatch.setattr(tasks.pull.sources, "file_sha256", lambda path: hashed.append(path) or real_sha(path))
+    monkeypatch.setattr(tasks.split.stage, "split_versions", lambda *a: split_versions.append(a) or real_split(*a))
+    recipe, store = local_source_recipe(tmp_path), ArtifactStore(tmp_path / "artifacts")
+    outputs = execute(make_plan(recipe, store, to_stage="split"))
+    assert len(hashed) == 1 and len(split_versions) == 1  # planned once; the stages were given their versions
+    assert {kind: store.get(kind, ref.version) for kind, ref in outputs.items()} == outputs
+
+
+def test_a_published_stage_is_skipped_and_a_changed_value_plans_only_downstream(tmp_path: Path) -> None:
+    recipe, store = local_source_recipe(tmp_path), ArtifactStore(tmp_path / "artifacts")
+    execute(make_plan(recipe, store, to_stage="split"))
+    created = {m["version"]: m["created_at"] for m in store.list()}
+    again = make_plan(recipe, store, to_stage="split")
+    assert [step.status for step in again.steps] == ["published", "published"]
+    execute(again, run_step=lambda step: pytest.fail(f"{step.name} ran although published"))
+    assert {m["version"]: m["created_at"] for m in store.list()} == created
+    changed = make_plan(local_source_recipe(tmp_path, "split.seed=5"), store)
+    assert [(step.name, step.status) for step in changed.steps][:3] == [
+        ("pull", "published"), ("split", "will run"), ("distill", "will run"),
+    ]  # fmt: skip
+
+
+def test_from_a_stage_whose_upstream_is_missing_is_blocked_and_runs_nothing(tmp_path: Path) -> None:
+    recipe, store = local_source_recipe(tmp_path), ArtifactStore(tmp_path / "artifacts")
+    plan = make_plan(recipe, store, from_stage="split", to_stage="split")
+    assert [step.status for step in plan.steps] == ["blocked: not published, and before --from", "will run"]
+    with pytest.raises(MissingUpstream, match="stage 'pull' has not published preference_pairs/"):
+        execute(plan, run_step=lambda step: pytest.fail("nothing may run while a step is blocked"))
+    assert isinstance(MissingUpstream("x"), UserError)
+
+
+def test_one_stage_plans_only_what_it_needs_and_a_left_out_stage_says_why(tmp_path: Path) -> None:
+    recipe = load_recipe(SMOKE)
+    store = ArtifactStore(tmp_path)
+    assert [step.name for step in make_plan(recipe, store, target="rl").steps] == [
+        "pull", "split", "distill", "filter", "sft", "rl",
+    ]  # fmt: skip
+    deepseek = load_recipe(ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml")
+    assert [step.name for step in make_plan(deepseek, store, target="rl").steps] == ["pull", "split", "rl"]
+    with pytest.raises(StageLeftOut, match="leaves out stage 'sft': the recipe has sft: null"):
+        make_plan(deepseek, store, target="sft")
+    assert ("distill", "the recipe has sft: null (no distillation, no SFT) or no pull section") in make_plan(
+        deepseek, store, to_stage="rl"
+    ).left_out
+
+
+def test_plan_prints_published_and_blocked_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe, store = local_source_recipe(tmp_path), ArtifactStore(tmp_path / "artifacts")
+    execute(make_plan(recipe, store, to_stage="pull"))
+    source = f"pull.sources=[{{name: local, adapter: skywork, path: {tmp_path / 'pairs.jsonl'}}}]"
+    args = ["plan", "--recipe", str(SMOKE), "--artifacts", str(tmp_path / "artifacts"), "--set", source]
+    assert main([*args, "--from", "split", "--to", "split"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("pull ") and lines[2].endswith("reused (before --from)")
+    assert lines[3].startswith("split ") and lines[3].endswith("will run")
+    assert main([*args, "--from", "distill"]) == 0
+    out = capsys.readouterr().out
+    assert "blocked: not published, and before --from" in out
+
+
+def test_a_user_error_is_one_line_and_a_bug_keeps_its_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["plan", "--recipe", str(SMOKE), "--stage", "training"]) == 2
+    assert capsys.readouterr().err.strip() == "rmr1: error: no stage 'training'; stages are " + ", ".join(STAGE_NAMES)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("flows.plan.make_plan", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["plan", "--recipe", str(SMOKE)])

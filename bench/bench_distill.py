@@ -31,14 +31,15 @@ from pathlib import Path
 import openai
 from openai.types.chat import ChatCompletion
 
-from data_contracts import ArtifactStore
+from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill.config import DistillConfig, TeacherConfig
-from tasks.distill.stage import distill_traces, judge_request
+from tasks.distill.stage import distill_traces, distill_version, judge_request
 from tasks.judge_protocol import load_template_set
 from tasks.pull.config import PullConfig, SourceConfig
-from tasks.pull.stage import pull_preferences
+from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig
-from tasks.split.stage import split_pairs
+from tasks.split.stage import split_pairs, split_versions
+from tasks.stage import StageResult
 
 KEY = "sk-bench-not-a-secret"
 
@@ -54,11 +55,16 @@ def start_server(latency: float, rpm: float | None, log_path: Path) -> tuple[sub
     raise RuntimeError("the stand-in teacher did not start")
 
 
-def make_distill_set(store: ArtifactStore, pairs: int) -> object:
-    source = SourceConfig(name="syn", adapter="synthetic", rows=2 * pairs, seed=1)
-    preference_pairs = pull_preferences(PullConfig(sources=(source,)), store).outputs["preference_pairs"]
-    split = split_pairs(preference_pairs, SplitConfig(distill_fraction=0.5, stratify_by_domain=False), store)
-    return split.outputs["distill_set"]
+def make_distill_set(store: ArtifactStore, pairs: int) -> ArtifactRef:
+    pull = PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=2 * pairs, seed=1),))
+    preference_pairs = pull_preferences(pull, store, version=pull_version(pull)).outputs["preference_pairs"]
+    split = SplitConfig(distill_fraction=0.5, stratify_by_domain=False)
+    versions = split_versions(split, preference_pairs)
+    return split_pairs(preference_pairs, split, store, versions=versions).outputs["distill_set"]
+
+
+def distill(distill_set: ArtifactRef, config: DistillConfig, store: ArtifactStore) -> StageResult:
+    return distill_traces(distill_set, config, store, version=distill_version(config, distill_set))
 
 
 async def raw_client(
@@ -84,9 +90,11 @@ async def raw_client(
     return len(messages) / elapsed
 
 
-def stage_run(base_url: str, store: ArtifactStore, distill_set: object, teacher: TeacherConfig) -> tuple[float, float]:
+def stage_run(
+    base_url: str, store: ArtifactStore, distill_set: ArtifactRef, teacher: TeacherConfig
+) -> tuple[float, float]:
     started = time.perf_counter()
-    result = distill_traces(distill_set, DistillConfig(teacher=teacher, shard_rows=100_000), store)  # type: ignore[arg-type]
+    result = distill(distill_set, DistillConfig(teacher=teacher, shard_rows=100_000), store)
     end_to_end = result.stats["totals"]["requests"] / (time.perf_counter() - started)
     return float(result.stats["totals"]["requests_per_s"]), end_to_end
 
@@ -107,7 +115,7 @@ def main() -> None:
     try:
         source_store = ArtifactStore(work / "source")
         distill_set = make_distill_set(source_store, args.pairs)
-        rows = source_store.read_table(distill_set).to_pylist()  # type: ignore[arg-type]
+        rows = source_store.read_table(distill_set).to_pylist()
         template = load_template_set("cor-instruct-v1")
         teacher = TeacherConfig(**{**teacher.__dict__, "base_url": base_url})
         messages = [list(judge_request(row, template, teacher).messages) for row in rows]
@@ -143,7 +151,7 @@ def main() -> None:
             store = ArtifactStore(work / "rpm")
             distill_set = make_distill_set(store, args.rpm_requests)
             limited = TeacherConfig(**{**teacher.__dict__, "base_url": base_url, "requests_per_minute": args.rpm})
-            distill_traces(distill_set, DistillConfig(teacher=limited), store)  # type: ignore[arg-type]
+            distill(distill_set, DistillConfig(teacher=limited), store)
         finally:
             server.terminate()
         entries = [json.loads(line) for line in log_path.read_text().splitlines()]

@@ -33,7 +33,7 @@ from tasks.distill.config import TeacherConfig
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.report import run_scores
-from tasks.evaluate.stage import evaluate_judge, judge_input, judgements
+from tasks.evaluate.stage import evaluate_judge, evaluate_versions, judge_input, judgements
 from tasks.judge_protocol import load_template_set
 
 KEY = "sk-bench-not-a-secret"
@@ -78,7 +78,8 @@ def throughput(args: argparse.Namespace) -> None:
         for attempt in range(2):
             raws.append(asyncio.run(raw_client(base_url, messages, args.in_flight, judge.max_new_tokens)))
             started = time.perf_counter()
-            result = evaluate_judge(config, ArtifactStore(work / f"stage-{attempt}"))
+            store = ArtifactStore(work / f"stage-{attempt}")
+            result = evaluate_judge(config, store, versions=evaluate_versions(config, None))
             ends.append(len(items) / (time.perf_counter() - started))
             stages.append(result.stats["comparisons_per_s"])
     finally:
@@ -103,7 +104,8 @@ def length_baseline(args: argparse.Namespace) -> None:
     )
     config = EvaluateConfig(judge=JudgeConfig(backend="length", allow_tie=True), benchmarks=benchmarks)
     started = time.perf_counter()
-    result = evaluate_judge(config, ArtifactStore(tempfile.mkdtemp(prefix="bench-length-")))
+    store = ArtifactStore(tempfile.mkdtemp(prefix="bench-length-"))
+    result = evaluate_judge(config, store, versions=evaluate_versions(config, None))
     rows = {(r["benchmark"], r["level"], r["name"]): r for r in result.stats["scores"]}
     print(f"\nlength baseline on the offline data ({result.stats['comparisons']} comparisons, "
           f"{time.perf_counter() - started:.1f} s)")  # fmt: skip

@@ -108,14 +108,15 @@ def child(mode: str, file: str, workdir: Path, rows: int) -> dict[str, float]:
 
         from data_contracts import ArtifactStore
         from tasks.pull.config import PullConfig, SourceConfig
-        from tasks.pull.stage import pull_preferences
+        from tasks.pull.stage import pull_preferences, pull_version
 
         config = PullConfig(sources=(SourceConfig(name="skywork", adapter="skywork", path=file),))
         profiler = cProfile.Profile() if mode == "profile" else None
         start = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        result = pull_preferences(config, ArtifactStore(workdir / "store"), max_reject_rate=0.05)
+        store = ArtifactStore(workdir / "store")  # the version (hashing the file) stays timed, as before
+        result = pull_preferences(config, store, version=pull_version(config), max_reject_rate=0.05)
         if profiler is not None:
             profiler.disable()
             with open(workdir / "profile.txt", "w") as out:

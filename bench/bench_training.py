@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_contracts import ArtifactStore
 from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
-from flows.recipe import load_recipe
 from flows.plan import execute, make_plan, run_here
+from flows.recipe import load_recipe
 from tasks.train.common import start_model
 from tasks.train.probe import verdict_probe
 from tasks.train.rl import rl_rows

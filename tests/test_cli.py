@@ -159,8 +159,8 @@ def test_an_evaluation_only_recipe_runs_evaluate_alone_and_prints_the_scores(tmp
 def test_lineage_prints_the_chain_from_the_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from data_contracts import ArtifactStore
     from flows.cli import main
-    from flows.recipe import load_recipe
     from flows.plan import execute, make_plan
+    from flows.recipe import load_recipe
 
     recipe = load_recipe(SMOKE, ["pull.sources.0.rows=200"])
     store = ArtifactStore(tmp_path)

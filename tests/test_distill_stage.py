@@ -18,24 +18,35 @@ from typing import Any
 import pytest
 
 from data_contracts import ArtifactRef, ArtifactStore
+from tasks.distill import stage as distill_stage
 from tasks.distill.config import DistillConfig, TeacherConfig
-from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_traces, distill_version
+from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_version
 from tasks.distill.standin_teacher import Faults, StandinTeacher
 from tasks.judge_protocol import filter_verdict_matches
 from tasks.pull.config import PullConfig, SourceConfig
-from tasks.pull.stage import pull_preferences
+from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig
-from tasks.split.stage import split_pairs
+from tasks.split.stage import split_pairs, split_versions
+from tasks.stage import StageResult
 
 FAKE_KEY = "sk-rmr1-FAKE-secret-7f3c9a1e5b"
 
 
 def make_distill_set(store: ArtifactStore, rows: int, fraction: float = 0.5) -> ArtifactRef:
-    pairs = pull_preferences(
-        PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=rows, seed=11),)), store
-    )
-    split = split_pairs(pairs.outputs["preference_pairs"], SplitConfig(distill_fraction=fraction), store)
+    pull_config = PullConfig(sources=(SourceConfig(name="syn", adapter="synthetic", rows=rows, seed=11),))
+    pairs = pull_preferences(pull_config, store, version=pull_version(pull_config)).outputs["preference_pairs"]
+    split_config = SplitConfig(distill_fraction=fraction)
+    split = split_pairs(pairs, split_config, store, versions=split_versions(split_config, pairs))
     return split.outputs["distill_set"]
+
+
+def distill_traces(
+    distill_set: ArtifactRef, config: DistillConfig, store: ArtifactStore, **options: Any
+) -> StageResult:
+    """The stage as the plan runs it: the version it publishes computed from the config and the distill set."""
+    return distill_stage.distill_traces(
+        distill_set, config, store, version=distill_version(config, distill_set), **options
+    )
 
 
 def fast_teacher(base_url: str | None, **changes: Any) -> TeacherConfig:
@@ -238,12 +249,17 @@ def test_batch_mode_answers_every_pair_through_the_batch_api(tmp_path: Path, api
         config = DistillConfig(teacher=fast_teacher(server.base_url), batch_mode=True, batch_poll_s=0.05)
         result = distill_traces(distill_set, config, store)
         log = server.request_log()
+        # Streamed and batched answers share the request cache: the same recipe streamed sends nothing.
+        streamed_config = dataclasses.replace(config, batch_mode=False)
+        streamed = distill_traces(distill_set, streamed_config, store)
+        assert len(server.request_log()) == len(log)
     rows = traces(store, result)
     assert len(rows) == 30 and all(r["status"] == "ok" for r in rows)
     assert Counter(entry["source"] for entry in log) == {"batch": 30}
-    # Streamed and batched answers share the request cache: the same recipe streamed sends nothing.
-    streamed = distill_traces(distill_set, dataclasses.replace(config, batch_mode=False), store)
-    assert streamed.skipped  # batch_mode does not change what is asked, so not the version either
+    assert streamed.stats["totals"]["cached"] == 30 and streamed.stats["totals"]["sent"] == 0
+    # batch_mode does not change what is asked, so not the version either: a plan would skip it.
+    assert distill_version(streamed_config, distill_set) == result.outputs["teacher_traces"].version
+    assert streamed.outputs == result.outputs and traces(store, streamed) == rows
 
 
 def test_a_killed_batch_run_collects_its_batch_instead_of_resubmitting(tmp_path: Path) -> None:

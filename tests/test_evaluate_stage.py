@@ -12,15 +12,19 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from data_contracts import ArtifactStore
+from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
 from flows.cli import main as rmr1
+from flows.plan import Step, execute, make_plan
+from flows.recipe import Recipe
 from tasks.distill.config import TeacherConfig
 from tasks.distill.standin_teacher import Faults, StandinTeacher
+from tasks.evaluate import stage as evaluate_stage
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import HfJudge, LengthJudge
-from tasks.evaluate.stage import EvaluationIncomplete, evaluate_judge, evaluate_versions, judge_all, judgements
+from tasks.evaluate.stage import EvaluationIncomplete, evaluate_versions, judge_all, judgements
+from tasks.stage import StageResult
 from tests.conftest import BENCHMARKS, needs_shared
 
 SYNTHETIC = tuple(BenchmarkConfig(name=n, path="synthetic") for n in ("rewardbench", "rm_bench", "rmb"))
@@ -31,10 +35,21 @@ def _config(**changes: Any) -> EvaluateConfig:
     return dataclasses.replace(EvaluateConfig(judge=LENGTH, benchmarks=SYNTHETIC, chunk_size=64), **changes)
 
 
-def test_length_baseline_publishes_predictions_scores_and_a_report_then_skips(tmp_path: Path) -> None:
+def evaluate_judge(
+    config: EvaluateConfig, store: ArtifactStore, checkpoint: ArtifactRef | None = None, **options: Any
+) -> StageResult:
+    """The stage as the plan runs it: the versions it publishes computed from the config (and checkpoint)."""
+    versions = evaluate_versions(config, checkpoint)
+    return evaluate_stage.evaluate_judge(config, store, checkpoint, versions=versions, **options)
+
+
+def _no_stage(step: Step) -> Any:
+    raise AssertionError(f"a published step ran: {step.name}")
+
+
+def test_length_baseline_publishes_predictions_scores_and_a_report_then_the_plan_skips_it(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     result = evaluate_judge(_config(), store)
-    assert not result.skipped
     predictions = store.read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
     scores = store.read_table(result.outputs[EVAL_SCORES.kind]).to_pandas()
     assert set(predictions["benchmark"]) == {"rewardbench", "rm_bench", "rmb"}
@@ -48,10 +63,14 @@ def test_length_baseline_publishes_predictions_scores_and_a_report_then_skips(tm
     assert "RM-R1-Qwen2.5-Instruct-7B | 85.2 (" in report
     assert "Judge model: `none (longer answer wins)`" in report
 
-    again = evaluate_judge(_config(), store)
-    assert again.skipped
-    assert again.outputs == result.outputs
-    assert again.stats["report"] == report
+    recipe = Recipe(name="evaluate-twice", evaluate=_config())
+    plan = make_plan(recipe, store, target="evaluate")
+    step = plan.step("evaluate")
+    assert step.published and not step.runs
+    assert step.outputs == result.outputs
+    assert execute(plan, _no_stage) == result.outputs  # no stage runs
+    assert store.manifest(step.outputs[EVAL_SCORES.kind])["stats"]["report"] == report
+    assert make_plan(Recipe(name="other-seed", evaluate=_config(order_seed=1)), store).step("evaluate").runs
 
 
 def test_versions_follow_what_changes_the_predictions_only(tmp_path: Path) -> None:
@@ -328,4 +347,3 @@ def test_a_transient_request_failure_blocks_publishing_and_the_rerun_sends_only_
     with StandinTeacher() as healthy:
         result = evaluate_judge(dataclasses.replace(config, judge=_openai_judge(healthy)), ArtifactStore(tmp_path))
         assert len(healthy.request_log()) == result.stats["comparisons"] - answered  # cached answers not resent
-    assert not result.skipped

@@ -7,10 +7,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from data_contracts import ArtifactStore, publish_table
+from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import TEACHER_TRACES
+from flows.plan import Plan, Step, execute, plan_step
+from flows.recipe import Recipe
+from tasks.filter import stage as filter_stage
 from tasks.filter.config import FilterConfig
-from tasks.filter.stage import filter_traces, filter_versions
+from tasks.filter.stage import STAGE, filter_versions
+from tasks.pull.config import PullConfig, SourceConfig
+from tasks.stage import StageResult
 
 GOOD_B = (
     "<type>Chat</type>\n<rubric>helpfulness 100%\n<justify>the client asked for help</justify>\n</rubric>\n"
@@ -18,6 +23,11 @@ GOOD_B = (
 )
 GOOD_A = GOOD_B.replace("[[B]]", "[[A]]")
 NO_JUSTIFY_B = GOOD_B.replace("<justify>the client asked for help</justify>", "")
+
+
+def filter_traces(traces: ArtifactRef, config: FilterConfig, store: ArtifactStore) -> StageResult:
+    """The stage as the plan runs it: the versions it publishes computed from the config and the traces."""
+    return filter_stage.filter_traces(traces, config, store, versions=filter_versions(config, traces))
 
 
 def trace(pair_id: str, teacher_pass: int, response: str | None, winner: str = "model_b", **changes: Any) -> dict:
@@ -92,10 +102,23 @@ def test_pass2_trace_replaces_a_wrong_pass1_trace_but_the_prompt_stays_the_pass1
     assert rates == {(1, "claude"): (2, 1), (2, "o3"): (1, 1)}
 
 
+def _recipe(config: FilterConfig) -> Recipe:
+    source = SourceConfig(name="syn", adapter="synthetic", rows=10, seed=0)  # the plan here starts at the filter
+    return Recipe(name="filter-twice", pull=PullConfig(sources=(source,)), filter=config)
+
+
+def _no_stage(step: Step) -> Any:
+    raise AssertionError(f"a published step ran: {step.name}")
+
+
 def test_filter_is_skipped_when_published_and_versioned_by_strictness(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     traces = publish_traces(store, [trace("ok", 1, GOOD_B)])
+    inputs = {TEACHER_TRACES.kind: traces}
+    assert plan_step(STAGE, _recipe(FilterConfig()), store, inputs).runs
     first = filter_traces(traces, FilterConfig(), store)
-    again = filter_traces(traces, FilterConfig(), store)
-    assert again.skipped and again.outputs == first.outputs
+    again = plan_step(STAGE, _recipe(FilterConfig()), store, inputs)
+    assert again.published and not again.runs and again.outputs == first.outputs
+    assert execute(Plan(_recipe(FilterConfig()), store, (again,)), _no_stage) == first.outputs  # no stage runs
     assert filter_versions(FilterConfig(strictness="verdict"), traces) != filter_versions(FilterConfig(), traces)
+    assert plan_step(STAGE, _recipe(FilterConfig(strictness="verdict")), store, inputs).runs

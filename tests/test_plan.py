@@ -27,7 +27,7 @@ SMOKE_VERSIONS = {
 }  # fmt: skip
 
 
-def local_source_recipe(tmp_path: Path, *overrides: str):  # noqa: ANN201
+def local_source_recipe(tmp_path: Path, *overrides: str):
     """The smoke recipe reading 40 Skywork-format pairs from a local file (so pull hashes a file)."""
     rows = [
         {"chosen": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"good {i}"}],

@@ -23,8 +23,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
 from data_contracts.versioning import plain
-from flows.recipe import Recipe, load_recipe
 from flows.plan import execute, make_plan
+from flows.recipe import Recipe, load_recipe
 from tasks.train.common import token_counts, write_rows
 from tasks.train.job import TrainJob, read_outcome, score_labelled_positions_only
 from tasks.train.rl import VerdictReward, decoder_with_special_tokens, rl_version, train_rl

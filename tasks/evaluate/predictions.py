@@ -36,6 +36,8 @@ _REF = re.compile(r"^eval_predictions/([0-9a-f]{4,})$")
 class PredictionsError(UserError, ValueError):
     """A predictions file that cannot be scored; the message names the file, the row and the field."""
 
+    exit_code = 2
+
 
 def _read(path: str, store: ArtifactStore) -> pd.DataFrame:
     match = _REF.match(path)

@@ -244,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from flows.stages import STAGE_FLOWS, MissingUpstream, pipeline_flow  # imports Prefect
-    from tasks.distill.client import MissingApiKeyError
     from tasks.distill.stage import DistillIncomplete
     from tasks.evaluate.stage import EvaluationIncomplete
+    from tasks.llm.client import MissingApiKeyError
 
     print(f"rmr1: recipe {recipe.name} ({recipe.fingerprint}), artifacts {ArtifactStore(args.artifacts)}")
     try:

@@ -42,10 +42,10 @@ from data_contracts.kinds import (
     TEACHER_TRACES,
 )
 from flows.recipe import Recipe, recipe_from_dict, recipe_parameter
-from tasks.distill.client import Outcome, RunStats
 from tasks.distill.stage import OutcomeCallback, Shard, ShardRunner, distill_traces, distill_version, run_shard
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions
 from tasks.filter.stage import filter_traces, filter_versions
+from tasks.llm.client import Outcome, RunStats
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import ProgressCallback, StageResult

@@ -20,12 +20,12 @@ import pytest
 from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_traces, distill_version
-from tasks.distill.standin_teacher import Faults, StandinTeacher
 from tasks.judge_protocol import filter_verdict_matches
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.stage import pull_preferences
 from tasks.split.config import SplitConfig
 from tasks.split.stage import split_pairs
+from tasks.standins.teacher import Faults, StandinTeacher
 
 FAKE_KEY = "sk-rmr1-FAKE-secret-7f3c9a1e5b"
 

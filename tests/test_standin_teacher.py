@@ -14,8 +14,9 @@ import httpx
 import openai
 import pytest
 
-from tasks.distill.client import request_id_of as request_id
-from tasks.distill.standin_teacher import (
+from tasks.judge_protocol import filter_verdict_matches, load_template_set, parse_eval_verdict, render_judge_messages
+from tasks.llm.client import request_id_of as request_id
+from tasks.standins.teacher import (
     STANDIN_MODEL,
     STANDIN_NOTICE,
     Faults,
@@ -23,7 +24,6 @@ from tasks.distill.standin_teacher import (
     judge_trace,
     parse_pair,
 )
-from tasks.judge_protocol import filter_verdict_matches, load_template_set, parse_eval_verdict, render_judge_messages
 
 FAKE_KEY = "sk-standin-test-SECRET-4f1c9e"  # recognisable, so its absence from every log can be asserted
 COR = load_template_set("cor-instruct-v1")
@@ -300,7 +300,7 @@ def test_batch_round_trip_through_the_openai_client(teacher: StandinTeacher, cli
 
 
 def test_command_line_serves_until_ctrl_c_and_says_it_is_a_standin() -> None:
-    command = [sys.executable, "-m", "tasks.distill.standin_teacher", "--port", "0", "--latency", "0.01"]
+    command = [sys.executable, "-m", "tasks.standins.teacher", "--port", "0", "--latency", "0.01"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
         assert process.stdout is not None
         try:

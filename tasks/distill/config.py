@@ -10,47 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tasks.llm.config import EndpointConfig
 from tasks.stage import ConfigError
 
 
 @dataclass(frozen=True)
-class TeacherConfig:
-    """How the distill stage talks to one teacher model."""
+class TeacherConfig(EndpointConfig):
+    """How the distill stage talks to one teacher model: the endpoint (`EndpointConfig`), the model and sampling."""
 
-    base_url: str | None = field(
-        default=None,
-        metadata={"help": "OpenAI-compatible endpoint, e.g. https://api.openai.com/v1; None starts the stand-in."},
-    )
     model: str = field(
         default="claude-3-7-sonnet-20250219", metadata={"help": "Model name sent with every request (RM-R1.md §5)."}
-    )
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."})
-    api_key_secret_block: str | None = field(
-        default=None, metadata={"help": "Name of a Prefect Secret block holding the key (wins over api_key_env)."}
     )
     temperature: float | None = field(
         default=None, metadata={"help": "Sampling temperature; None = provider default (RM-R1.md §5)."}
     )
     top_p: float | None = field(default=None, metadata={"help": "Nucleus sampling; None = provider default."})
     max_tokens: int = field(default=8192, metadata={"help": "Completion token limit per request (RM-R1.md §5: 8192)."})
-    max_in_flight: int = field(default=64, metadata={"help": "Requests in flight at once."})
-    requests_per_minute: float | None = field(
-        default=None, metadata={"help": "Client-side request rate limit; None = unlimited."}
-    )
-    tokens_per_minute: float | None = field(
-        default=None,
-        metadata={"help": "Client-side limit on prompt + max completion tokens per minute; None = unlimited."},
-    )
-    max_retries: int = field(default=6, metadata={"help": "Retries after a 429, 5xx, timeout or connection error."})
-    backoff_initial_s: float = field(
-        default=1.0, metadata={"help": "First back-off; doubles each retry, with full jitter."}
-    )
-    backoff_max_s: float = field(default=60.0, metadata={"help": "Longest back-off (a longer Retry-After still wins)."})
-    timeout_s: float = field(default=600.0, metadata={"help": "Per-request timeout in seconds."})
-    price_input_per_mtok: float = field(
-        default=0.0, metadata={"help": "USD per million prompt tokens (cost accounting)."}
-    )
-    price_output_per_mtok: float = field(default=0.0, metadata={"help": "USD per million completion tokens."})
 
     NOT_VERSIONED = (
         "base_url", "api_key_env", "api_key_secret_block", "max_in_flight", "requests_per_minute",
@@ -59,14 +34,9 @@ class TeacherConfig:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.max_in_flight < 1:
-            raise ConfigError("max_in_flight", f"must be at least 1, got {self.max_in_flight}")
+        super().__post_init__()
         if self.max_tokens < 1:
             raise ConfigError("max_tokens", f"must be at least 1, got {self.max_tokens}")
-        for name in ("requests_per_minute", "tokens_per_minute"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(name, f"must be positive, got {value}")
 
 
 @dataclass(frozen=True)

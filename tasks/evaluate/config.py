@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from data_contracts.kinds import BENCHMARKS
-from tasks.distill.config import TeacherConfig
+from tasks.llm.config import EndpointConfig
 from tasks.stage import ConfigError
 
 BACKENDS = ("vllm", "hf", "openai", "length")
@@ -107,10 +107,10 @@ class JudgeConfig:
     max_model_len: int | None = field(
         default=None, metadata={"help": "vllm: context length to allocate; None = the model's own."}
     )
-    endpoint: TeacherConfig | None = field(
+    endpoint: EndpointConfig | None = field(
         default=None,
         metadata={
-            "help": "openai: connection, concurrency, retries and prices (the distill client's settings); the "
+            "help": "openai: connection, concurrency, retries and prices (the endpoint client's settings); the "
             "model, max tokens and temperature come from this judge section."
         },
     )
@@ -134,11 +134,6 @@ class JudgeConfig:
             raise ConfigError("endpoint.base_url", "the openai backend needs the endpoint's URL")
         if self.backend == "openai" and self.model in CHECKPOINT_MODELS:
             raise ConfigError("model", "the openai backend judges with a served model: give the name it serves")
-        defaults = TeacherConfig()
-        if self.endpoint is not None:
-            for name in ("model", "max_tokens", "temperature", "top_p"):
-                if getattr(self.endpoint, name) != getattr(defaults, name):
-                    raise ConfigError(f"endpoint.{name}", "set it in the judge section (judge.model, ...), not here")
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
-from tasks.distill.stage import default_cache_path
 from tasks.evaluate.benchmarks import SYNTHETIC, Comparison, benchmark_fingerprint, load_benchmark, order_of
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
+from tasks.llm.cache import default_cache_path
 from tasks.stage import Progress, ProgressCallback, StageResult
 
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.

@@ -1,4 +1,4 @@
-"""Recipe sections for the distill stage: the teacher endpoint, its limits and prices, and the two passes.
+"""Recipe sections for the distill stage: the teachers (an `EndpointConfig` plus model and sampling) and the passes.
 
 Only fields that change the traces take part in the artifact version (model, sampling, max_tokens, the
 template, the pass-2 teacher, `attempt`); how fast or how cheaply they are fetched (concurrency, rate

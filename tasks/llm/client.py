@@ -1,4 +1,4 @@
-"""Sending teacher requests: bounded concurrency, rate limits, retries, a durable cache and a budget.
+"""Sending chat-completion requests: bounded concurrency, rate limits, retries, a durable cache and a budget.
 
 `send_requests` takes chat-completion requests and returns one `Outcome` per request, in order: answers
 already in the `RequestCache` come back at once, the rest go through one `AsyncOpenAI` client with at most

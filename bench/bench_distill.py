@@ -45,7 +45,7 @@ KEY = "sk-bench-not-a-secret"
 
 
 def start_server(latency: float, rpm: float | None, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "tasks.distill.standin_teacher", "--port", "0", "--latency", str(latency)]
+    command = [sys.executable, "-m", "tasks.standins.teacher", "--port", "0", "--latency", str(latency)]
     command += ["--log-path", str(log_path)] + (["--rpm", str(rpm)] if rpm else [])
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None

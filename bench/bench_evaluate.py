@@ -29,12 +29,12 @@ import openai
 from bench_distill import start_server  # this folder is on sys.path when a script here runs
 
 from data_contracts import ArtifactStore
-from tasks.distill.config import TeacherConfig
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.report import run_scores
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions, judge_input, judgements
 from tasks.judge_protocol import load_template_set
+from tasks.llm.config import EndpointConfig
 
 KEY = "sk-bench-not-a-secret"
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def throughput(args: argparse.Namespace) -> None:
     benchmark = rmb_sample(Path(args.benchmarks) / "rmb", args.pairs)
     server, base_url = start_server(args.latency, None, work / "server.jsonl")
     try:
-        endpoint = TeacherConfig(base_url=base_url, max_in_flight=args.in_flight)
+        endpoint = EndpointConfig(base_url=base_url, max_in_flight=args.in_flight)
         judge = JudgeConfig(backend="openai", model="judge", max_new_tokens=1024, endpoint=endpoint)
         config = EvaluateConfig(judge=judge, benchmarks=(benchmark,))
         template = load_template_set(judge.template)

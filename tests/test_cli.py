@@ -101,7 +101,7 @@ def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Path) -> None:
-    from tasks.distill.standin_teacher import StandinTeacher
+    from tasks.standins.teacher import StandinTeacher
 
     fake_key = "sk-rmr1-FAKE-cli-secret-93be41d07a"
     with StandinTeacher() as teacher:

@@ -21,13 +21,13 @@ from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill import stage as distill_stage
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_version
-from tasks.distill.standin_teacher import Faults, StandinTeacher
 from tasks.judge_protocol import filter_verdict_matches
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig
 from tasks.split.stage import split_pairs, split_versions
 from tasks.stage import StageResult
+from tasks.standins.teacher import Faults, StandinTeacher
 
 FAKE_KEY = "sk-rmr1-FAKE-secret-7f3c9a1e5b"
 

@@ -17,14 +17,14 @@ from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
 from flows.cli import main as rmr1
 from flows.plan import Step, execute, make_plan
 from flows.recipe import Recipe
-from tasks.distill.config import TeacherConfig
-from tasks.distill.standin_teacher import Faults, StandinTeacher
 from tasks.evaluate import stage as evaluate_stage
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import HfJudge, LengthJudge
 from tasks.evaluate.stage import EvaluationIncomplete, evaluate_versions, judge_all, judgements
+from tasks.llm.config import EndpointConfig
 from tasks.stage import StageResult
+from tasks.standins.teacher import Faults, StandinTeacher
 from tests.conftest import BENCHMARKS, needs_shared
 
 SYNTHETIC = tuple(BenchmarkConfig(name=n, path="synthetic") for n in ("rewardbench", "rm_bench", "rmb"))
@@ -139,7 +139,7 @@ def test_both_orders_reports_position_consistency(tmp_path: Path) -> None:
 
 
 def _openai_judge(server: StandinTeacher, **endpoint: Any) -> JudgeConfig:
-    settings = TeacherConfig(base_url=server.base_url, max_in_flight=8, backoff_initial_s=0.01, **endpoint)
+    settings = EndpointConfig(base_url=server.base_url, max_in_flight=8, backoff_initial_s=0.01, **endpoint)
     return JudgeConfig(backend="openai", model="served-judge", max_new_tokens=256, endpoint=settings)
 
 
@@ -189,7 +189,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tasks.judge_protocol import load_template_set
     from tasks.models.config import TinyModelConfig
     from tasks.models.tiny import build_tiny_model
-    from tasks.pull.synthetic import synthetic_records
+    from tasks.standins.synthetic_pairs import synthetic_records
 
     template = load_template_set("cor-instruct-v1")
     texts = [template.system or "", template.user_single, template.user_multi]

@@ -27,7 +27,7 @@ from tasks.pull.adapters import (
     adapt_record,
 )
 from tasks.pull.config import SourceConfig
-from tasks.pull.synthetic import synthetic_records
+from tasks.standins.synthetic_pairs import synthetic_records
 from tests.conftest import FIXTURES, needs_shared
 from tests.conftest import PREFERENCES as SHARED
 

@@ -90,6 +90,11 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
             "evaluate.judge.endpoint.base_url: the openai backend needs the endpoint's URL",
         ),
         (
+            "name: x\nevaluate: {judge: {backend: openai, model: m, endpoint: {base_url: u, model: n}}, "
+            "benchmarks: [{name: rmb, path: d}]}\n",
+            "unknown key 'evaluate.judge.endpoint.model'; known keys: base_url,",  # the judge section names it
+        ),
+        (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rm_bench, hub_id: a/b, revision: c}]}\n",
             "evaluate.benchmarks.0.hub_id: only RewardBench loads from the Hub",
         ),

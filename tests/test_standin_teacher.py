@@ -14,8 +14,16 @@ import httpx
 import openai
 import pytest
 
-from tasks.distill.client import request_id_of as request_id
-from tasks.distill.standin_teacher import (
+from tasks.judge_protocol import (
+    BUILTIN_TEMPLATE_SETS,
+    filter_verdict_matches,
+    load_template_set,
+    parse_eval_verdict,
+    placeholder_markers,
+    render_judge_messages,
+)
+from tasks.llm.client import request_id_of as request_id
+from tasks.standins.teacher import (
     STANDIN_MODEL,
     STANDIN_NOTICE,
     Faults,
@@ -23,7 +31,6 @@ from tasks.distill.standin_teacher import (
     judge_trace,
     parse_pair,
 )
-from tasks.judge_protocol import filter_verdict_matches, load_template_set, parse_eval_verdict, render_judge_messages
 
 FAKE_KEY = "sk-standin-test-SECRET-4f1c9e"  # recognisable, so its absence from every log can be asserted
 COR = load_template_set("cor-instruct-v1")
@@ -101,6 +108,29 @@ def test_multi_turn_prompt_is_judged_on_the_last_chatbot_turns(client: openai.Op
     pair = parse_pair(messages[-1]["content"])
     assert pair is not None and pair.question == "Mostly herbs on a shady balcony."
     assert (pair.answer_a, pair.answer_b) == (long_reply, "Grow mint.")
+
+
+def test_the_prompt_markers_come_from_the_judge_templates_and_read_every_built_in_set() -> None:
+    # The layout of docs/method.md §2, verbatim: the stand-in finds it in the templates, not in a copy of its own.
+    assert placeholder_markers(COR.user_single, "{answer_b}") == (
+        "[The Start of Chatbot B's Response]",
+        "[The End of Chatbot B's Response]",
+    )
+    assert placeholder_markers(COR.user_multi, "{conversation_a}") == (
+        "[The Start of the Conversation between Chatbot A and the Client]",
+        "[The End of the Conversation between Chatbot A and the Client]",
+    )
+    assert placeholder_markers(COR.user_single, "{question}")[0] == "[Client Question]"
+    for name in BUILTIN_TEMPLATE_SETS:
+        template = load_template_set(name)
+        single = parse_pair(render_judge_messages(template, CHAT_QUESTION, SHORT, LONG)[-1]["content"])
+        assert single is not None and (single.question, single.answer_a, single.answer_b) == (
+            CHAT_QUESTION[0]["content"], SHORT, LONG
+        ), name  # fmt: skip
+        multi = parse_pair(render_judge_messages(template, MULTI_TURN, LONG, SHORT)[-1]["content"])
+        assert multi is not None and (multi.answer_a, multi.answer_b) == (LONG, SHORT), name
+    with pytest.raises(ValueError, match="not in the template text"):
+        placeholder_markers(COR.user_single, "{conversation_a}")
 
 
 def test_reasoning_template_without_system_prompt_gets_the_think_form(client: openai.OpenAI) -> None:
@@ -300,7 +330,7 @@ def test_batch_round_trip_through_the_openai_client(teacher: StandinTeacher, cli
 
 
 def test_command_line_serves_until_ctrl_c_and_says_it_is_a_standin() -> None:
-    command = [sys.executable, "-m", "tasks.distill.standin_teacher", "--port", "0", "--latency", "0.01"]
+    command = [sys.executable, "-m", "tasks.standins.teacher", "--port", "0", "--latency", "0.01"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
         assert process.stdout is not None
         try:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.distill.cache import CachedAnswer, RequestCache
-from tasks.distill.client import (
+from tasks.distill.config import TeacherConfig
+from tasks.llm.cache import CachedAnswer, RequestCache
+from tasks.llm.client import (
     RATE_SAFETY,
     MissingApiKeyError,
     Outcome,
@@ -36,7 +37,6 @@ from tasks.distill.client import (
     resolve_api_key,
     send_requests,
 )
-from tasks.distill.config import TeacherConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-test-RECOGNISABLE-fake-key-0123456789"
@@ -252,7 +252,7 @@ def test_cache_gives_each_thread_its_own_connection(tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from tasks.distill.cache import CachedAnswer, RequestCache
+    from tasks.llm.cache import CachedAnswer, RequestCache
     cache = RequestCache(sys.argv[1])
     prefix, count = sys.argv[2], int(sys.argv[3])
     for i in range(count):
@@ -354,7 +354,7 @@ def test_outcome_failure_category_is_the_reason_prefix():
 
 # --- against the stand-in teacher (a real HTTP server on 127.0.0.1) ----------------------------------
 
-standin = pytest.importorskip("tasks.distill.standin_teacher")
+standin = pytest.importorskip("tasks.standins.teacher")
 Faults, StandinTeacher = standin.Faults, standin.StandinTeacher
 
 
@@ -609,8 +609,8 @@ def test_concurrency_never_exceeds_max_in_flight(start_teacher, tmp_path):
 KILLED_RUN = textwrap.dedent(
     """
     import asyncio, json, sys
-    from tasks.distill.cache import RequestCache
-    from tasks.distill.client import TeacherRequest, send_requests
+    from tasks.llm.cache import RequestCache
+    from tasks.llm.client import TeacherRequest, send_requests
     from tasks.distill.config import TeacherConfig
     settings, cache_path, requests_path = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
     bodies = json.load(open(requests_path))
@@ -695,7 +695,7 @@ def test_throughput_is_at_least_95_percent_of_the_raw_client(tmp_path):
     import openai
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "tasks.distill.standin_teacher", "--latency", "0.2"],
+        [sys.executable, "-m", "tasks.standins.teacher", "--latency", "0.2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     url = server.stdout.readline().strip()

@@ -30,15 +30,15 @@ import pyarrow as pa
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.errors import UserError
 from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
-from tasks.distill.batch import send_batch
-from tasks.distill.cache import RequestCache
-from tasks.distill.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.distill.config import DistillConfig, TeacherConfig
-from tasks.distill.standin_teacher import STANDIN_MODEL, StandinTeacher
 from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
+from tasks.llm.batch import send_batch
+from tasks.llm.cache import RequestCache, default_cache_path
+from tasks.llm.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables, reads
+from tasks.standins.teacher import STANDIN_MODEL, StandinTeacher
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "distill-1"
@@ -102,35 +102,17 @@ def effective_teacher(teacher: TeacherConfig) -> TeacherConfig:
     return teacher if teacher.base_url is not None else dataclasses.replace(teacher, model=STANDIN_MODEL)
 
 
-def _versioned(teacher: TeacherConfig | None) -> dict[str, Any] | None:
-    if teacher is None:
-        return None
-    fields = dataclasses.asdict(effective_teacher(teacher))
-    return {k: v for k, v in fields.items() if k not in TeacherConfig.NOT_VERSIONED}
-
-
 def distill_version(config: DistillConfig, distill_set: ArtifactRef) -> str:
     """The `teacher_traces` version: what is asked of whom, not how fast or at what price."""
     versioned = {
-        "teacher": _versioned(config.teacher),
-        "second_teacher": _versioned(config.second_teacher),
+        "teacher": effective_teacher(config.teacher),  # its endpoint fields are not versioned
+        "second_teacher": effective_teacher(config.second_teacher) if config.second_teacher else None,
         "template": load_template_set(config.template).fingerprint,
         "pass2_hint": hashlib.sha256(PASS2_HINT_FILE.read_bytes()).hexdigest()[:16] if config.second_teacher else None,
         "attempt": config.attempt,
     }
     upstream = {DISTILL_SET.kind: distill_set.version}
     return artifact_version(TEACHER_TRACES.kind, TEACHER_TRACES.version, versioned, upstream, CODE_VERSION)
-
-
-def default_cache_path(store: ArtifactStore, cache_dir: str | None, file_name: str = "teacher_requests.sqlite") -> str:
-    """Where a request cache lives: `cache_dir`, else <artifact root>/.request_cache (~/.cache/rmr1 for URLs)."""
-    if cache_dir is not None:
-        folder = cache_dir
-    elif store.local:
-        folder = os.path.join(store.root, ".request_cache")
-    else:
-        folder = os.path.join(os.path.expanduser("~"), ".cache", "rmr1")
-    return os.path.join(folder, file_name)
 
 
 @contextlib.contextmanager

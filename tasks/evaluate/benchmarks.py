@@ -350,7 +350,7 @@ def benchmark_fingerprint(config: BenchmarkConfig) -> dict[str, Any]:
 def load_benchmark(config: BenchmarkConfig) -> list[Comparison]:
     """All comparisons of one benchmark (or its sample); comparison ids are checked to be unique."""
     if config.path == SYNTHETIC:
-        from tasks.evaluate.synthetic import write_synthetic_benchmark
+        from tasks.standins.synthetic_benchmarks import write_synthetic_benchmark
 
         with tempfile.TemporaryDirectory(prefix="rmr1-synthetic-") as folder:
             path = write_synthetic_benchmark(config.name, folder, config.sample_seed)

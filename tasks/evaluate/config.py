@@ -3,24 +3,24 @@
 Only what changes the predictions takes part in the `eval_predictions` version: the judge (backend, model,
 template, decoding), the benchmark data (file contents or pinned Hub revision) and sampling, the order
 seed and `both_orders`. How fast they are produced (batch size, GPU memory share, chunking, the endpoint's
-URL, key, concurrency and retries) does not: see `JudgeConfig.NOT_VERSIONED`.
+URL, key, concurrency and retries) does not: the fields marked `"versioned": False`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
 from data_contracts.kinds import BENCHMARKS
-from tasks.config import ConfigError
-from tasks.distill.config import TeacherConfig
+from tasks.config import ConfigError, Float, Int, config_section
+from tasks.llm.config import EndpointConfig
 
 BACKENDS = ("vllm", "hf", "openai", "length")
 # `judge.model` values that mean "the checkpoint this recipe trained" rather than a path, Hub id or API name.
 CHECKPOINT_MODELS = ("rl_checkpoint", "sft_checkpoint")
 
 
-@dataclass(frozen=True)
+@config_section
 class BenchmarkConfig:
     """One benchmark to judge: where its official files are, and an optional sample."""
 
@@ -30,9 +30,10 @@ class BenchmarkConfig:
     path: str | None = field(
         default=None,
         metadata={
+            "versioned": False,
             "help": "Local copy: RewardBench json/jsonl/parquet file or folder (or LLMBar's json files), RM-Bench's "
             "*_filtered.json files or folder, RMB's RMB_dataset folder (Pairwise_set/, BoN_set/). "
-            "'synthetic' writes a small seeded set in the official layout (smoke runs)."
+            "'synthetic' writes a small seeded set in the official layout (smoke runs).",
         },
     )
     hub_id: str | None = field(
@@ -40,14 +41,14 @@ class BenchmarkConfig:
     )
     revision: str | None = field(default=None, metadata={"help": "Pinned Hub revision; required with hub_id."})
     split: str = field(default="filtered", metadata={"help": "Hub split (RewardBench: filtered, 2,985 items)."})
-    items_per_subset: int | None = field(
+    items_per_subset: Int | None = field(
         default=None,
         metadata={
             "help": "Judge at most this many items per subset (a seeded sample; an RM-Bench item keeps its 9 "
             "comparisons, an RMB BoN item all its losers). None = the whole benchmark, as published."
         },
     )
-    sample_seed: int = field(default=0, metadata={"help": "Seed of the items_per_subset sample."})
+    sample_seed: Int = field(default=0, metadata={"help": "Seed of the items_per_subset sample."})
 
     def __post_init__(self) -> None:
         if self.name not in BENCHMARKS:
@@ -62,7 +63,7 @@ class BenchmarkConfig:
             raise ConfigError("items_per_subset", f"must be at least 1, got {self.items_per_subset}")
 
 
-@dataclass(frozen=True)
+@config_section
 class JudgeConfig:
     """The model that judges, the backend that runs it and how it decodes (greedy by default, docs/method.md §8)."""
 
@@ -85,12 +86,12 @@ class JudgeConfig:
         default="cor-instruct-v1",
         metadata={"help": "Judge template set: a built-in name or a folder (e.g. the authors' exact strings)."},
     )
-    max_new_tokens: int = field(
+    max_new_tokens: Int = field(
         default=8192,
         metadata={"help": "Longest verdict in tokens (docs/method.md §8: long; the authors use up to 50,000)."},
     )
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding (docs/method.md §8)."})
-    max_prompt_tokens: int | None = field(
+    temperature: Float = field(default=0.0, metadata={"help": "0 = greedy decoding (docs/method.md §8)."})
+    max_prompt_tokens: Int | None = field(
         default=None,
         metadata={
             "help": "hf / vllm: prompts longer than this are not judged and score as errors; None = the model's "
@@ -102,21 +103,22 @@ class JudgeConfig:
         metadata={"help": "Read [[C]] (neither [[A]] nor [[B]]) as a tie worth 0.5, for judges that can call one."},
     )
     dtype: str = field(default="auto", metadata={"help": "hf / vllm weights dtype: auto, bfloat16, float16, float32."})
-    batch_size: int = field(default=8, metadata={"help": "hf: prompts per generate call."})
-    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model (docs/method.md §7 uses 4)."})
-    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: share of GPU memory it may take."})
-    max_model_len: int | None = field(
+    batch_size: Int = field(default=8, metadata={"versioned": False, "help": "hf: prompts per generate call."})
+    tensor_parallel_size: Int = field(default=1, metadata={"help": "vllm: GPUs per model (docs/method.md §7 uses 4)."})
+    gpu_memory_utilization: Float = field(
+        default=0.9, metadata={"versioned": False, "help": "vllm: share of GPU memory it may take."}
+    )
+    max_model_len: Int | None = field(
         default=None, metadata={"help": "vllm: context length to allocate; None = the model's own."}
     )
-    endpoint: TeacherConfig | None = field(
+    endpoint: EndpointConfig | None = field(
         default=None,
         metadata={
-            "help": "openai: connection, concurrency, retries and prices (the distill client's settings); the "
-            "model, max tokens and temperature come from this judge section."
+            "versioned": False,
+            "help": "openai: connection, concurrency, retries and prices (the endpoint client's settings); the "
+            "model, max tokens and temperature come from this judge section.",
         },
     )
-
-    NOT_VERSIONED = ("batch_size", "gpu_memory_utilization", "endpoint")
 
     @property
     def checkpoint(self) -> str | None:
@@ -135,14 +137,9 @@ class JudgeConfig:
             raise ConfigError("endpoint.base_url", "the openai backend needs the endpoint's URL")
         if self.backend == "openai" and self.model in CHECKPOINT_MODELS:
             raise ConfigError("model", "the openai backend judges with a served model: give the name it serves")
-        defaults = TeacherConfig()
-        if self.endpoint is not None:
-            for name in ("model", "max_tokens", "temperature", "top_p"):
-                if getattr(self.endpoint, name) != getattr(defaults, name):
-                    raise ConfigError(f"endpoint.{name}", "set it in the judge section (judge.model, ...), not here")
 
 
-@dataclass(frozen=True)
+@config_section
 class EvaluateConfig:
     """The evaluate stage's recipe section."""
 
@@ -151,7 +148,7 @@ class EvaluateConfig:
         default=(),
         metadata={"help": "Benchmarks to judge; the headline is the mean of their scores (docs/method.md §8)."},
     )
-    order_seed: int = field(
+    order_seed: Int = field(
         default=0,
         metadata={"help": "Seed of each pair's A/B order (recorded in every prediction; the authors used none)."},
     )
@@ -162,7 +159,7 @@ class EvaluateConfig:
             "Scores still use the seeded order, as published."
         },
     )
-    chunk_size: int = field(
+    chunk_size: Int = field(
         default=512,
         metadata={
             "help": "hf / vllm: comparisons per resumable chunk (a killed run redoes at most one); the openai "

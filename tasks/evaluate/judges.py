@@ -2,7 +2,7 @@
 
 - `hf`: transformers `generate`, batched, greedy unless a temperature is set; CPU or one GPU.
 - `vllm`: offline `LLM.generate` with tensor parallelism (GPU only; vLLM is imported only here, lazily).
-- `openai`: any OpenAI-compatible endpoint through the distill client (`send_requests`): bounded
+- `openai`: any OpenAI-compatible endpoint through the endpoint client (`tasks.llm`): bounded
   concurrency, rate limits, retries and the durable request cache, so a re-run never pays twice.
 - `length`: "the longer answer wins", a sanity baseline that needs no model.
 hf and vllm render prompts with the model's own chat template, identically; a prompt longer than the
@@ -12,7 +12,6 @@ model's context minus `max_new_tokens` is not judged (None, counted in `notes`),
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from tasks.distill.cache import RequestCache
-from tasks.distill.client import TeacherRequest, resolve_api_key, send_requests
-from tasks.distill.config import TeacherConfig
 from tasks.evaluate.config import JudgeConfig
 from tasks.judge_protocol import Turn
 from tasks.judge_protocol.verdicts import TIE_TAG, VERDICT_TAGS
+from tasks.llm.cache import RequestCache
+from tasks.llm.client import TeacherRequest, resolve_api_key, send_requests
 
 LENGTH_JUDGE = "length-baseline"
 Done = Callable[[int], None] | None  # told how many more prompts were judged, as they finish
@@ -182,27 +180,19 @@ class VllmJudge:
         del self.llm
 
 
-def endpoint_teacher(config: JudgeConfig) -> TeacherConfig:
-    """The distill client's settings for this judge: the endpoint's connection, the judge's model and decoding."""
-    assert config.endpoint is not None
-    return dataclasses.replace(
-        config.endpoint, model=config.model, max_tokens=config.max_new_tokens, temperature=config.temperature
-    )
-
-
 class OpenAIJudge:
     """An OpenAI-compatible endpoint, through the same client, limits, retries and request cache as distill."""
 
     def __init__(self, config: JudgeConfig, cache_path: str) -> None:
-        self.teacher = endpoint_teacher(config)
+        assert config.endpoint is not None
+        self.config, self.endpoint = config, config.endpoint
         self.name, self.notes, self.cache_path = config.model, Counter[str](), cache_path
-        self.api_key = resolve_api_key(self.teacher)
+        self.api_key = resolve_api_key(self.endpoint)
 
     def requests(self, inputs: Sequence[JudgeInput]) -> list[TeacherRequest]:
-        cfg = self.teacher
-        return [
-            TeacherRequest(tuple(i.messages), cfg.model, cfg.max_tokens, cfg.temperature, cfg.top_p) for i in inputs
-        ]
+        """The judge's model and decoding (no top_p: the provider's default) over each input's messages."""
+        cfg = self.config
+        return [TeacherRequest(tuple(i.messages), cfg.model, cfg.max_new_tokens, cfg.temperature) for i in inputs]
 
     def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
         def done(_: object) -> None:
@@ -210,7 +200,7 @@ class OpenAIJudge:
                 on_done(1)
 
         with RequestCache(self.cache_path) as cache:
-            sending = send_requests(self.requests(inputs), self.teacher, cache, api_key=self.api_key, on_outcome=done)
+            sending = send_requests(self.requests(inputs), self.endpoint, cache, api_key=self.api_key, on_outcome=done)
             outcomes, _ = asyncio.run(sending)
         for outcome in outcomes:
             if outcome.status == "failed":

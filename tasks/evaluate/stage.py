@@ -26,13 +26,14 @@ import pyarrow.parquet as pq
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
-from tasks.distill.stage import default_cache_path
+from data_contracts.versioning import versioned
 from tasks.evaluate.benchmarks import SYNTHETIC, Comparison, benchmark_fingerprint, load_benchmark, order_of
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
+from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables
 
@@ -91,7 +92,7 @@ def prediction_row(judgement: Judgement, output: str | None, judge: str, config:
 def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict[str, Any]:
     if judge.backend == "length":  # no model, no prompt, no decoding
         return {"backend": judge.backend, "allow_tie": judge.allow_tie}
-    fields = {k: v for k, v in dataclasses.asdict(judge).items() if k not in JudgeConfig.NOT_VERSIONED}
+    fields = versioned(judge)  # without batch size, GPU memory share and the endpoint
     fields["template"] = load_template_set(judge.template).fingerprint
     if checkpoint is not None:
         fields["model"] = checkpoint.kind  # its version is in the upstream versions
@@ -100,10 +101,9 @@ def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict
 
 def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) -> dict[str, str]:
     """The `eval_predictions` and `eval_scores` versions: the judge, the data (by content), the order seed."""
-    unversioned = {"path"}  # files count by content (the fingerprint), not by where they are
     benchmarks = [
         {
-            **{k: v for k, v in dataclasses.asdict(b).items() if k not in unversioned},
+            **versioned(b),  # files count by content (the fingerprint), not by where they are
             "sample_seed": b.sample_seed if b.items_per_subset is not None or b.path == SYNTHETIC else None,
             "data": benchmark_fingerprint(b),
         }

@@ -13,6 +13,7 @@ from tasks.judge_protocol.templates import (
     is_single_turn,
     load_template_set,
     place_pair,
+    placeholder_markers,
     render_judge_messages,
     render_user_message,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "load_template_set",
     "parse_eval_verdict",
     "place_pair",
+    "placeholder_markers",
     "render_judge_messages",
     "render_pass2_hint",
     "render_user_message",

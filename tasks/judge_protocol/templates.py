@@ -110,6 +110,17 @@ def load_template_set(name_or_path: str) -> TemplateSet:
     return TemplateSet(spec["name"], spec["version"], spec["family"], system, user_single, user_multi)
 
 
+def placeholder_markers(text: str, placeholder: str) -> tuple[str, str]:
+    """The lines right before and right after `placeholder` in a template text (blank lines skipped): the
+    markers that frame what it is replaced with, e.g. "[The Start of Chatbot A's Response]" and
+    "[The End of Chatbot A's Response]" around "{answer_a}". A ValueError when `placeholder` is not there."""
+    if placeholder not in text:
+        raise ValueError(f"{placeholder!r} is not in the template text")
+    before, _, after = text.partition(placeholder)
+    before_lines, after_lines = before.strip("\n").split("\n"), after.strip("\n").split("\n")
+    return before_lines[-1], after_lines[0]
+
+
 def is_single_turn(conversation: list[Turn]) -> bool:
     """Exactly one user turn, optionally preceded by one system turn, and no assistant turns."""
     roles = [turn.get("role") for turn in conversation]

@@ -326,7 +326,7 @@ def generic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Sk
 
 
 def synthetic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
-    """Records of `tasks.pull.synthetic.synthetic_records`: `conversation`, `chosen`, `rejected`, `domain`."""
+    """Records of `tasks.standins.synthetic_pairs.synthetic_records`: `conversation`, `chosen`, `rejected`, `domain`."""
     conversation = _message_turns(_list(record, "conversation"), "conversation")
     domain = _text(record, "domain")
     if domain not in DOMAINS:

@@ -19,7 +19,7 @@ import numpy as np
 from data_contracts.errors import UserError
 from data_contracts.versioning import file_sha256
 from tasks.pull.config import SourceConfig
-from tasks.pull.synthetic import synthetic_records
+from tasks.standins.synthetic_pairs import synthetic_records
 
 FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 BATCH_ROWS = 5_000

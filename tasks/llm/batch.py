@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tasks.distill.cache import CachedAnswer, RequestCache
-from tasks.distill.client import Outcome, RunStats, TeacherRequest, cached_outcome
-from tasks.distill.config import TeacherConfig
+from data_contracts.errors import UserError
+from tasks.llm.cache import CachedAnswer, RequestCache
+from tasks.llm.client import Outcome, RunStats, TeacherRequest, cached_outcome, models_of
+from tasks.llm.config import EndpointConfig
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 ENDPOINT = "/v1/chat/completions"
@@ -29,7 +30,7 @@ ENDPOINT = "/v1/chat/completions"
 log = logging.getLogger(__name__)
 
 
-class BatchError(RuntimeError):
+class BatchError(UserError, RuntimeError):
     """A Batch API call failed; the batch id (if any) stays recorded, so a re-run collects it."""
 
 
@@ -56,7 +57,7 @@ def _read_state(path: str, request_ids: list[str]) -> str | None:
 
 async def send_batch(
     requests: Sequence[TeacherRequest],
-    cfg: TeacherConfig,
+    cfg: EndpointConfig,
     cache: RequestCache,
     *,
     api_key: str,
@@ -71,6 +72,7 @@ async def send_batch(
     known = cache.get_many(by_id)
     pending = sorted(request_id for request_id in by_id if request_id not in known)
     failures: dict[str, str] = {}
+    model = models_of(requests)
     if pending:
         client = openai.AsyncOpenAI(base_url=cfg.base_url, api_key=api_key, timeout=cfg.timeout_s)
         try:
@@ -85,16 +87,16 @@ async def send_batch(
                 batch = await client.batches.create(input_file_id=file.id, endpoint=ENDPOINT, completion_window="24h")
                 batch_id = batch.id
                 _write_state(state_path, {"batch_id": batch_id, "request_ids": pending})
-                log.info("teacher %s: submitted batch %s with %d requests", cfg.model, batch_id, len(pending))
+                log.info("teacher %s: submitted batch %s with %d requests", model, batch_id, len(pending))
             else:
-                log.info("teacher %s: collecting batch %s submitted by an earlier run", cfg.model, batch_id)
+                log.info("teacher %s: collecting batch %s submitted by an earlier run", model, batch_id)
             batch = await client.batches.retrieve(batch_id)
             while batch.status not in TERMINAL:
                 await asyncio.sleep(poll_s)
                 batch = await client.batches.retrieve(batch_id)
             if batch.output_file_id:
                 output = await client.files.content(batch.output_file_id)
-                failures |= _store_answers(output.text, cache, cfg)
+                failures |= _store_answers(output.text, cache, model)
             if batch.error_file_id:
                 errors = await client.files.content(batch.error_file_id)
                 failures |= {json.loads(line)["custom_id"]: "batch_error" for line in errors.text.splitlines() if line}
@@ -110,8 +112,9 @@ async def send_batch(
     return _outcomes(requests, known, cache, failures, cfg, time.perf_counter() - started)
 
 
-def _store_answers(output_jsonl: str, cache: RequestCache, cfg: TeacherConfig) -> dict[str, str]:
-    """Cache every answered line of a batch output file; return the failed lines' reasons."""
+def _store_answers(output_jsonl: str, cache: RequestCache, model: str) -> dict[str, str]:
+    """Cache every answered line of a batch output file (`model` when a line names none); return the failed
+    lines' reasons."""
     failures = {}
     for line in output_jsonl.splitlines():
         if not line.strip():
@@ -133,7 +136,7 @@ def _store_answers(output_jsonl: str, cache: RequestCache, cfg: TeacherConfig) -
                 finish_reason=choice.get("finish_reason"),
                 prompt_tokens=int(usage.get("prompt_tokens", 0)),
                 completion_tokens=int(usage.get("completion_tokens", 0)),
-                model=body.get("model", cfg.model),
+                model=body.get("model", model),
                 created_at=time.time(),
             )
         )
@@ -145,7 +148,7 @@ def _outcomes(
     known: dict[str, CachedAnswer],
     cache: RequestCache,
     failures: dict[str, str],
-    cfg: TeacherConfig,
+    cfg: EndpointConfig,
     wall_s: float,
 ) -> tuple[list[Outcome], RunStats]:
     answers = cache.get_many({r.request_id for r in requests})

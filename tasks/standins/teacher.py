@@ -34,7 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tasks.distill.client import request_id_of
+from tasks.judge_protocol import load_template_set, placeholder_markers
+from tasks.llm.client import request_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,13 @@ CHARS_PER_TOKEN = 4  # token counts are estimated as ceil(chars / 4)
 QUOTE_WORDS = 8  # words quoted from each answer inside <quote_A>/<quote_B>
 MALFORMED_TEXT = "I am sorry, but I cannot compare these two responses right now. Please try again later."
 
-# Markers of the judge user message, docs/method.md §2 (verbatim).
-_QUESTION = "[Client Question]"
-_START_A, _END_A = "[The Start of Chatbot A's Response]", "[The End of Chatbot A's Response]"
-_START_B, _END_B = "[The Start of Chatbot B's Response]", "[The End of Chatbot B's Response]"
-_CONV_START_A = "[The Start of the Conversation between Chatbot A and the Client]"
-_CONV_END_A = "[The End of the Conversation between Chatbot A and the Client]"
-_CONV_START_B = "[The Start of the Conversation between Chatbot B and the Client]"
-_CONV_END_B = "[The End of the Conversation between Chatbot B and the Client]"
+# Markers of the judge user message, docs/method.md §2, read from the built-in template the pipeline renders with.
+_LAYOUT = load_template_set("cor-instruct-v1")
+_QUESTION, _ = placeholder_markers(_LAYOUT.user_single, "{question}")
+_START_A, _END_A = placeholder_markers(_LAYOUT.user_single, "{answer_a}")
+_START_B, _END_B = placeholder_markers(_LAYOUT.user_single, "{answer_b}")
+_CONV_START_A, _CONV_END_A = placeholder_markers(_LAYOUT.user_multi, "{conversation_a}")
+_CONV_START_B, _CONV_END_B = placeholder_markers(_LAYOUT.user_multi, "{conversation_b}")
 # The pass-2 suffix states the correct verdict (docs/method.md §5); the stand-in follows it like a real teacher.
 _HINT = re.compile(r"correct verdict is \[\[([AB])\]\]", re.IGNORECASE)
 _REASONING_CUES = re.compile(

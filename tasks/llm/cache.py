@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_contracts import ArtifactStore
+
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0  # another process holding the write lock; commits are tiny, so this is generous
 _LOOKUP_CHUNK = 500  # ids per `IN (...)` query, well under SQLite's bound-parameter limit
@@ -126,6 +128,17 @@ class RequestCache:
 
     def __repr__(self) -> str:
         return f"RequestCache({self.path!r})"
+
+
+def default_cache_path(store: ArtifactStore, cache_dir: str | None, file_name: str = "teacher_requests.sqlite") -> str:
+    """Where a request cache lives: `cache_dir`, else <artifact root>/.request_cache (~/.cache/rmr1 for URLs)."""
+    if cache_dir is not None:
+        folder = cache_dir
+    elif store.local:
+        folder = os.path.join(store.root, ".request_cache")
+    else:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "rmr1")
+    return os.path.join(folder, file_name)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

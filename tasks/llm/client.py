@@ -1,4 +1,4 @@
-"""Sending teacher requests: bounded concurrency, rate limits, retries, a durable cache and a budget.
+"""Sending chat-completion requests: bounded concurrency, rate limits, retries, a durable cache and a budget.
 
 `send_requests` takes chat-completion requests and returns one `Outcome` per request, in order: answers
 already in the `RequestCache` come back at once, the rest go through one `AsyncOpenAI` client with at most
@@ -28,8 +28,9 @@ from typing import Any, Literal, cast
 from openai.types.chat import ChatCompletion
 
 from data_contracts import canonical_json
-from tasks.distill.cache import CachedAnswer, RequestCache
-from tasks.distill.config import TeacherConfig
+from data_contracts.errors import UserError
+from tasks.llm.cache import CachedAnswer, RequestCache
+from tasks.llm.config import EndpointConfig
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +173,11 @@ class RateLimiter:
             await self._sleep(delay)
 
 
-class MissingApiKeyError(RuntimeError):
+class MissingApiKeyError(UserError, RuntimeError):
     """The teacher's API key could not be found; the message names where it was looked for."""
 
 
-def resolve_api_key(cfg: TeacherConfig) -> str:
+def resolve_api_key(cfg: EndpointConfig) -> str:
     """The key from the Prefect Secret block `cfg.api_key_secret_block` if set, else `$cfg.api_key_env`."""
     if cfg.api_key_secret_block:
         name = cfg.api_key_secret_block
@@ -228,8 +229,13 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
+def models_of(requests: Sequence[TeacherRequest]) -> str:
+    """The model name the requests ask for, for log lines ("a, b" when they differ; "none" for no requests)."""
+    return ", ".join(sorted({request.model for request in requests})) or "none"
+
+
 def backoff_delay(
-    retry: int, cfg: TeacherConfig, retry_after: float | None = None, rng: random.Random | None = None
+    retry: int, cfg: EndpointConfig, retry_after: float | None = None, rng: random.Random | None = None
 ) -> float:
     """Seconds before retry number `retry` (0 = the first): full jitter over min(max, initial·2^retry), but
     never less than the server's Retry-After."""
@@ -238,7 +244,7 @@ def backoff_delay(
     return max(delay, retry_after) if retry_after is not None else delay
 
 
-def cost_usd(prompt_tokens: int, completion_tokens: int, cfg: TeacherConfig) -> float:
+def cost_usd(prompt_tokens: int, completion_tokens: int, cfg: EndpointConfig) -> float:
     return prompt_tokens * cfg.price_input_per_mtok / 1e6 + completion_tokens * cfg.price_output_per_mtok / 1e6
 
 
@@ -258,7 +264,7 @@ class _InvalidResponse(Exception):
     """A 200 answer without usable content."""
 
 
-def _classify(error: Exception, cfg: TeacherConfig, scrub: Callable[[str], str]) -> _Failure:
+def _classify(error: Exception, cfg: EndpointConfig, scrub: Callable[[str], str]) -> _Failure:
     import openai
 
     if isinstance(error, openai.APITimeoutError):
@@ -289,7 +295,7 @@ class _Sender:
 
     def __init__(
         self,
-        cfg: TeacherConfig,
+        cfg: EndpointConfig,
         cache: RequestCache,
         client: Any,
         stats: RunStats,
@@ -414,7 +420,7 @@ def _parse_answer(request: TeacherRequest, completion: Any) -> CachedAnswer:
     )
 
 
-def cached_outcome(answer: CachedAnswer, cfg: TeacherConfig) -> Outcome:
+def cached_outcome(answer: CachedAnswer, cfg: EndpointConfig) -> Outcome:
     """The Outcome of an answer already in the cache: nothing sent, cost at the configured prices."""
     return Outcome(
         request_id=answer.request_id,
@@ -431,7 +437,7 @@ def cached_outcome(answer: CachedAnswer, cfg: TeacherConfig) -> Outcome:
     )
 
 
-def _make_client(cfg: TeacherConfig, api_key: str) -> Any:
+def _make_client(cfg: EndpointConfig, api_key: str) -> Any:
     import httpx2
     import openai
 
@@ -449,7 +455,7 @@ def _make_client(cfg: TeacherConfig, api_key: str) -> Any:
 
 async def send_requests(
     requests: Sequence[TeacherRequest],
-    cfg: TeacherConfig,
+    cfg: EndpointConfig,
     cache: RequestCache,
     *,
     api_key: str,
@@ -491,7 +497,7 @@ async def send_requests(
     pending = [requests[indices[0]] for request_id, indices in positions.items() if request_id not in cached]
     log.info(
         "teacher %s: %d requests, %d answered from the cache, %d to send (%d in flight)",
-        cfg.model, len(requests), stats.cached, len(pending), min(cfg.max_in_flight, len(pending)),
+        models_of(requests), len(requests), stats.cached, len(pending), min(cfg.max_in_flight, len(pending)),
     )  # fmt: skip
 
     if pending:
@@ -515,7 +521,7 @@ async def send_requests(
     stats.wall_s = time.perf_counter() - started
     log.info(
         "teacher %s: %d ok (%d cached), %d failed %s, %d retries, %d+%d tokens, $%.4f, %.1f s, %.1f answers/s",
-        cfg.model, stats.ok, stats.cached, sum(stats.failed.values()), dict(stats.failed), stats.retries,
+        models_of(requests), stats.ok, stats.cached, sum(stats.failed.values()), dict(stats.failed), stats.retries,
         stats.prompt_tokens, stats.completion_tokens, stats.cost_usd, stats.wall_s, stats.throughput(),
     )  # fmt: skip
     return cast(list[Outcome], outcomes), stats

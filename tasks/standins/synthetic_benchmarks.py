@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from tasks.pull.synthetic import Draft, synthetic_drafts
+from tasks.standins.synthetic_pairs import Draft, synthetic_drafts
 
 ITEMS = 24  # drafts per benchmark: every kind (chat, multi-turn, safety, code, math) several times
 _REWARDBENCH_SUBSET = {"chat": "alpacaeval-easy", "safety": "refusals-dangerous", "code": "hep-python",

@@ -109,14 +109,14 @@ def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) ->
         }
         for b in config.benchmarks
     ]
-    versioned = {
+    judged = {
         "judge": _versioned_judge(config.judge, checkpoint),
         "benchmarks": benchmarks,
         "order_seed": config.order_seed,
         "both_orders": config.both_orders,
     }
     upstream = {checkpoint.kind: checkpoint.version} if checkpoint is not None else {}
-    predictions = artifact_version(EVAL_PREDICTIONS.kind, EVAL_PREDICTIONS.version, versioned, upstream, CODE_VERSION)
+    predictions = artifact_version(EVAL_PREDICTIONS.kind, EVAL_PREDICTIONS.version, judged, upstream, CODE_VERSION)
     scores = artifact_version(EVAL_SCORES.kind, EVAL_SCORES.version, {}, {EVAL_PREDICTIONS.kind: predictions},
                               SCORING_VERSION)  # fmt: skip
     return {EVAL_PREDICTIONS.kind: predictions, EVAL_SCORES.kind: scores}

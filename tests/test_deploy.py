@@ -5,6 +5,7 @@ pipeline handing a stage to a deployment (`dispatch`) while running the others i
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -61,6 +62,9 @@ def test_deploy_all_then_a_process_worker_runs_the_scheduled_pull(deployed: dict
     assert deployments["rl/gpu"].work_pool_name == "rmr1-gpu"
     gpu_variables = deployments["rl/gpu"].job_variables
     assert gpu_variables["container_create_kwargs"]["device_requests"][0]["driver"] == "nvidia"
+    # The recipe parameter is typed: the UI's form knows every section and field, and refuses unknown keys.
+    schema = json.dumps(nightly.parameter_openapi_schema)
+    assert '"max_reject_rate"' in schema and '"distill_fraction"' in schema and '"additionalProperties": false' in schema
 
     # The scheduled pull, run now with a small smoke recipe, picked up by a process worker.
     params = f'{{"recipe": "recipes/smoke.yaml", "overrides": ["pull.sources.0.rows=100"], "artifacts": "{tmp_path}"}}'

@@ -64,7 +64,8 @@ def test_deploy_all_then_a_process_worker_runs_the_scheduled_pull(deployed: dict
     assert gpu_variables["container_create_kwargs"]["device_requests"][0]["driver"] == "nvidia"
     # The recipe parameter is typed: the UI's form knows every section and field, and refuses unknown keys.
     schema = json.dumps(nightly.parameter_openapi_schema)
-    assert '"max_reject_rate"' in schema and '"distill_fraction"' in schema and '"additionalProperties": false' in schema
+    assert '"max_reject_rate"' in schema and '"distill_fraction"' in schema
+    assert '"additionalProperties": false' in schema
 
     # The scheduled pull, run now with a small smoke recipe, picked up by a process worker.
     params = f'{{"recipe": "recipes/smoke.yaml", "overrides": ["pull.sources.0.rows=100"], "artifacts": "{tmp_path}"}}'

@@ -129,7 +129,7 @@ def _stage_flow(
 
     def run_step(step: Step) -> StageResult:
         if step.name != name:
-            return _run_upstream_flow(step, plan)
+            return _run_as_stage_flow(step, plan)
         return run_step_task(step, plan)
 
     def on_step(step: Step, result: StageResult | None) -> None:
@@ -142,8 +142,8 @@ def _stage_flow(
     return {kind: outputs[kind].version for kind in BY_NAME[name].writes if kind in outputs}
 
 
-def _run_upstream_flow(step: Step, plan: Plan) -> StageResult:
-    """Run an upstream step as its own stage flow run (same process, versions handed over)."""
+def _run_as_stage_flow(step: Step, plan: Plan) -> StageResult:
+    """Run a step as its own stage flow run in this process (inputs and planned versions handed over)."""
     upstream = {kind: ref.version for kind, ref in step.inputs.items()}
     STAGE_FLOWS[step.name](plan.recipe, plan.store.uri(plan.store.root), upstream=upstream, versions=step.versions)
     return StageResult(step.name, {k: plan.store.require(k, v) for k, v in step.versions.items()}, False)
@@ -239,7 +239,7 @@ def _dispatch(step: Step, plan: Plan) -> tuple[StageResult, str]:
     shared artifact root."""
     store, deployment = plan.store, plan.recipe.dispatch.get(step.name)
     if deployment is None:
-        return _run_upstream_flow(step, plan), "ran"
+        return _run_as_stage_flow(step, plan), "ran"
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
@@ -153,7 +154,7 @@ StepRunner = Callable[[Step], StageResult]
 
 
 def run_here(
-    plan: Plan, on_progress: ProgressCallback | None = None, shard_runner: object = None
+    plan: Plan, on_progress: ProgressCallback | None = None, shard_runner: Any = None
 ) -> StepRunner:
     """A step runner that runs each stage in this process."""
 

@@ -146,7 +146,7 @@ def _run_as_stage_flow(step: Step, plan: Plan) -> StageResult:
     """Run a step as its own stage flow run in this process (inputs and planned versions handed over)."""
     upstream = {kind: ref.version for kind, ref in step.inputs.items()}
     STAGE_FLOWS[step.name](plan.recipe, plan.store.uri(plan.store.root), upstream=upstream, versions=step.versions)
-    return StageResult(step.name, {k: plan.store.require(k, v) for k, v in step.versions.items()}, False)
+    return StageResult(step.name, {k: plan.store.require(k, v) for k, v in step.versions.items()})
 
 
 def _run_name(stage: str) -> Callable[[], str]:
@@ -179,24 +179,10 @@ def _make_stage_flow(name: str, description: str) -> Flow[..., dict[str, str]]:
     return flow(name=name, flow_run_name=_run_name(name), description=description)(stage_flow)
 
 
-DESCRIPTIONS = {
-    "pull": "Load preference sources into preference_pairs.",
-    "split": "Split pairs into distill_set and rl_set.",
-    "distill": "Teacher traces for distill_set.",
-    "filter": "Kept traces into sft_examples.",
-    "sft": "Fine-tune the student on sft_examples.",
-    "rl": "GRPO with the verdict reward on rl_set.",
-    "evaluate": "Judge RewardBench, RM-Bench and RMB; official scores and a report beside the paper.",
-}
-STAGE_FLOWS = {stage.name: _make_stage_flow(stage.name, DESCRIPTIONS.get(stage.name, stage.name)) for stage in STAGES}
-# Module-level names for `prefect deploy` entrypoints (infra/prefect.yaml: flows/stages.py:pull_flow, ...).
-pull_flow = STAGE_FLOWS["pull"]
-split_flow = STAGE_FLOWS["split"]
-distill_flow = STAGE_FLOWS["distill"]
-filter_flow = STAGE_FLOWS["filter"]
-sft_flow = STAGE_FLOWS["sft"]
-rl_flow = STAGE_FLOWS["rl"]
-evaluate_flow = STAGE_FLOWS["evaluate"]
+STAGE_FLOWS = {stage.name: _make_stage_flow(stage.name, stage.description) for stage in STAGES}
+# Module-level names for `prefect deploy` entrypoints (infra/prefect.yaml: flows/stages.py:pull_flow, split_flow,
+# distill_flow, filter_flow, sft_flow, rl_flow, evaluate_flow): one per registered stage, none written by hand.
+globals().update({f"{name}_flow": stage_flow for name, stage_flow in STAGE_FLOWS.items()})
 
 
 @flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")
@@ -267,4 +253,4 @@ def _dispatch(step: Step, plan: Plan) -> tuple[StageResult, str]:
         raise DispatchFailed(f"stage {step.name}: deployment {deployment} finished but {', '.join(missing)} is not "
                              f"published under {root}: does its worker see the same artifact root?")  # fmt: skip
     outputs = {k: store.require(k, v) for k, v in step.versions.items()}
-    return StageResult(step.name, outputs, False), f"ran on deployment {deployment} ({run.name})"
+    return StageResult(step.name, outputs), f"ran on deployment {deployment} ({run.name})"

@@ -24,16 +24,14 @@ Tables = dict[str, list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class StageResult:
-    """Outputs by kind, whether the stage was skipped (all outputs already published), and its counts."""
+    """What a stage run published, by kind, and its counts (whether to skip is the plan's, not the stage's)."""
 
     stage: str
     outputs: dict[str, ArtifactRef]
-    skipped: bool
     stats: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        state = "skipped, already published" if self.skipped else "published"
-        return f"{self.stage}: {state}: " + ", ".join(str(ref) for ref in self.outputs.values())
+        return f"{self.stage}: published: " + ", ".join(str(ref) for ref in self.outputs.values())
 
 
 class Progress:
@@ -88,6 +86,7 @@ class Stage:
     """One stage, declared: the plan and the Prefect layer need nothing else to run it and show it."""
 
     name: str
+    description: str  # one line, shown on its Prefect flow
     writes: tuple[str, ...]  # artifact kinds it publishes
     reads: Callable[[Recipe], tuple[str, ...]]  # artifact kinds it reads (may depend on the recipe)
     versions: Callable[[Recipe, Mapping[str, ArtifactRef]], dict[str, str]]  # what it would publish, by kind

@@ -253,7 +253,7 @@ def distill_traces(
         stats=stats,
     )
     log.info("distill: published %s: %s", ref, stats["totals"])
-    return StageResult("distill", {TEACHER_TRACES.kind: ref}, False, stats)
+    return StageResult("distill", {TEACHER_TRACES.kind: ref}, stats)
 
 
 def _trace_row(
@@ -354,6 +354,7 @@ def _run(run: StageRun) -> StageResult:
 
 STAGE = Stage(
     name="distill",
+    description="Teacher traces for distill_set.",
     writes=(TEACHER_TRACES.kind,),
     reads=reads(DISTILL_SET.kind),
     versions=_versions,

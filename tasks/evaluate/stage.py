@@ -253,7 +253,7 @@ def evaluate_judge(
     )
     headline = next((r["score"] for r in rows if r["level"] == "headline"), None)
     log.info("evaluate: %s: headline %s", scores_ref, "n/a" if headline is None else f"{100 * headline:.1f}")
-    return StageResult("evaluate", {EVAL_PREDICTIONS.kind: predictions_ref, EVAL_SCORES.kind: scores_ref}, False, stats)
+    return StageResult("evaluate", {EVAL_PREDICTIONS.kind: predictions_ref, EVAL_SCORES.kind: scores_ref}, stats)
 
 
 def _judge_and_publish(
@@ -364,6 +364,7 @@ def _run(run: StageRun) -> StageResult:
 
 STAGE = Stage(
     name="evaluate",
+    description="Judge RewardBench, RM-Bench and RMB; official scores and a report beside the paper.",
     writes=(EVAL_PREDICTIONS.kind, EVAL_SCORES.kind),
     reads=_reads,
     versions=_versions,

@@ -97,7 +97,7 @@ def filter_traces(
             stats=stats,
         )
     log.info("filter: kept %d of %d pairs", len(examples), len(by_pair))
-    return StageResult("filter", outputs, False, stats)
+    return StageResult("filter", outputs, stats)
 
 
 def _lineage(trace: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +129,7 @@ def _run(run: StageRun) -> StageResult:
 
 STAGE = Stage(
     name="filter",
+    description="Kept traces into sft_examples.",
     writes=(SFT_EXAMPLES.kind, FILTER_REJECTS.kind),
     reads=reads(TEACHER_TRACES.kind),
     versions=_versions,

@@ -106,7 +106,7 @@ def pull_preferences(
                 rejects_writer.commit()
         ref = writer.commit(stats)
     log.info("pull: published %s with %d rows", ref, stats["rows_out"])
-    return StageResult("pull", {PREFERENCE_PAIRS.kind: ref}, False, stats)
+    return StageResult("pull", {PREFERENCE_PAIRS.kind: ref}, stats)
 
 
 class _PullRun:
@@ -222,6 +222,7 @@ def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, st
 
 STAGE = Stage(
     name="pull",
+    description="Load preference sources into preference_pairs.",
     writes=(PREFERENCE_PAIRS.kind,),
     reads=reads(),
     versions=_versions,

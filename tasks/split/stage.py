@@ -125,7 +125,7 @@ def split_pairs(
             stats=stats[contract.kind],
         )
     log.info("split: %s", ", ".join(f"{k} {v['rows']} rows" for k, v in stats.items()))
-    return StageResult("split", outputs, False, stats)
+    return StageResult("split", outputs, stats)
 
 
 def split_tables(result: StageResult) -> Tables:
@@ -155,6 +155,7 @@ def _run(run: StageRun) -> StageResult:
 
 STAGE = Stage(
     name="split",
+    description="Split pairs into distill_set and rl_set.",
     writes=(DISTILL_SET.kind, RL_SET.kind),
     reads=reads(PREFERENCE_PAIRS.kind),
     versions=_versions,

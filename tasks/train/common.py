@@ -230,7 +230,7 @@ def publish_checkpoint(
     machine = int(os.environ.get("MACHINE_RANK", "0"))
     if machine != 0:  # multi-node: every node trained its share; node 0 alone holds the model and publishes
         log.info("%s: node %d done; node 0 publishes %s/%s", stage.name, machine, stage.kind.kind, version)
-        return StageResult(stage.name, {}, False, {"machine_rank": machine, "steps": outcome.global_step})
+        return StageResult(stage.name, {}, {"machine_rank": machine, "steps": outcome.global_step})
     with store.folder_writer(
         stage.kind, version, upstream=upstream, config=record, code_version=stage.code_version
     ) as writer:
@@ -241,7 +241,7 @@ def publish_checkpoint(
         stats = {**stats, "metrics": metrics}
         ref = writer.commit(stats)
     shutil.rmtree(work_dir, ignore_errors=True)  # published: the resumable checkpoints are no longer needed
-    return StageResult(stage.name, {stage.kind.kind: ref}, False, stats)
+    return StageResult(stage.name, {stage.kind.kind: ref}, stats)
 
 
 def metric_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

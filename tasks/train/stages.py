@@ -71,6 +71,7 @@ def _rl_run(run: StageRun) -> StageResult:
 
 SFT = Stage(
     name="sft",
+    description="Fine-tune the student on sft_examples.",
     writes=(SFT_CHECKPOINT.kind,),
     reads=reads(SFT_EXAMPLES.kind),
     versions=_sft_versions,
@@ -79,5 +80,12 @@ SFT = Stage(
     tables=training_tables,
     left_out=NO_DISTILLATION,
 )
-RL = Stage(name="rl", writes=(RL_CHECKPOINT.kind,), reads=_rl_reads, versions=_rl_versions, run=_rl_run,
-           tables=training_tables)  # fmt: skip
+RL = Stage(
+    name="rl",
+    description="GRPO with the verdict reward on rl_set.",
+    writes=(RL_CHECKPOINT.kind,),
+    reads=_rl_reads,
+    versions=_rl_versions,
+    run=_rl_run,
+    tables=training_tables,
+)

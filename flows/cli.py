@@ -32,7 +32,7 @@ from data_contracts.versioning import canonical_json, plain
 from flows.recipe import Recipe, RecipeError, load_recipe
 from tasks.train.config import LaunchConfig
 
-STAGES_HELP = "pull, split, distill, filter, sft, rl or evaluate"
+STAGES_HELP = "a stage name as `rmr1 plan` lists them; a wrong one is answered with the list"
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -211,12 +211,18 @@ class RejectRateExceeded(UserError, ValueError):
     """Too many rows of one input broke the contract: the stage stops and publishes nothing."""
 
 
-def check_reject_rate(where: str, rejected: int, total: int, threshold: float, examples: Sequence[str]) -> None:
-    """Raise RejectRateExceeded naming the input (`where`: a file or source) when rejected/total > threshold."""
+def check_reject_rate(
+    where: str, rejected: int, total: int, threshold: float, examples: Sequence[str], *, read: int | None = None
+) -> None:
+    """Raise RejectRateExceeded naming the input (`where`: a file or source) when rejected/total > threshold.
+
+    With `read` (rows read so far, of the `total` the input will give), the check can come early: it raises
+    as soon as the rejects alone already pass the threshold of the whole input."""
     if total == 0 or rejected / total <= threshold:
         return
     shown = "\n  ".join(examples[:5])
+    early = "" if read is None or read >= total else f" within the first {read} read (the rest was not read)"
     raise RejectRateExceeded(
-        f"{where}: {rejected} of {total} rows ({rejected / total:.1%}) were rejected, above the "
-        f"threshold of {threshold:.1%}; nothing was published. First rejects:\n  {shown}"
+        f"{where}: {rejected} of {total} rows ({rejected / total:.1%}) were rejected{early}, above the threshold of "
+        f"{threshold:.1%}; nothing was published. First rejects:\n  {shown}"
     )

@@ -4,7 +4,9 @@
 repository commit, paths of temporary folders or any other input that does not change the rows.
 `versioned` is the single place that reads which config fields are left out: a dataclass field with
 `metadata={"versioned": False}` (how fast, how often, where to) is dropped; one with
-`metadata={"versioned": BY_CONTENT}` (a path whose files the stage hashes itself) is recorded as null.
+`metadata={"versioned": BY_CONTENT}` (a path whose files the stage hashes itself) is recorded as null;
+one with `metadata={"versioned": UNLESS_DEFAULT}` (added after artifacts were published, with a default that
+keeps their rows) is left out while it holds its default, so those artifacts keep their versions.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ def plain(value: Any) -> Any:
 
 VERSIONED = "versioned"  # the field-metadata key
 BY_CONTENT = "by content"  # recorded as null: the stage versions the files the field points to by their bytes
+UNLESS_DEFAULT = "unless default"  # left out while it holds its default
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def versioned(value: Any) -> Any:
@@ -48,7 +57,7 @@ def versioned(value: Any) -> Any:
         kept = {}
         for f in dataclasses.fields(value):
             mark = f.metadata.get(VERSIONED, True)
-            if mark is False:
+            if mark is False or (mark == UNLESS_DEFAULT and getattr(value, f.name) == _default(f)):
                 continue
             kept[f.name] = None if mark == BY_CONTENT else versioned(getattr(value, f.name))
         return kept

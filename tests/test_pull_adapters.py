@@ -26,7 +26,9 @@ from tasks.pull.adapters import (
     Skip,
     adapt_record,
 )
+from tasks.config import ConfigError
 from tasks.pull.config import SourceConfig
+from tasks.records.fields import FieldMap
 from tasks.standins.synthetic_pairs import synthetic_records
 from tests.conftest import FIXTURES, needs_shared
 from tests.conftest import PREFERENCES as SHARED
@@ -34,6 +36,8 @@ from tests.conftest import PREFERENCES as SHARED
 
 def _source(adapter: str, **overrides: Any) -> SourceConfig:
     where: dict[str, Any] = {"rows": 1} if adapter == "synthetic" else {"path": f"{adapter}.jsonl"}
+    if "fields" in overrides:
+        overrides["fields"] = FieldMap(**overrides["fields"])
     return SourceConfig(name=f"test_{adapter}", adapter=adapter, **{**where, **overrides})
 
 
@@ -428,8 +432,8 @@ def test_generic_joins_listed_prompt_fields_and_adds_the_system_field() -> None:
 
 
 def test_generic_without_fields_prompt_is_a_recipe_error_naming_the_key() -> None:
-    with pytest.raises(ValueError, match=re.escape("fields.prompt")) as caught:
-        adapt_record({"q": "x"}, _unchecked_source("generic", fields={"chosen": "a", "rejected": "b"}))
+    with pytest.raises(ConfigError, match=re.escape("fields.prompt")) as caught:
+        _source("generic", fields={"chosen": "a", "rejected": "b"})
     assert not isinstance(caught.value, RowError)
 
 

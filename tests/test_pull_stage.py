@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from tasks.pull.adapters import NormalizedPair
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import SourceError, load_source
 from tasks.pull.stage import pull_version
+from tasks.records.fields import FieldMap
 from tasks.stage import StageResult
 from tests.conftest import FIXTURES, PREFERENCES, needs_shared
 
@@ -30,7 +33,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 
 
 def generic(name: str, path: Path, **extra: Any) -> SourceConfig:
-    fields = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
+    fields = FieldMap(prompt="prompt", chosen="chosen", rejected="rejected")
     return SourceConfig(name=name, adapter="generic", path=str(path), fields=fields, **extra)
 
 
@@ -173,7 +176,7 @@ def test_shuffle_and_first_n_pick_the_same_rows_as_datasets_shuffle(tmp_path: Pa
     path = write_jsonl(tmp_path / "code.jsonl", records)
     source = SourceConfig(name="code", adapter="code_preference_pairs", path=str(path), shuffle_seed=42, first_n=8)
     expected = datasets.load_dataset("json", data_files=str(path), split="train").shuffle(seed=42).select(range(8))
-    loaded = [record for _, _, record in load_source(source).iter_records()]
+    loaded = [record for _, _, record in load_source(source, str(tmp_path)).iter_records()]
     assert [r["ID"] for r in loaded] == expected["ID"]
     store = ArtifactStore(tmp_path / "artifacts")
     table = pairs_table(store, pull_preferences(PullConfig(sources=(source,)), store))
@@ -218,11 +221,15 @@ def test_editing_one_of_two_same_named_files_changes_the_version(tmp_path: Path)
     assert pull_version(config) != version
 
 
-def test_an_unreadable_file_is_named_in_the_error(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q2", "chosen": \n')
-    with pytest.raises(SourceError, match=f"{broken}: cannot be read as json"):
-        pull_preferences(PullConfig(sources=(generic("b", broken),)), ArtifactStore(tmp_path / "artifacts"))
+def test_a_truncated_gzip_is_named_in_the_error_and_nothing_is_published(tmp_path: Path) -> None:
+    rows = "".join(json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"}) + "\n" for i in range(3000))
+    whole = gzip.compress(rows.encode())
+    broken = tmp_path / "pairs.jsonl.gz"
+    broken.write_bytes(whole[: len(whole) // 2])
+    store = ArtifactStore(tmp_path / "artifacts")
+    with pytest.raises(SourceError, match=re.escape(f"{broken}: cannot be read: EOFError")):
+        pull_preferences(PullConfig(sources=(generic("b", broken),)), store)
+    assert store.list() == []
 
 
 def test_version_follows_file_content_not_file_location(tmp_path: Path) -> None:

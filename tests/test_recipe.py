@@ -78,7 +78,31 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
         ),
         (
             "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q}}]}\n",
-            "pull.sources.0.fields: missing chosen, rejected",
+            "pull.sources.0.fields.chosen: map `chosen` and `rejected`, or `first`, `second` and `label`",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, first: a, "
+            "second: b, label: l, first_wins: [A]}}]}\n",
+            "pull.sources.0.fields.second_wins: a labelled mapping needs first, second, label, first_wins",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, first: a, "
+            "second: b, label: l, first_wins: [1], second_wins: [2], tie: [1]}}]}\n",
+            "pull.sources.0.fields.tie: label value 1 is also listed in first_wins",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, chosen: a, "
+            "rejected: b, label: l}}]}\n",
+            "pull.sources.0.fields.chosen: with a label, the answers are `first` and `second`, not `chosen`",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: skywork, path: f.jsonl, fields: {prompt: q}}]}\n",
+            "pull.sources.0.fields: only the generic adapter reads `fields`",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, "
+            "chosen: a, rejected: b, answer: c}}]}\n",
+            "unknown key 'pull.sources.0.fields.answer'",
         ),
         ("name: x\npull: {sources: {name: a}}\n", "pull.sources: expected a list, got dict"),
         (

@@ -4,8 +4,8 @@ Each adapter is a pure function of one record (a plain dict, as a `datasets` Dat
 `SourceConfig`. It returns a `NormalizedPair`, a `Skip` for a record dropped on purpose by a documented
 rule (Skywork's magpie_ultra rows, docs/method.md §4), or raises `RowError` naming the record field that is
 wrong. Adapters never print, log, read files or touch global state; source names, row numbers and ids are
-added by the caller. A recipe mistake (a `generic` source without `fields.prompt`) is a plain ValueError,
-not a RowError, so the loader does not mistake it for bad data.
+added by the caller. The checks they share live in `tasks.records.fields`, and so does the `generic`
+adapter's field mapping.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from data_contracts.errors import UserError
-from data_contracts.kinds import DOMAINS, ROLES
+from data_contracts.kinds import DOMAINS
 from tasks.judge_protocol.templates import Turn
 from tasks.pull.config import SourceConfig
+from tasks.records.fields import (
+    RowError,
+    check_conversation,
+    map_record,
+    message_list,
+    message_turns,
+    text_value,
+)
 
 
 @dataclass(frozen=True)
@@ -38,60 +45,10 @@ class Skip:
     reason: str
 
 
-class RowError(UserError, ValueError):
-    """A record that cannot be normalised; `field` names the record field that is wrong."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def __reduce__(self) -> tuple[type[RowError], tuple[str, str]]:
-        return (RowError, (self.field, self.message))  # keeps the exception picklable across workers
-
-
 Adapter = Callable[[dict[str, Any], SourceConfig], NormalizedPair | Skip]
 
 
 # ---------------------------------------------------------------- shared checks
-
-
-def _text(record: dict[str, Any], field: str, *, allow_empty: bool = False) -> str:
-    """The string value of `field`; RowError when missing, not a string, or blank (unless allowed)."""
-    if field not in record or record[field] is None:
-        raise RowError(field, "missing")
-    value = record[field]
-    if not isinstance(value, str):
-        raise RowError(field, f"expected a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
-        raise RowError(field, "empty text")
-    return value
-
-
-def _list(record: dict[str, Any], field: str) -> list[Any]:
-    if field not in record or record[field] is None:
-        raise RowError(field, "missing")
-    value = record[field]
-    if not isinstance(value, list):
-        raise RowError(field, f"expected a list of messages, got {type(value).__name__}")
-    if not value:
-        raise RowError(field, "empty message list")
-    return value
-
-
-def _message_turns(messages: list[Any], field: str) -> list[Turn]:
-    """Validate a list of {role, content} dicts (extra keys ignored) into turns."""
-    turns: list[Turn] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise RowError(field, f"turn {index} is not a mapping")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise RowError(field, f"turn {index} has unknown role {role!r}")
-        if not isinstance(content, str) or not content.strip():
-            raise RowError(field, f"turn {index} has no text")
-        turns.append({"role": role, "content": content})
-    return turns
 
 
 def _split_answer(turns: list[Turn], field: str) -> tuple[list[Turn], str]:
@@ -99,20 +56,6 @@ def _split_answer(turns: list[Turn], field: str) -> tuple[list[Turn], str]:
     if turns[-1]["role"] != "assistant":
         raise RowError(field, f"last turn is {turns[-1]['role']}, not assistant")
     return turns[:-1], turns[-1]["content"]
-
-
-def _check_conversation(conversation: list[Turn], field: str) -> None:
-    if not conversation:
-        raise RowError(field, "no turns before the answer")
-    for index, turn in enumerate(conversation):
-        if turn["role"] not in ROLES:
-            raise RowError(field, f"turn {index} has unknown role {turn['role']!r}")
-        if turn["role"] == "system" and index != 0:
-            raise RowError(field, f"system turn at position {index}; only the first turn may be system")
-        if not turn["content"].strip():
-            raise RowError(field, f"turn {index} has no text")
-    if conversation[-1]["role"] != "user":
-        raise RowError(field, f"the turn before the answer is {conversation[-1]['role']}, not user")
 
 
 def _pair(
@@ -126,7 +69,7 @@ def _pair(
     domain: str | None = None,
 ) -> NormalizedPair:
     """Build a pair after the checks every adapter shares."""
-    _check_conversation(conversation, conversation_field)
+    check_conversation(conversation, conversation_field)
     if not chosen.strip():
         raise RowError(chosen_field, "empty answer")
     if not rejected.strip():
@@ -168,22 +111,22 @@ def _user(content: str) -> list[Turn]:
 
 def skywork(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """Skywork-Reward-Preference-80K-v0.2: full message lists `chosen`/`rejected` plus `source`."""
-    origin = _text(record, "source", allow_empty=True)
+    origin = text_value(record, "source", allow_empty=True)
     if origin == "magpie_ultra":  # docs/method.md §4: spurious <im_start> and turn-count cues
         return Skip("magpie_ultra source")
-    chosen_turns = _message_turns(_list(record, "chosen"), "chosen")
-    rejected_turns = _message_turns(_list(record, "rejected"), "rejected")
+    chosen_turns = message_turns(message_list(record, "chosen"), "chosen")
+    rejected_turns = message_turns(message_list(record, "rejected"), "rejected")
     domain = "safety" if "wildguard" in origin.lower() else None
     return _from_full_conversations(chosen_turns, rejected_turns, "chosen", "rejected", domain)
 
 
 def code_preference_pairs(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """Vezora/Code-Preference-Pairs: the task is `input` (`instruction` is a constant system string)."""
-    question = _text(record, "input")
+    question = text_value(record, "input")
     return _pair(
         _user(question),
-        _text(record, "accepted"),
-        _text(record, "rejected"),
+        text_value(record, "accepted"),
+        text_value(record, "rejected"),
         conversation_field="input",
         chosen_field="accepted",
     )
@@ -191,10 +134,10 @@ def code_preference_pairs(record: dict[str, Any], source: SourceConfig) -> Norma
 
 def math_step_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """xinlai/Math-Step-DPO-10K: answers are `initial_reason_steps + full_chosen|full_rejected` (docs/method.md §4)."""
-    question = _text(record, "prompt")
-    steps = _text(record, "initial_reason_steps", allow_empty=True)
-    chosen = steps + _text(record, "full_chosen")
-    rejected = steps + _text(record, "full_rejected")
+    question = text_value(record, "prompt")
+    steps = text_value(record, "initial_reason_steps", allow_empty=True)
+    chosen = steps + text_value(record, "full_chosen")
+    rejected = steps + text_value(record, "full_rejected")
     return _pair(
         _user(question),
         chosen,
@@ -235,8 +178,8 @@ def _hh_turns(dialogue: str, field: str) -> list[Turn]:
 
 def hh_rlhf(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """Anthropic HH-RLHF: `chosen`/`rejected` are whole dialogues differing only in the last Assistant turn."""
-    chosen_turns = _hh_turns(_text(record, "chosen"), "chosen")
-    rejected_turns = _hh_turns(_text(record, "rejected"), "rejected")
+    chosen_turns = _hh_turns(text_value(record, "chosen"), "chosen")
+    rejected_turns = _hh_turns(text_value(record, "rejected"), "rejected")
     return _from_full_conversations(chosen_turns, rejected_turns, "chosen", "rejected")
 
 
@@ -267,13 +210,13 @@ def _v1_turns(messages: list[Any], field: str) -> list[Turn]:
                 raise RowError(field, f"turn {index} has a non-text content part")
             texts.append(part["value"])
         turns.append({"role": message.get("role"), "content": "".join(texts)})
-    return _message_turns(turns, field)
+    return message_turns(turns, field)
 
 
 def sharegpt_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """LLaMA-Factory DPO data, ShareGPT (`conversations` + `chosen`/`rejected`) or v1 (`*_messages`)."""
     if "conversations" in record:
-        conversation = [_sharegpt_turn(m, "conversations") for m in _list(record, "conversations")]
+        conversation = [_sharegpt_turn(m, "conversations") for m in message_list(record, "conversations")]
         system = record.get("system")
         if system is not None and not isinstance(system, str):
             raise RowError("system", f"expected a string, got {type(system).__name__}")
@@ -287,54 +230,45 @@ def sharegpt_dpo(record: dict[str, Any], source: SourceConfig) -> NormalizedPair
             answers[field] = answer["content"]
         return _pair(conversation, answers["chosen"], answers["rejected"], conversation_field="conversations")
     if "chosen_messages" in record:
-        chosen_turns = _v1_turns(_list(record, "chosen_messages"), "chosen_messages")
-        rejected_turns = _v1_turns(_list(record, "rejected_messages"), "rejected_messages")
+        chosen_turns = _v1_turns(message_list(record, "chosen_messages"), "chosen_messages")
+        rejected_turns = _v1_turns(message_list(record, "rejected_messages"), "rejected_messages")
         return _from_full_conversations(chosen_turns, rejected_turns, "chosen_messages", "rejected_messages")
     raise RowError("conversations", "missing (neither `conversations` nor `chosen_messages` present)")
 
 
-def _recipe_field(source: SourceConfig, key: str) -> str:
-    name = source.fields.get(key)
-    if not name or not name.strip():
-        raise ValueError(f"source {source.name!r}: recipe key `fields.{key}` is required by the generic adapter")
-    return name.strip()
-
-
 def generic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
-    """String fields named by the recipe: `fields.prompt` (comma list joined by a blank line), `chosen`,
-    `rejected`, optional `system`."""
-    prompt_fields = [name.strip() for name in _recipe_field(source, "prompt").split(",") if name.strip()]
-    chosen_field, rejected_field = _recipe_field(source, "chosen"), _recipe_field(source, "rejected")
-    parts = [_text(record, name, allow_empty=True).strip() for name in prompt_fields]
-    question = "\n\n".join(part for part in parts if part)
-    if not question:
-        raise RowError(",".join(prompt_fields), "empty text")
-    conversation = _user(question)
-    system_field = source.fields.get("system")
-    if system_field:
-        system = _text(record, system_field, allow_empty=True)
-        if system.strip():
-            conversation = [{"role": "system", "content": system}, *conversation]
+    """Fields named by the recipe's `fields` (a `FieldMap`): chosen/rejected, or two answers and a label.
+
+    A labelled row is put the right way round by its label; a tie is skipped with its label value."""
+    mapped = map_record(record, source.fields)
+    if mapped.winner == "tie":
+        return Skip(f"tie label {mapped.label!r}")
+    chosen, rejected = mapped.first, mapped.second
+    chosen_field, rejected_field = mapped.first_field, mapped.second_field
+    if mapped.winner == "second":
+        chosen, rejected, chosen_field, rejected_field = rejected, chosen, rejected_field, chosen_field
+    context_field = (source.fields.conversation or source.fields.prompt or "").split(",")[0].strip()
     return _pair(
-        conversation,
-        _text(record, chosen_field),
-        _text(record, rejected_field),
-        conversation_field=prompt_fields[0],
+        mapped.conversation,
+        chosen,
+        rejected,
+        conversation_field=context_field,
         chosen_field=chosen_field,
         rejected_field=rejected_field,
+        domain=mapped.domain,
     )
 
 
 def synthetic(record: dict[str, Any], source: SourceConfig) -> NormalizedPair | Skip:
     """Records of `tasks.standins.synthetic_pairs.synthetic_records`: `conversation`, `chosen`, `rejected`, `domain`."""
-    conversation = _message_turns(_list(record, "conversation"), "conversation")
-    domain = _text(record, "domain")
+    conversation = message_turns(message_list(record, "conversation"), "conversation")
+    domain = text_value(record, "domain")
     if domain not in DOMAINS:
         raise RowError("domain", f"{domain!r} is not one of {', '.join(DOMAINS)}")
     return _pair(
         conversation,
-        _text(record, "chosen"),
-        _text(record, "rejected"),
+        text_value(record, "chosen"),
+        text_value(record, "rejected"),
         conversation_field="conversation",
         domain=domain,
     )

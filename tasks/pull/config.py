@@ -1,7 +1,8 @@
 """Recipe sections for the pull stage: which preference sources to load and how to read them.
 
 Every field takes part in the `preference_pairs` version except `path`: input files count by content
-(see `tasks/pull/stage.py`), so moving them changes nothing.
+(see `tasks/pull/stage.py`), so moving them changes nothing. Fields added later (`max_chars`, the label keys
+of `fields`) count only when set away from their defaults, so older versions stay valid.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from dataclasses import field
 
 from data_contracts.kinds import DOMAINS
-from data_contracts.versioning import BY_CONTENT
+from data_contracts.versioning import BY_CONTENT, UNLESS_DEFAULT
 from tasks.config import ConfigError, Int, config_section
+from tasks.records.fields import FieldMap
+from tasks.records.reader import MAX_CHARS
 
 ADAPTERS = (
     "skywork",
@@ -55,11 +58,19 @@ class SourceConfig:
         metadata={"help": "Shuffle the whole split with this seed before first_n (datasets' shuffle, as the authors)."},
     )
     first_n: Int | None = field(default=None, metadata={"help": "Keep only the first N records (after the shuffle)."})
-    fields: dict[str, str] = field(
-        default_factory=dict,
+    fields: FieldMap = field(
+        default_factory=FieldMap,
         metadata={
-            "help": "generic adapter only: record field names for `prompt`, `chosen`, `rejected` and optionally "
-            "`system`; `prompt` may list several fields joined by a blank line, e.g. 'instruction,input'."
+            "help": "generic adapter only: which record fields hold the pair: prompt (or conversation), chosen and "
+            "rejected, or first, second and a label with the values that mean first_wins / second_wins / tie."
+        },
+    )
+    max_chars: Int = field(
+        default=MAX_CHARS,
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "The longest row read, in characters (a JSON line, or all text of a record); a longer row is "
+            "one reject, read no further than needed to know it is too long.",
         },
     )
     rows: Int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})
@@ -70,6 +81,8 @@ class SourceConfig:
             raise ConfigError("adapter", f"unknown adapter {self.adapter!r}; expected one of {', '.join(ADAPTERS)}")
         if self.domain is not None and self.domain not in DOMAINS:
             raise ConfigError("domain", f"unknown domain {self.domain!r}; expected one of {', '.join(DOMAINS)}")
+        if self.max_chars < 1:
+            raise ConfigError("max_chars", f"must be at least 1, got {self.max_chars}")
         if self.first_n is not None and self.first_n < 1:
             raise ConfigError("first_n", f"must be at least 1, got {self.first_n}")
         if self.adapter == "synthetic":
@@ -83,11 +96,9 @@ class SourceConfig:
         if self.hub_id is not None and not self.revision:
             raise ConfigError("revision", f"pin a revision for {self.hub_id} (a commit sha or tag)")
         if self.adapter == "generic":
-            missing = [k for k in ("prompt", "chosen", "rejected") if k not in self.fields]
-            unknown = sorted(set(self.fields) - {"prompt", "chosen", "rejected", "system"})
-            if missing or unknown:
-                problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}"
-                raise ConfigError("fields", f"{problem}; the generic adapter maps prompt, chosen, rejected [, system]")
+            self.fields.check()
+        elif self.fields != FieldMap():
+            raise ConfigError("fields", f"only the generic adapter reads `fields`; {self.adapter} knows its own fields")
 
 
 @config_section

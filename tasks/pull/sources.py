@@ -1,9 +1,9 @@
-"""Load one recipe source through `datasets`: Hub ids at a pinned revision, or local json/jsonl/parquet(.gz).
+"""Open one recipe source: local files read row by row (`tasks.records.reader`), a Hub split, or synthetic rows.
 
-Returns the records to normalise together with a reference back to where each came from (file and row,
-or Hub id, revision, split and row), and a fingerprint of the input that goes into the artifact version:
-the content hash of local files, or the pinned Hub revision. Never writes anywhere but the `datasets`
-cache.
+Returns the rows to normalise, each with a reference back to where it came from (file and row, or Hub id,
+revision, split and row), and a fingerprint of the input that goes into the artifact version: the content
+hash of local files, or the pinned Hub revision. Local files are copied into a scratch folder the caller
+owns; a Hub split goes through the `datasets` cache. Nothing else is written.
 """
 
 from __future__ import annotations
@@ -15,58 +15,52 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from data_contracts.errors import UserError
 from data_contracts.versioning import file_sha256
 from tasks.pull.config import SourceConfig
+from tasks.records.reader import BadRow, Record, RowFile, SourceError, file_format, open_file, open_rows
 from tasks.standins.synthetic_pairs import synthetic_records
 
-FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 BATCH_ROWS = 5_000
 
-
-class SourceError(UserError, ValueError):
-    """A source that cannot be read at all (missing file, unknown format)."""
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One input of a source: a local file (with its content hash) or a Hub split."""
-
-    name: str  # what error messages and `source_ref` call it
-    rows: int
+__all__ = ["LoadedSource", "SourceError", "load_source", "resolve_files", "source_fingerprint"]
 
 
 @dataclass
 class LoadedSource:
-    """A source's records, the inputs they came from and the record indices to read, in order."""
+    """A source's inputs (files or a Hub split) and the row indices to read, in order."""
 
     source: SourceConfig
-    inputs: list[InputFile]
-    datasets: list[Any]  # one `datasets.Dataset` per input, in arrow format
-    order: np.ndarray  # global record indices (concatenated inputs) to normalise, in this order
+    inputs: list[RowFile]
+    order: np.ndarray  # global row indices (inputs concatenated) to normalise, in this order
 
     def __len__(self) -> int:
         return len(self.order)
 
-    def iter_records(self) -> Iterator[tuple[InputFile, int, dict[str, Any]]]:
-        """(input, row in that input, record) in order; reads in batches, never the whole source at once."""
-        starts = np.cumsum([0] + [f.rows for f in self.inputs])
+    def planned(self) -> dict[str, int]:
+        """How many rows each input will give (after shuffle / first_n), by input name."""
+        starts = np.cumsum([0] + [len(f) for f in self.inputs])
+        counts = np.bincount(np.searchsorted(starts, self.order, side="right") - 1, minlength=len(self.inputs))
+        return {f.name: int(n) for f, n in zip(self.inputs, counts, strict=True)}
+
+    def iter_records(self) -> Iterator[tuple[RowFile, int, Record | BadRow]]:
+        """(input, row in that input, record or BadRow) in order; reads in batches, never a whole input."""
+        starts = np.cumsum([0] + [len(f) for f in self.inputs])
         for begin in range(0, len(self.order), BATCH_ROWS):
             indices = self.order[begin : begin + BATCH_ROWS]
             which = np.searchsorted(starts, indices, side="right") - 1
-            for file_index in np.unique(which):
+            for file_index in np.unique(which):  # within a batch, rows are grouped by input (as ever)
                 rows = (indices[which == file_index] - starts[file_index]).tolist()
-                batch = self.datasets[file_index][rows]  # a pa.Table: no `select`, which fingerprints each call
                 input_file = self.inputs[file_index]
-                yield from ((input_file, row, record) for row, record in zip(rows, batch.to_pylist(), strict=True))
+                yield from ((input_file, row, record) for row, record in zip(rows, input_file.read(rows), strict=True))
 
 
 def resolve_files(path: str) -> list[str]:
     """The data files a `path` names: one file, a glob, or every supported file in a folder (sorted)."""
     if os.path.isdir(path):
         candidates = sorted(glob.glob(os.path.join(path, "**", "*"), recursive=True))
-        files = [c for c in candidates if os.path.isfile(c) and _format(c, strict=False)]
+        files = [c for c in candidates if os.path.isfile(c) and file_format(c, strict=False)]
     else:
         files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
     if not files:
@@ -74,16 +68,8 @@ def resolve_files(path: str) -> list[str]:
     for file in files:
         if not os.path.isfile(file):
             raise SourceError(f"{file}: file not found")
-        _format(file)
+        file_format(file)
     return files
-
-
-def _format(file: str, strict: bool = True) -> str | None:
-    name = file[:-3] if file.endswith(".gz") else file
-    fmt = FORMATS.get(os.path.splitext(name)[1].lower())
-    if fmt is None and strict:
-        raise SourceError(f"{file}: unsupported format (expected .json, .jsonl or .parquet, optionally .gz)")
-    return fmt
 
 
 def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
@@ -97,31 +83,20 @@ def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
     return {}  # synthetic: the config (rows, seed) is the whole input
 
 
-def load_source(source: SourceConfig) -> LoadedSource:
-    """Open a source through `datasets` and decide which records to read (shuffle / first_n)."""
-    import datasets  # heavy import, kept off the CLI's start-up path
-
+def load_source(source: SourceConfig, scratch: str) -> LoadedSource:
+    """Open a source's inputs (local files are copied into `scratch`) and decide which rows to read."""
     if source.adapter == "synthetic":
-        records = synthetic_records(source.rows, source.seed)
-        inputs = [InputFile(f"synthetic(rows={source.rows},seed={source.seed})", len(records))]
-        loaded = [datasets.Dataset.from_list(records)]
+        records = pa.Table.from_pylist(synthetic_records(source.rows, source.seed))
+        inputs = [open_rows(f"synthetic(rows={source.rows},seed={source.seed})", records, source.max_chars)]
     elif source.path is not None:
-        loaded, inputs = [], []
-        for file in resolve_files(source.path):
-            try:
-                dataset = datasets.load_dataset(_format(file), data_files=file, split="train")
-            except Exception as error:  # datasets wraps parse errors without naming the file
-                cause = error.__cause__ or error
-                raise SourceError(
-                    f"{file}: cannot be read as {_format(file)}: {type(cause).__name__}: {cause}"
-                ) from error
-            loaded.append(dataset)
-            inputs.append(InputFile(file, len(dataset)))
+        inputs = [open_file(file, scratch, source.max_chars) for file in resolve_files(source.path)]
     else:
+        import datasets  # heavy import, kept off the CLI's start-up path
+
         dataset = datasets.load_dataset(source.hub_id, source.subset, revision=source.revision, split=source.split)
-        loaded = [dataset]
-        inputs = [InputFile(f"hf://{source.hub_id}@{source.revision}/{source.split}", len(dataset))]
-    total = sum(f.rows for f in inputs)
+        name = f"hf://{source.hub_id}@{source.revision}/{source.split}"
+        inputs = [open_rows(name, dataset.with_format("arrow"), source.max_chars)]
+    total = sum(len(f) for f in inputs)
     if source.shuffle_seed is not None:
         # Identical to `Dataset.shuffle(seed=...)` (datasets draws the same permutation), which is how the
         # authors pick Code-Preference-Pairs' 8,000 rows (docs/method.md §4); tested against datasets itself.
@@ -130,4 +105,4 @@ def load_source(source: SourceConfig) -> LoadedSource:
         order = np.arange(total)
     if source.first_n is not None:
         order = order[: source.first_n]
-    return LoadedSource(source, inputs, [dataset.with_format("arrow") for dataset in loaded], order)
+    return LoadedSource(source, inputs, order)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -31,8 +32,9 @@ from data_contracts.contract import REJECTS_SCHEMA
 from data_contracts.kinds import PREFERENCE_PAIRS
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
-from tasks.pull.sources import InputFile, LoadedSource, load_source, source_fingerprint
+from tasks.pull.sources import LoadedSource, load_source, source_fingerprint
 from tasks.recipe import Recipe
+from tasks.records.reader import BadRow, RowFile
 from tasks.stage import ProgressCallback, Stage, StageResult, StageRun, reads
 
 # Bump when the rows this stage writes for the same inputs would change.
@@ -88,9 +90,12 @@ def pull_preferences(
     on_progress: ProgressCallback | None = None,
 ) -> StageResult:
     """Publish `preference_pairs` for `config` as `version` (`pull_version(config)`, computed by the plan)."""
-    with store.writer(PREFERENCE_PAIRS, version, config=config, code_version=CODE_VERSION) as writer:
+    with (
+        store.writer(PREFERENCE_PAIRS, version, config=config, code_version=CODE_VERSION) as writer,
+        tempfile.TemporaryDirectory(prefix="rmr1-pull-") as scratch,  # local copies of the input files
+    ):
         run = _PullRun(writer, max_reject_rate, on_progress)
-        loaded = [load_source(source) for source in config.sources]
+        loaded = [load_source(source, scratch) for source in config.sources]
         run.total = sum(len(source) for source in loaded)
         for source in loaded:
             run.pull_source(source)
@@ -121,19 +126,26 @@ class _PullRun:
         self.rejects: list[dict[str, Any]] = []  # REJECTS_SCHEMA rows
         self.examples: dict[str, list[str]] = {}  # input name -> "ref: reason" of its rejects
         self.per_input: Counter[tuple[str, str]] = Counter()
-        self.pending: list[tuple[dict[str, Any], InputFile, int]] = []  # (pair row, input, row in input)
+        self.pending: list[tuple[dict[str, Any], RowFile, int]] = []  # (pair row, input, row in input)
+        self.planned: dict[str, int] = {}  # input name -> rows it gives: the reject rate's denominator
         self.read = 0
         self.total = 0
 
     def pull_source(self, loaded: LoadedSource) -> None:
         """Normalise one source into the writer; raise when one of its inputs rejects too many rows."""
         source = loaded.source
+        self.planned.update(loaded.planned())
         default_domain = source.domain or DEFAULT_DOMAIN[source.adapter]
         records = tqdm(loaded.iter_records(), total=len(loaded), desc=f"pull {source.name}", unit="row", leave=False)
         for input_file, row, record in records:
             self.per_input[(input_file.name, "rows_in")] += 1
             self.read += 1
             ref = f"{input_file.name}#row={row}"
+            if isinstance(record, BadRow):
+                self.counts.add(source.name, "unknown", "rows_in")
+                reason = f"read: {record.field}: {record.reason}"
+                self._reject(source, input_file, row, ref, reason, "unknown", record.text)
+                continue
             try:
                 result = adapt_record(record, source)
             except RowError as error:
@@ -178,13 +190,22 @@ class _PullRun:
         self.counts.dropped[f"{source.name}: {reason}"] += 1
 
     def _reject(
-        self, source: SourceConfig, input_file: InputFile, row: int, ref: str, reason: str, domain: str, row_json: str
+        self, source: SourceConfig, input_file: RowFile, row: int, ref: str, reason: str, domain: str, row_json: str
     ) -> None:
-        self.per_input[(input_file.name, "rejected")] += 1
+        """Record one reject; stop at once when its input can no longer stay under the reject threshold."""
+        rejected = self.per_input[(input_file.name, "rejected")] = self.per_input[(input_file.name, "rejected")] + 1
         self.counts.add(source.name, domain, "rejected")
         self.counts.reject_reasons[reason] += 1
         self.examples.setdefault(input_file.name, []).append(f"{ref}: {reason}")
         self.rejects.append({"row_index": row, "source_ref": ref, "reason": reason, "row_json": row_json})
+        check_reject_rate(
+            input_file.name,
+            rejected,
+            self.planned[input_file.name],
+            self.max_reject_rate,
+            self.examples[input_file.name],
+            read=self.per_input[(input_file.name, "rows_in")],
+        )
 
     def _flush(self, source: SourceConfig) -> None:
         """Validate and write the pending pairs; rows breaking the contract become rejects."""

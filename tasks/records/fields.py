@@ -1,0 +1,242 @@
+"""Record fields: the checks every reader of pairs shares, and `FieldMap`, the label-aware field mapping.
+
+A record is one row of a user's file as a plain dict. The checks raise `RowError` naming the record field
+that is wrong; the caller turns it into one reject with the file and row. `FieldMap` is the one grammar for
+saying where a pair lies in a record, shared by the pull stage's `generic` adapter and custom benchmarks:
+
+- the context: `prompt` (one field, or several joined by a blank line) or `conversation` (a message list
+  ending on a user turn), and optionally `system`;
+- the answers: `chosen` and `rejected`, or two responses `first` and `second` plus a `label` field whose
+  values are listed under `first_wins`, `second_wins` and optionally `tie`. A label value outside those
+  lists is a reject naming the value, so a file is never read with chosen and rejected swapped;
+- optionally `domain`: a field holding the row's domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from data_contracts.errors import UserError
+from data_contracts.kinds import DOMAINS, ROLES
+from data_contracts.versioning import UNLESS_DEFAULT
+from tasks.config import ConfigError, Int, config_section
+from tasks.judge_protocol.templates import Turn
+
+
+class RowError(UserError, ValueError):
+    """A record that cannot be read as a pair; `field` names the record field that is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RowError], tuple[str, str]]:
+        return (RowError, (self.field, self.message))  # keeps the exception picklable across workers
+
+
+# ---------------------------------------------------------------- checks every reader shares
+
+
+def text_value(record: dict[str, Any], field: str, *, allow_empty: bool = False) -> str:
+    """The string value of `field`; RowError when missing, not a string, or blank (unless allowed)."""
+    if field not in record or record[field] is None:
+        raise RowError(field, "missing")
+    value = record[field]
+    if not isinstance(value, str):
+        raise RowError(field, f"expected a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise RowError(field, "empty text")
+    return value
+
+
+def message_list(record: dict[str, Any], field: str) -> list[Any]:
+    """The non-empty list value of `field`; RowError when missing, not a list, or empty."""
+    if field not in record or record[field] is None:
+        raise RowError(field, "missing")
+    value = record[field]
+    if not isinstance(value, list):
+        raise RowError(field, f"expected a list of messages, got {type(value).__name__}")
+    if not value:
+        raise RowError(field, "empty message list")
+    return value
+
+
+def message_turns(messages: list[Any], field: str) -> list[Turn]:
+    """Validate a list of {role, content} dicts (extra keys ignored) into turns."""
+    turns: list[Turn] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RowError(field, f"turn {index} is not a mapping")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise RowError(field, f"turn {index} has unknown role {role!r}")
+        if not isinstance(content, str) or not content.strip():
+            raise RowError(field, f"turn {index} has no text")
+        turns.append({"role": role, "content": content})
+    return turns
+
+
+def check_conversation(conversation: list[Turn], field: str) -> None:
+    """The context of a pair: known roles, a system turn only first, text everywhere, ending on the user."""
+    if not conversation:
+        raise RowError(field, "no turns before the answer")
+    for index, turn in enumerate(conversation):
+        if turn["role"] not in ROLES:
+            raise RowError(field, f"turn {index} has unknown role {turn['role']!r}")
+        if turn["role"] == "system" and index != 0:
+            raise RowError(field, f"system turn at position {index}; only the first turn may be system")
+        if not turn["content"].strip():
+            raise RowError(field, f"turn {index} has no text")
+    if conversation[-1]["role"] != "user":
+        raise RowError(field, f"the turn before the answer is {conversation[-1]['role']}, not user")
+
+
+# ---------------------------------------------------------------- the field mapping
+
+
+def _optional(help_text: str) -> Any:
+    return field(default=None, metadata={"versioned": UNLESS_DEFAULT, "help": help_text})
+
+
+def _values(help_text: str) -> Any:
+    return field(default=(), metadata={"versioned": UNLESS_DEFAULT, "help": help_text})
+
+
+@config_section
+class FieldMap:
+    """Which record fields hold a pair: `chosen`/`rejected`, or `first`/`second` plus a `label` that says which won.
+
+    Every key is left out of artifact versions while unset, so a mapping written before labels existed
+    keeps its version."""
+
+    prompt: str | None = _optional(
+        "Field with the user's prompt; several fields are joined by a blank line, e.g. 'instruction,input'."
+    )
+    conversation: str | None = _optional(
+        "Field with the conversation before the answers: a list of {role, content} messages ending on a user "
+        "turn (instead of `prompt`)."
+    )
+    system: str | None = _optional("Field with a system prompt put before `prompt` (empty values are ignored).")
+    chosen: str | None = _optional("Field with the preferred answer (with `rejected`; not with a label).")
+    rejected: str | None = _optional("Field with the dispreferred answer.")
+    first: str | None = _optional("Field with the first of two answers a `label` compares, e.g. response_A.")
+    second: str | None = _optional("Field with the second answer, e.g. response_B.")
+    label: str | None = _optional(
+        "Field saying which answer wins; its values are listed in first_wins, second_wins, tie."
+    )
+    first_wins: tuple[str | Int, ...] = _values("Label values meaning the first answer wins, e.g. ['A>B', 'A>>B'].")
+    second_wins: tuple[str | Int, ...] = _values("Label values meaning the second answer wins, e.g. ['B>A'].")
+    tie: tuple[str | Int, ...] = _values(
+        "Label values meaning neither wins, e.g. ['A=B']; the pull stage skips these rows with a reason."
+    )
+    domain: str | None = _optional(f"Field with the row's domain ({', '.join(DOMAINS)}), instead of one per source.")
+
+    @property
+    def labelled(self) -> bool:
+        return self.label is not None
+
+    def check(self) -> None:
+        """Raise ConfigError (naming `fields.<key>`) unless this mapping says where a whole pair lies."""
+        if (self.prompt is None) == (self.conversation is None):
+            raise ConfigError("fields.prompt", "map exactly one of `prompt` (text fields) or `conversation` (messages)")
+        if self.conversation is not None and self.system is not None:
+            raise ConfigError("fields.system", "a `conversation` carries its own system turn; drop `system`")
+        pairwise = {"chosen": self.chosen, "rejected": self.rejected}
+        labelled = {"first": self.first, "second": self.second, "label": self.label}
+        values = {"first_wins": self.first_wins, "second_wins": self.second_wins, "tie": self.tie}
+        if self.label is None:
+            missing = [k for k, v in pairwise.items() if v is None]
+            extra = [k for k, v in {**labelled, **values}.items() if v]
+            if missing or extra:
+                key = (missing or extra)[0]
+                raise ConfigError(
+                    f"fields.{key}",
+                    "map `chosen` and `rejected`, or `first`, `second` and `label` with `first_wins` and "
+                    f"`second_wins` ({'missing ' + ', '.join(missing) if missing else 'found ' + ', '.join(extra)})",
+                )
+            return
+        for key, value in pairwise.items():
+            if value is not None:
+                raise ConfigError(f"fields.{key}", f"with a label, the answers are `first` and `second`, not `{key}`")
+        for key, value in {**labelled, "first_wins": self.first_wins, "second_wins": self.second_wins}.items():
+            if not value:
+                raise ConfigError(
+                    f"fields.{key}", "a labelled mapping needs first, second, label, first_wins, second_wins"
+                )
+        seen: dict[str, str] = {}
+        for key, listed in values.items():
+            for value in listed:
+                name = label_key(value)
+                if name in seen:
+                    raise ConfigError(f"fields.{key}", f"label value {value!r} is also listed in {seen[name]}")
+                seen[name] = key
+
+
+def label_key(value: Any) -> str | None:
+    """A label value as the mapping compares it: text stripped, integers (and integral floats) as digits."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+@dataclass(frozen=True)
+class MappedPair:
+    """A record read through a FieldMap: the context, two answers and which one won."""
+
+    conversation: list[Turn]
+    first: str
+    second: str
+    winner: str  # "first", "second" or "tie"
+    first_field: str  # the record fields the answers came from, for error messages
+    second_field: str
+    label: str | None = None  # the label value as read, when the mapping has a label
+    domain: str | None = None  # from `fields.domain`, when mapped
+
+
+def map_record(record: dict[str, Any], fields: FieldMap) -> MappedPair:
+    """Read one record through `fields` (a checked mapping); RowError names the record field that is wrong."""
+    conversation_field = fields.conversation or fields.prompt
+    assert conversation_field is not None, "FieldMap.check() was not run"
+    if fields.conversation is not None:
+        conversation = message_turns(message_list(record, fields.conversation), fields.conversation)
+    else:
+        names = [name.strip() for name in conversation_field.split(",") if name.strip()]
+        parts = [text_value(record, name, allow_empty=True).strip() for name in names]
+        question = "\n\n".join(part for part in parts if part)
+        if not question:
+            raise RowError(",".join(names), "empty text")
+        conversation = [{"role": "user", "content": question}]
+        if fields.system is not None:
+            system = text_value(record, fields.system, allow_empty=True)
+            if system.strip():
+                conversation = [{"role": "system", "content": system}, *conversation]
+    check_conversation(conversation, conversation_field.split(",")[0].strip())
+    domain = None
+    if fields.domain is not None:
+        domain = text_value(record, fields.domain).strip()
+        if domain not in DOMAINS:
+            raise RowError(fields.domain, f"{domain!r} is not one of {', '.join(DOMAINS)}")
+    if fields.label is None:
+        assert fields.chosen is not None and fields.rejected is not None
+        chosen, rejected = text_value(record, fields.chosen), text_value(record, fields.rejected)
+        return MappedPair(conversation, chosen, rejected, "first", fields.chosen, fields.rejected, domain=domain)
+    assert fields.first is not None and fields.second is not None
+    first, second = text_value(record, fields.first), text_value(record, fields.second)
+    if record.get(fields.label) is None:
+        raise RowError(fields.label, "missing")
+    raw = record[fields.label]
+    value = label_key(raw)
+    winners = (("first", fields.first_wins), ("second", fields.second_wins), ("tie", fields.tie))
+    winner = next((name for name, listed in winners if value is not None and value in map(label_key, listed)), None)
+    if winner is None:
+        known = ", ".join(repr(v) for _, listed in winners for v in listed)
+        raise RowError(fields.label, f"value {raw!r} is not in the mapping ({known})")
+    return MappedPair(conversation, first, second, winner, fields.first, fields.second, label=value, domain=domain)

@@ -153,9 +153,7 @@ def _needed(name: str, recipe: Recipe) -> list[str]:
 StepRunner = Callable[[Step], StageResult]
 
 
-def run_here(
-    plan: Plan, on_progress: ProgressCallback | None = None, shard_runner: Any = None
-) -> StepRunner:
+def run_here(plan: Plan, on_progress: ProgressCallback | None = None, shard_runner: Any = None) -> StepRunner:
     """A step runner that runs each stage in this process."""
 
     def run(step: Step) -> StageResult:

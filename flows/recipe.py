@@ -171,5 +171,3 @@ def _list_index(items: list[Any], part: str, key: str) -> int:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
-
-

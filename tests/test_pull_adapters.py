@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from tasks.config import ConfigError
 from tasks.pull import config
 from tasks.pull.adapters import (
     ADAPTERS,
@@ -26,7 +27,6 @@ from tasks.pull.adapters import (
     Skip,
     adapt_record,
 )
-from tasks.config import ConfigError
 from tasks.pull.config import SourceConfig
 from tasks.records.fields import FieldMap
 from tasks.standins.synthetic_pairs import synthetic_records

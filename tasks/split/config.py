@@ -14,8 +14,9 @@ class SplitConfig:
 
     distill_fraction: Float = field(
         default=0.12,
-        metadata={"help": "Share of pairs for teacher distillation (docs/method.md §4: ~12%); "
-                  "0 sends every pair to RL."},
+        metadata={
+            "help": "Share of pairs for teacher distillation (docs/method.md §4: ~12%); 0 sends every pair to RL."
+        },
     )
     seed: Int = field(default=42, metadata={"help": "Seed of the subset choice and of random A/B placement."})
     stratify_by_domain: bool = field(

@@ -1,12 +1,14 @@
 """Benchmark the pull stage on synthetic Skywork-Reward-Preference-80K-v0.2 data beside plain pyarrow.
 
-Writes one Skywork-format parquet file (`chosen`/`rejected` = list<struct<content, role>>, `source`;
-snappy, like the Hub's single file), then runs in a fresh subprocess each, so peak RSS is per measurement:
+Writes the same Skywork-format rows twice: a parquet file (`chosen`/`rejected` = list<struct<content, role>>,
+`source`; snappy, like the Hub's single file) and a JSON Lines file. Then, for each, in a fresh subprocess
+each, so peak RSS is per measurement:
 
-  baseline  `pq.read_table` of the file + `pq.write_table` of the same rows (zstd, like the store)
-  stage     `pull_preferences` (plain function, no Prefect): load via `datasets` with a cold cache,
-            normalise, dedupe, validate, publish into a fresh `ArtifactStore`
-  profile   the stage once more under cProfile (time not counted; top 15 cumulative entries to a file)
+  baseline  plain pyarrow: `pq.read_table` (or `pyarrow.json.read_json`) of the file + `pq.write_table` of
+            the same rows (zstd, like the store)
+  stage     `pull_preferences` (plain function, no Prefect): read the file row by row (a scratch Arrow
+            copy, memory-mapped), normalise, dedupe, validate, publish into a fresh `ArtifactStore`
+  profile   the stage on the JSON Lines file under cProfile (time not counted; top 15 cumulative entries)
 
 Targets (issue): stage time <= 3x baseline, stage peak RSS <= 2 GB.
 Usage: python bench/bench_pull.py [--rows 100000] [--workdir DIR] [--keep]
@@ -86,6 +88,9 @@ def make_skywork(path: Path, rows: int, seed: int = 0) -> pa.Table:
     table = pa.table({"chosen": messages(chosen), "rejected": messages(rejected), "source": source.tolist()})
     row_group = max(1, int(100e6 * rows / table.nbytes))  # datasets' default: ~100 MB row groups
     pq.write_table(table, path, compression="snappy", row_group_size=row_group)
+    with open(path.with_suffix(".jsonl"), "w") as out:  # the same rows as JSON Lines
+        for batch in table.to_batches(max_chunksize=10_000):
+            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in batch.to_pylist())
     return table
 
 
@@ -96,15 +101,16 @@ def child(mode: str, file: str, workdir: Path, rows: int) -> dict[str, float]:
         table = make_skywork(Path(file), rows)
         return {"seconds": time.perf_counter() - start, "arrow_mb": table.nbytes / 1e6}
     if mode == "baseline":
+        import pyarrow.json as pj
+
         start = time.perf_counter()
-        table = pq.read_table(file)
+        block = pj.ReadOptions(block_size=16 << 20)  # a block must hold the longest line
+        table = pq.read_table(file) if file.endswith(".parquet") else pj.read_json(file, read_options=block)
         pq.write_table(table, workdir / "baseline.parquet", compression="zstd")
         rows = table.num_rows
     else:
         import cProfile
         import pstats
-
-        import datasets  # noqa: F401  (imported up front: import time is not the stage's work)
 
         from data_contracts import ArtifactStore
         from tasks.pull.config import PullConfig, SourceConfig
@@ -127,7 +133,7 @@ def child(mode: str, file: str, workdir: Path, rows: int) -> dict[str, float]:
 
 
 def run_child(mode: str, file: Path, workdir: Path, rows: int = 0) -> dict[str, float]:
-    """Run `child(mode)` in a new interpreter with a cold `datasets` cache; return its result.
+    """Run `child(mode)` in a new interpreter; return its result.
 
     Every step, generation included, runs in a child: on Linux an exec'd child's ru_maxrss starts from the
     parent's peak RSS (the kernel carries it over execve), so the parent must stay small.
@@ -166,22 +172,33 @@ def main() -> None:
             f"{made['arrow_mb']:.0f} MB in Arrow ({made['arrow_mb'] / args.rows * 1e3:.1f} KB/row) | "
             f"generated in {made['seconds']:.1f} s"
         )
-        results = {mode: run_child(mode, file, run / mode) for mode in ("baseline", "stage")}
-        run_child("profile", file, run / "profile")
+        jsonl = file.with_suffix(".jsonl")
+        print(f"input: {jsonl} | the same rows | {jsonl.stat().st_size / 1e6:.0f} MB JSON Lines")
+        results = {
+            (fmt, mode): run_child(mode, path, run / f"{mode}-{fmt}")
+            for fmt, path in (("parquet", file), ("jsonl", jsonl))
+            for mode in ("baseline", "stage")
+        }
+        run_child("profile", jsonl, run / "profile")
         profile = run / "profile" / "profile.txt"
         gone = " (removed at exit; --keep keeps it)" if args.workdir is None and not args.keep else ""
         print(f"\nstage profile (cProfile, top 15 cumulative): {profile}{gone}")
         print("\n".join(line for line in profile.read_text().splitlines() if line.strip()))
 
-        base, stage = results["baseline"], results["stage"]
-        ratio = stage["seconds"] / base["seconds"]
-        print(f"\n{'measurement':<18}{'rows out':>10}{'seconds':>10}{'peak RSS MB':>13}")
-        for name, r in (("pyarrow baseline", base), ("pull stage", stage)):
-            print(f"{name:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{r['rss_mb']:>13.0f}")
         met = {True: "MET", False: "NOT MET"}
-        print(f"stage/baseline time: {ratio:.2f}x (target <= {TIME_TARGET:g}x: {met[ratio <= TIME_TARGET]})")
-        rss, rss_ok = stage["rss_mb"], stage["rss_mb"] <= RSS_TARGET_MB
-        print(f"stage peak RSS: {rss:.0f} MB (target <= {RSS_TARGET_MB:g} MB: {met[rss_ok]})")
+        print(f"\n{'format':<9}{'measurement':<18}{'rows out':>10}{'seconds':>10}{'peak RSS MB':>13}")
+        for fmt in ("parquet", "jsonl"):
+            for name, mode in (("pyarrow baseline", "baseline"), ("pull stage", "stage")):
+                r = results[(fmt, mode)]
+                print(f"{fmt:<9}{name:<18}{r['rows']:>10,}{r['seconds']:>10.2f}{r['rss_mb']:>13.0f}")
+        for fmt in ("parquet", "jsonl"):
+            base, stage = results[(fmt, "baseline")], results[(fmt, "stage")]
+            ratio, rss = stage["seconds"] / base["seconds"], stage["rss_mb"]
+            print(
+                f"{fmt}: stage/baseline time {ratio:.2f}x (target <= {TIME_TARGET:g}x: {met[ratio <= TIME_TARGET]}); "
+                f"stage peak RSS {rss:.0f} MB vs baseline {base['rss_mb']:.0f} MB "
+                f"(target <= {RSS_TARGET_MB:g} MB: {met[rss <= RSS_TARGET_MB]})"
+            )
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -161,8 +161,9 @@ def _spill_parquet(file: str, scratch: str, target: str) -> pa.Table:
 
 def _json_batches(handle: BinaryIO, file: str, max_chars: int) -> Iterator[pa.RecordBatch]:
     """The file's rows as batches of JSON_SCHEMA: JSON lines, or the elements of a top-level array."""
-    first = handle.peek(READ_BLOCK)[:READ_BLOCK] if hasattr(handle, "peek") else b""
-    rows = _array_rows(handle, file, max_chars) if first.lstrip()[:1] == b"[" else _line_rows(handle, max_chars)
+    json_lines = file.removesuffix(".gz").lower().endswith(".jsonl")  # a .json file may hold either
+    array = not json_lines and handle.peek(READ_BLOCK)[:READ_BLOCK].lstrip()[:1] == b"["  # type: ignore[attr-defined]
+    rows = _array_rows(handle, file, max_chars) if array else _line_rows(handle, max_chars)
     texts: list[bytes] = []
     lines: list[int] = []
     sizes: list[int] = []

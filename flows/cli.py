@@ -8,8 +8,9 @@
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
 Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
-end with one clear line and their exit code (2 for usage, 1 for a failed run); anything else is a bug and
-keeps its traceback.
+end with one clear line and their exit code (2 for usage, 1 for a failed run), also when raised inside a flow
+(Prefect's tracebacks for it stay in the Prefect logs, off the terminal); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from data_contracts import ArtifactStore
 from data_contracts.errors import UserError
 from data_contracts.store import ArtifactNotFound
 from data_contracts.versioning import canonical_json, plain
+from flows.prefect_internals import user_error_tracebacks_off_the_terminal
 from flows.recipe import Recipe, RecipeError, load_recipe
 from tasks.train.config import LaunchConfig
 
@@ -210,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("httpx", "httpx2", "httpcore"):  # one line per Prefect API call or teacher request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        return _command(args)
+        with user_error_tracebacks_off_the_terminal():  # a flow's UserError: the line below, not Prefect's tracebacks
+            return _command(args)
     except UserError as error:
         print(f"rmr1: {'error' if error.exit_code == 2 else 'failed'}: {error}", file=sys.stderr)
         return error.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,12 +16,21 @@ from tests.conftest import ROOT
 SMOKE = str(ROOT / "recipes" / "smoke.yaml")
 
 
-def rmr1(*args: str, cwd: Path, prefect_home: str = "prefect-home") -> subprocess.CompletedProcess[str]:
+def rmr1(
+    *args: str,
+    cwd: Path,
+    prefect_home: str = "prefect-home",
+    api_url: str | None = None,
+    python_args: tuple[str, ...] = ("-m", "flows.cli"),
+) -> subprocess.CompletedProcess[str]:
+    """`rmr1 ARGS` in a fresh process, on an ephemeral Prefect server or the server at `api_url`; `python_args`
+    start the CLI (`("-c", CODE)` to wrap it)."""
     env = {**os.environ, "PREFECT_HOME": str(cwd / prefect_home)}
     env.pop("RMR1_ARTIFACTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    command = [sys.executable, *python_args, *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def printed_versions(output: str) -> dict[str, str]:
@@ -98,6 +108,84 @@ def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "pairs.jsonl: 1 of 2 rows (50.0%) were rejected" in result.stderr
     assert "pairs.jsonl#row=1: adapter: good: empty text" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr  # raised in the pull task: Prefect's tracebacks held back
+
+
+async def _flow_runs_and_logs(name: str) -> dict[str, tuple[str, list[str]]]:
+    """Flow runs whose name holds `name`, read back from the Prefect server: run name -> (state, log messages)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name)))
+        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id for run in runs])))
+    return {
+        run.name: (run.state.name if run.state else "?", [log.message for log in logs if log.flow_run_id == run.id])
+        for run in runs
+    }
+
+
+def test_a_user_error_in_a_flow_ends_with_one_message_and_its_traceback_stays_in_the_prefect_logs(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    (tmp_path / "pairs.jsonl").write_text('{"q": "a", "good": "b", "bad": "c"}\n{"q": "d", "good": "", "bad": "f"}\n')
+    name = f"rejects-{tmp_path.name[-12:]}"  # unique on the session's server
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: {name}\npull:\n  sources:\n    - {{name: mine, adapter: generic, path: pairs.jsonl,"
+        " fields: {prompt: q, chosen: good, rejected: bad}}\n"
+    )
+    url = prefect_server["PREFECT_API_URL"]
+    result = rmr1("run", "--recipe", str(recipe), "--to", "pull", cwd=tmp_path, api_url=url)
+
+    # The terminal: the pull task's RejectRateExceeded went through the pull flow and the pipeline flow.
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    message = "rmr1: failed: pairs.jsonl: 1 of 2 rows (50.0%) were rejected, above the threshold of 5.0%"
+    assert result.stderr.rstrip().endswith("pairs.jsonl#row=1: adapter: good: empty text")
+    assert message in result.stderr.splitlines()[-2]  # the message, then its first rejected row
+    assert "Finished in state Failed('Task run encountered an exception RejectRateExceeded: " in result.stderr
+
+    # The Prefect logs (the UI): every run the error passed through failed and logged its traceback.
+    with temporary_settings({PREFECT_API_URL: url}):
+        runs = asyncio.run(_flow_runs_and_logs(name))
+    by_flow = {run_name.split(" · ")[0]: state_logs for run_name, state_logs in runs.items()}
+    assert set(by_flow) == {"pipeline", "pull"} and all(state == "Failed" for state, _ in by_flow.values())
+    for flow_name, logged in (("pull", "Task run failed with exception: RejectRateExceeded("),
+                              ("pull", "Encountered exception during execution: RejectRateExceeded("),
+                              ("pipeline", "Encountered exception during execution: RejectRateExceeded(")):  # fmt: skip
+        [entry] = [m for m in by_flow[flow_name][1] if m.startswith(logged)]
+        assert "Traceback (most recent call last):" in entry, (flow_name, entry)
+        assert "data_contracts.contract.RejectRateExceeded: pairs.jsonl: 1 of 2 rows" in entry
+
+
+# Injects a bug (not a UserError) into every stage's artifact writing, then runs the CLI as `rmr1` does.
+WITH_A_BUG = """
+import sys
+from data_contracts.store import ArtifactStore
+from flows.cli import main
+
+def writer(*args, **kwargs):
+    raise RuntimeError("an injected bug")
+
+ArtifactStore.writer = writer
+sys.exit(main())
+"""
+
+
+def test_a_bug_in_a_flow_keeps_its_traceback_on_the_terminal(tmp_path: Path, prefect_server: dict[str, str]) -> None:
+    url = prefect_server["PREFECT_API_URL"]
+    result = rmr1("run", "--recipe", SMOKE, "--to", "pull", "--set", "pull.sources.0.rows=20", cwd=tmp_path,
+                  api_url=url, python_args=("-c", WITH_A_BUG))  # fmt: skip
+    assert result.returncode == 1
+    assert "rmr1: failed" not in result.stderr
+    # Prefect's own records of the failing task, with the traceback, and the uncaught exception at the end.
+    task_failed = result.stderr.index("Task run failed with exception: RuntimeError('an injected bug')")
+    assert result.stderr.find("Traceback (most recent call last):", task_failed) > task_failed
+    assert result.stderr.count("Encountered exception during execution: RuntimeError('an injected bug')") == 2
+    assert result.stderr.rstrip().endswith("RuntimeError: an injected bug")
 
 
 def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Path) -> None:

@@ -163,7 +163,7 @@ def test_other_layouts_keep_the_good_rows_and_reject_each_bad_one(tmp_path: Path
 
 
 def test_a_json_array_is_read_a_block_at_a_time(tmp_path: Path, monkeypatch: Any) -> None:
-    rows = [skywork(i) for i in range(30)] + [[1, 2], {"nested": {"a": [1, "]"]}, "s": "{\"["}]
+    rows = [skywork(i) for i in range(30)] + [[1, 2], {"nested": {"a": [1, "]"]}, "s": '{"['}]
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(rows, indent=1))
     monkeypatch.setattr(reader, "READ_BLOCK", 37)  # every row crosses a block boundary

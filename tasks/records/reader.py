@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -129,27 +130,52 @@ def open_file(file: str, scratch: str, max_chars: int = MAX_CHARS) -> RowFile:
     try:
         if fmt == "json":
             with _open_binary(file) as handle:
-                table = _spill(_json_batches(handle, file, max_chars), JSON_SCHEMA, target)
+                take = _spill(_json_batches(handle, file, max_chars), JSON_SCHEMA, target)
         else:
-            table = _spill_parquet(file, scratch, target)
+            take = _spill_parquet(file, target)
     except (EOFError, OSError, zlib.error, pa.ArrowInvalid) as error:  # truncated gzip, broken parquet, I/O
         raise SourceError(f"{file}: cannot be read: {type(error).__name__}: {error}; nothing was published") from error
-    return RowFile(file, len(table), table.take, json_rows=fmt == "json", max_chars=max_chars)
+    return RowFile(file, len(take), take, json_rows=fmt == "json", max_chars=max_chars)
 
 
 def _open_binary(file: str) -> BinaryIO:
     return gzip.open(file, "rb") if file.endswith(".gz") else open(file, "rb")  # type: ignore[return-value]
 
 
-def _spill(batches: Iterator[pa.RecordBatch], schema: pa.Schema, target: str) -> pa.Table:
-    """Write the batches to an Arrow IPC file and return it memory-mapped (no copy in memory)."""
+def _spill(batches: Iterator[pa.RecordBatch], schema: pa.Schema, target: str) -> Callable[[list[int]], pa.Table]:
+    """Write the batches to an Arrow IPC file; return how to take rows from it, memory-mapped."""
     with pa.OSFile(target, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for batch in batches:
             writer.write_batch(batch)
-    return pa.ipc.open_file(pa.memory_map(target)).read_all()
+    return _MappedRows(pa.ipc.open_file(pa.memory_map(target)).read_all())
 
 
-def _spill_parquet(file: str, scratch: str, target: str) -> pa.Table:
+class _MappedRows:
+    """`take(rows)` on a memory-mapped table that copies only the batches the rows are in.
+
+    (`Table.take` would first gather every chunk of a column into one array: the whole file in memory.)"""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.batches = table.to_batches()
+        self.starts = np.cumsum([0] + [batch.num_rows for batch in self.batches])
+        self.schema = table.schema
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __call__(self, rows: list[int]) -> pa.Table:
+        wanted = np.asarray(rows, dtype=np.int64)
+        which = np.searchsorted(self.starts, wanted, side="right") - 1
+        by_batch = np.argsort(which, kind="stable")
+        pieces = [
+            self.batches[b].take(pa.array(wanted[by_batch][which[by_batch] == b] - self.starts[b]))
+            for b in np.unique(which)
+        ]
+        gathered = pa.Table.from_batches(pieces, schema=self.schema).combine_chunks()  # only the rows asked for
+        return gathered.take(pa.array(np.argsort(by_batch)))  # back in the order asked
+
+
+def _spill_parquet(file: str, target: str) -> _MappedRows:
     if file.endswith(".gz"):  # Parquet needs to seek: unpack first, in blocks
         unpacked = target + ".parquet"
         with gzip.open(file, "rb") as source, open(unpacked, "wb") as sink:

@@ -19,7 +19,7 @@ import pytest
 from data_contracts import ArtifactStore
 from data_contracts.errors import UserError
 from flows.cli import main
-from flows.plan import make_plan
+from flows.plan import make_plan, pin
 from flows.recipe import load_recipe
 from tasks.hub import HubRevisionNotFound, HubRevisions, HubUnreachable, is_commit_sha, is_hub_repo, resolve_revision
 from tasks.pull.config import PullConfig, SourceConfig
@@ -165,12 +165,31 @@ def test_plan_shows_the_student_branch_and_the_commit_it_resolved_to(
     assert make_plan(pinned, ArtifactStore(tmp_path)).step("sft").versions == plan.step("sft").versions
     assert versioned_student(plan.recipe.student) == versioned_student(StudentConfig("org/student-7b", sha))
 
+    # rl starting from the SFT checkpoint does not read the student: pinning rl alone asks nothing.
+    asked = len(fake_hub.requests)
+    assert pin(recipe, ["rl"], HubRevisions()).student.revision == "main" and len(fake_hub.requests) == asked
+    assert pin(recipe, ["sft"], HubRevisions()).student.revision == sha
+
     # Stages not in the plan are not resolved: pulling needs no Hub for the student, even offline.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main([*args, "--to", "pull"]) == 0
     assert "Hub revisions" not in capsys.readouterr().out
     assert main(args) == 1
     assert "Hub model org/student-7b at revision 'main': cannot resolve" in capsys.readouterr().err
+
+
+def test_the_lineage_names_the_branch_and_the_commit_of_a_hub_student_and_judge() -> None:
+    from flows.cli import _sources
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    student = {"model": "org/student-7b", "revision": sha, "requested_revision": "main"}
+    assert _sources({"student": student, "sft": {}}) == f"  student: org/student-7b@main → {sha}"
+    judge = {"model": "org/judge", "revision": sha, "requested_revision": None}
+    benchmark = {"name": "rewardbench", "hub_id": "org/rb", "revision": sha, "requested_revision": "v2"}
+    assert _sources({"judge": judge, "benchmarks": [benchmark]}) == (
+        f"  sources: rewardbench (org/rb@v2 → {sha})  judge: org/judge@{sha}"
+    )
+    assert _sources({"student": {"model": "tiny", "revision": None}}) == ""  # no Hub model
 
 
 def test_evaluate_pins_its_hub_benchmark_and_a_hub_judge_model(fake_hub: FakeHub, tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ def pin_student(recipe: Recipe, hub: HubRevisions) -> Recipe:
     return recipe if pinned == student else dataclasses.replace(recipe, student=pinned)
 
 
+def _pin_rl_student(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    """rl reads the student only when it starts from it (`sft: null`); otherwise it starts from the checkpoint."""
+    return pin_student(recipe, hub) if recipe.sft is None else recipe
+
+
 def _sft_versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
     assert recipe.sft is not None
     return {SFT_CHECKPOINT.kind: sft_version(recipe.student, recipe.sft, inputs[SFT_EXAMPLES.kind])}
@@ -102,5 +107,5 @@ RL = Stage(
     versions=_rl_versions,
     run=_rl_run,
     tables=training_tables,
-    resolve=pin_student,
+    resolve=_pin_rl_student,
 )

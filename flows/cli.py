@@ -32,6 +32,7 @@ from data_contracts.store import ArtifactNotFound
 from data_contracts.versioning import canonical_json, plain
 from flows.prefect_internals import user_error_tracebacks_off_the_terminal
 from flows.recipe import Recipe, RecipeError, load_recipe
+from tasks.hub import describe
 from tasks.train.config import LaunchConfig
 
 STAGES_HELP = "a stage name as `rmr1 plan` lists them; a wrong one is answered with the list"
@@ -114,13 +115,21 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
 
 
 def _sources(config: Any) -> str:
-    """Where a source artifact's data came from: its pull sources or its benchmarks (name and path / Hub id)."""
-    entries = (config or {}).get("sources") or (config or {}).get("benchmarks") or []
+    """Where an artifact's data and models came from: its pull sources or benchmarks (name and path / Hub id at
+    the branch asked for → the commit used), and a Hub student or judge model."""
+    config = config if isinstance(config, dict) else {}
+    entries = config.get("sources") or config.get("benchmarks") or []
     described = []
     for entry in entries:
-        where = f"{entry['hub_id']}@{entry.get('revision')}" if entry.get("hub_id") else entry.get("path")
+        hub_id, revision, asked = entry.get("hub_id"), entry.get("revision"), entry.get("requested_revision")
+        where = describe(hub_id, revision, asked) if hub_id else entry.get("path")
         described.append(f"{entry['name']} ({where or entry.get('adapter', '?')})")
-    return f"  sources: {', '.join(described)}" if described else ""
+    shown = f"  sources: {', '.join(described)}" if described else ""
+    for role in ("student", "judge"):
+        model = config.get(role)
+        if isinstance(model, dict) and model.get("revision"):  # a Hub model (a local folder has no revision)
+            shown += f"  {role}: {describe(model['model'], model['revision'], model.get('requested_revision'))}"
+    return shown
 
 
 def show_lineage(store: ArtifactStore, target: str) -> str:

@@ -1,9 +1,11 @@
 """The stage registry, the plan and its executor: what a run needs, each version computed once, what runs.
 
 `STAGES` is the registry: every stage object, in pipeline order (adding a stage = its package + one line
-here + its deployment in `infra/prefect.yaml`). `make_plan` walks the stages a run needs, computes each
-output version exactly once from the recipe and the planned upstream versions, and looks each one up in
-the store: published (skipped), will run, reused (before `--from`) or blocked (reused but missing).
+here + its deployment in `infra/prefect.yaml`). `make_plan` walks the stages a run needs, pins the moving
+references they read (Hub branches and tags, resolved to commit shas now: each stage's `resolve`), computes
+each output version exactly once from that pinned recipe and the planned upstream versions, and looks each
+one up in the store: published (skipped), will run, reused (before `--from`) or blocked (reused but missing).
+`Plan.recipe` is the pinned recipe, so every step loads exactly the commits its version was computed from.
 `execute` runs the steps that need it, in order, through a step runner: in this process by default; the
 Prefect flows pass one that wraps a step in a flow run or hands it to a deployment. Nothing here imports
 Prefect, and no stage decides for itself whether it is already done.
@@ -11,7 +13,7 @@ Prefect, and no stage decides for itself whether it is already done.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from data_contracts.errors import UserError
 from tasks.distill.stage import STAGE as DISTILL
 from tasks.evaluate.stage import STAGE as EVALUATE
 from tasks.filter.stage import STAGE as FILTER
+from tasks.hub import HubRevisions, describe
 from tasks.pull.stage import STAGE as PULL
 from tasks.recipe import Recipe
 from tasks.split.stage import STAGE as SPLIT
@@ -74,12 +77,15 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """The steps of one run, in pipeline order, and the stages the recipe leaves out (with the reason)."""
+    """The steps of one run, in pipeline order, and the stages the recipe leaves out (with the reason).
+
+    `recipe` is pinned: the Hub branches and tags its steps read are commit shas (`pinned` lists them)."""
 
     recipe: Recipe
     store: ArtifactStore
     steps: tuple[Step, ...]
     left_out: tuple[tuple[str, str], ...] = ()
+    pinned: tuple[tuple[str, str, str, str], ...] = ()  # (repo type, repo, branch or tag asked for, commit sha)
 
     def step(self, name: str) -> Step:
         return next(step for step in self.steps if step.name == name)
@@ -91,6 +97,9 @@ class Plan:
             for kind, version in step.versions.items():
                 lines.append(f"{step.name:<9} {kind + '/' + version:<37} {step.status}")
         lines += [f"{name:<9} {'-':<37} left out: {reason}" for name, reason in self.left_out]
+        if self.pinned:
+            lines.append("Hub revisions resolved now (the steps load these commits):")
+            lines += [f"  {kind:<7} {describe(repo, sha, asked)}" for kind, repo, asked, sha in self.pinned]
         return "\n".join(lines)
 
 
@@ -127,6 +136,8 @@ def make_plan(
         last = STAGE_NAMES.index(to_stage or STAGE_NAMES[-1])
         names = [s.name for s in STAGES[: last + 1] if s.enabled(recipe)]
         first = STAGE_NAMES.index(from_stage or STAGE_NAMES[0])
+    hub = HubRevisions()  # one per plan: a branch is asked of the Hub again by the next plan
+    recipe = pin(recipe, names, hub)
     outputs: dict[str, ArtifactRef] = {}
     steps = []
     for name in names:
@@ -135,7 +146,14 @@ def make_plan(
                          reuse=STAGE_NAMES.index(name) < first)  # fmt: skip
         outputs.update(step.outputs)
         steps.append(step)
-    return Plan(recipe, store, tuple(steps), left_out)
+    return Plan(recipe, store, tuple(steps), left_out, tuple(hub.pinned()))
+
+
+def pin(recipe: Recipe, names: Sequence[str], hub: HubRevisions) -> Recipe:
+    """The recipe with the moving references these stages read pinned: each stage's `resolve`, in turn."""
+    for name in names:
+        recipe = BY_NAME[name].resolve(recipe, hub)
+    return recipe
 
 
 def _needed(name: str, recipe: Recipe) -> list[str]:

@@ -28,9 +28,10 @@ from prefect.runtime import flow_run
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
 from data_contracts.kinds import FOLDER_KINDS
-from flows.plan import BY_NAME, STAGES, Plan, Step, execute, make_plan, plan_step, run_here
+from flows.plan import BY_NAME, STAGES, Plan, Step, execute, make_plan, pin, plan_step, run_here
 from flows.recipe import load_recipe, recipe_from_dict
 from tasks.distill.stage import OutcomeCallback, Shard, run_shard
+from tasks.hub import HubRevisions
 from tasks.recipe import Recipe
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import CURVES_PNG
@@ -124,6 +125,7 @@ def _stage_flow(
     if upstream is None:  # alone: plan the stage and what it needs; upstream stages run as their own flow runs
         plan = make_plan(parsed, store, target=name)
     else:  # called by the pipeline (versions given) or a dispatched deployment run (versions computed here)
+        parsed = pin(parsed, [name], HubRevisions())  # the pipeline passes a pinned recipe: no Hub call then
         inputs = {kind: store.require(kind, version) for kind, version in upstream.items()}
         plan = Plan(parsed, store, (plan_step(BY_NAME[name], parsed, store, inputs, versions=versions),))
 

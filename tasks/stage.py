@@ -1,9 +1,10 @@
 """The stage protocol: what a stage declares (`Stage`), what it is given (`StageRun`), what it returns.
 
 Each stage package exports one `Stage`: its name, the artifact kinds it reads and writes, how its output
-versions follow from the recipe and its inputs, how to run it, and the tables it shows in the UI. A stage
-never asks whether it is already done: the plan (`flows/plan.py`) computes every version once, decides
-what runs, and hands `run` the versions to publish. Stages are plain Python; Prefect wraps them in
+versions follow from the recipe and its inputs, how to run it, and the tables it shows in the UI; a stage
+that reads the Hub also pins the branches and tags it reads to their commits (`resolve`). A stage never
+asks whether it is already done: the plan (`flows/plan.py`) pins the recipe, computes every version once,
+decides what runs, and hands `run` the versions to publish. Stages are plain Python; Prefect wraps them in
 `flows/`. The counts a run returns are also stored in each artifact's manifest, so a skipped stage
 reports the same numbers as the run that made the artifact.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_contracts import ArtifactRef, ArtifactStore
+from tasks.hub import HubRevisions
 from tasks.recipe import Recipe
 
 ProgressCallback = Callable[[int, int], None]  # (work done, total work): drives bars and Prefect progress
@@ -81,6 +83,10 @@ def _trains(recipe: Recipe) -> bool:
     return recipe.trains
 
 
+def _pins_nothing(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    return recipe
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage, declared: the plan and the Prefect layer need nothing else to run it and show it."""
@@ -95,6 +101,9 @@ class Stage:
     tables: Callable[[StageResult], Tables] = _no_tables  # UI tables, counts first
     markdown: Callable[[StageResult], dict[str, str]] = lambda result: {}  # UI markdown by key suffix
     left_out: str = "the recipe has no pull section (no training stages)"  # why `enabled` may say False
+    # Pins the moving references (Hub branches and tags) in the parts of the recipe this stage reads to their
+    # commit shas (`tasks/hub.py`); the plan applies it before computing versions, and the steps get that recipe.
+    resolve: Callable[[Recipe, HubRevisions], Recipe] = _pins_nothing
 
 
 def reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.fake_hub import FakeHub
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PREFERENCES = SHARED_DATA / "preferences"
@@ -61,8 +63,21 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ["TQDM_DISABLE"] = "1"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"  # else huggingface_hub asks its endpoint for an agent registry
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("RMR1_ARTIFACTS", None)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """A fake Hugging Face Hub on 127.0.0.1 (`tests/helpers/fake_hub.py`); HF_ENDPOINT points at it, online."""
+    hub = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 @pytest.fixture(scope="session")

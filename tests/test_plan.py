@@ -16,6 +16,7 @@ from flows.cli import main
 from flows.plan import STAGE_NAMES, STAGES, MissingUpstream, StageLeftOut, execute, make_plan
 from flows.recipe import load_recipe
 from tests.conftest import ROOT
+from tests.helpers.fake_hub import FakeHub
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 # The smoke recipe's artifact versions as published before the stage protocol: a refactor must not change them.
@@ -92,7 +93,12 @@ def test_from_a_stage_whose_upstream_is_missing_is_blocked_and_runs_nothing(tmp_
     assert isinstance(MissingUpstream("x"), UserError)
 
 
-def test_one_stage_plans_only_what_it_needs_and_a_left_out_stage_says_why(tmp_path: Path) -> None:
+def test_one_stage_plans_only_what_it_needs_and_a_left_out_stage_says_why(tmp_path: Path, fake_hub: FakeHub) -> None:
+    paper_sources = ("Skywork/Skywork-Reward-Preference-80K-v0.2", "Vezora/Code-Preference-Pairs",
+                     "xinlai/Math-Step-DPO-10K")  # fmt: skip
+    for repo in paper_sources:  # the paper recipe names their `main`: the plan resolves it
+        fake_hub.commit("dataset", repo, {"README.md": b"a paper source\n"})
+    fake_hub.commit("model", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", {"config.json": b"{}"})
     recipe = load_recipe(SMOKE)
     store = ArtifactStore(tmp_path)
     assert [step.name for step in make_plan(recipe, store, target="rl").steps] == [

@@ -74,7 +74,7 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
         ("name: x\npull: {sources: [{name: a, adapter: skywork}]}\n", "pull.sources.0.path: set exactly one of"),
         (
             "name: x\npull: {sources: [{name: a, adapter: skywork, hub_id: Skywork/S}]}\n",
-            "pull.sources.0.revision: pin a revision for Skywork/S",
+            "pull.sources.0.revision: name a revision for Skywork/S: a commit sha, or a branch or tag",
         ),
         (
             "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q}}]}\n",
@@ -121,6 +121,10 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
         (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rm_bench, hub_id: a/b, revision: c}]}\n",
             "evaluate.benchmarks.0.hub_id: only RewardBench loads from the Hub",
+        ),
+        (
+            "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rewardbench, hub_id: a/b}]}\n",
+            "evaluate.benchmarks.0.revision: name a revision for a/b: a commit sha, or a branch or tag",
         ),
         (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rmbench, path: d}]}\n",

@@ -1,7 +1,7 @@
 """Recipe sections for the evaluate stage: which benchmarks, which judge, how pairs are ordered.
 
 Only what changes the predictions takes part in the `eval_predictions` version: the judge (backend, model,
-template, decoding), the benchmark data (file contents or pinned Hub revision) and sampling, the order
+template, decoding), the benchmark data (file contents or Hub commit sha) and sampling, the order
 seed and `both_orders`. How fast they are produced (batch size, GPU memory share, chunking, the endpoint's
 URL, key, concurrency and retries) does not: the fields marked `"versioned": False`.
 """
@@ -13,6 +13,7 @@ from typing import Literal
 
 from data_contracts.kinds import BENCHMARKS
 from tasks.config import ConfigError, Float, Int, config_section
+from tasks.hub import requested_revision_field
 from tasks.llm.config import EndpointConfig
 
 BACKENDS = ("vllm", "hf", "openai", "length")
@@ -39,7 +40,14 @@ class BenchmarkConfig:
     hub_id: str | None = field(
         default=None, metadata={"help": "RewardBench only: Hugging Face dataset id, e.g. allenai/reward-bench."}
     )
-    revision: str | None = field(default=None, metadata={"help": "Pinned Hub revision; required with hub_id."})
+    revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub revision, required with hub_id: a commit sha, or a branch or tag (resolved to its commit "
+            "sha when the plan is made)."
+        },
+    )
+    requested_revision: str | None = requested_revision_field()
     split: str = field(default="filtered", metadata={"help": "Hub split (RewardBench: filtered, 2,985 items)."})
     items_per_subset: Int | None = field(
         default=None,
@@ -58,7 +66,7 @@ class BenchmarkConfig:
         if self.hub_id is not None and self.name != "rewardbench":
             raise ConfigError("hub_id", f"only RewardBench loads from the Hub; give {self.name} a local path")
         if self.hub_id is not None and self.revision is None:
-            raise ConfigError("revision", "pin the Hub revision (a commit sha or tag) so the version is stable")
+            raise ConfigError("revision", f"name a revision for {self.hub_id}: a commit sha, or a branch or tag")
         if self.items_per_subset is not None and self.items_per_subset < 1:
             raise ConfigError("items_per_subset", f"must be at least 1, got {self.items_per_subset}")
 
@@ -81,7 +89,14 @@ class JudgeConfig:
             "the model name the endpoint serves (openai)."
         },
     )
-    revision: str | None = field(default=None, metadata={"help": "Hub revision of `model`, when it is a Hub id."})
+    revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "hf / vllm: Hub revision of `model`, when it is a Hub id: a commit sha, or a branch or tag "
+            "(None: main), resolved to its commit sha when the plan is made."
+        },
+    )
+    requested_revision: str | None = requested_revision_field()
     template: str = field(
         default="cor-instruct-v1",
         metadata={"help": "Judge template set: a built-in name or a folder (e.g. the authors' exact strings)."},

@@ -32,6 +32,7 @@ from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
+from tasks.hub import HubRevisions, describe, is_hub_repo
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
 from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe
@@ -228,7 +229,8 @@ def evaluate_judge(
         "order_seed": config.order_seed,
         "both_orders": config.both_orders,
         "benchmarks": {
-            b.name: {"source": b.path or f"{b.hub_id}@{b.revision}", "items_per_subset": b.items_per_subset}
+            b.name: {"source": b.path or describe(str(b.hub_id), b.revision, b.requested_revision),
+                     "items_per_subset": b.items_per_subset}
             for b in config.benchmarks
         },
         **versions,
@@ -350,6 +352,24 @@ def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, st
     return evaluate_versions(recipe.evaluate, _checkpoint(recipe, inputs))
 
 
+def pin_hub_references(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    """The recipe with the Hub benchmarks' and a Hub judge model's branch or tag resolved to its commit sha (the
+    stage's `resolve`); local files, checkpoints, served (openai) models and the length baseline as they are."""
+    config = recipe.evaluate
+    if config is None:
+        return recipe
+    benchmarks = tuple(
+        hub.pin(b, b.hub_id, "dataset") if b.hub_id is not None and is_hub_repo(b.hub_id) else b
+        for b in config.benchmarks
+    )
+    judge = config.judge
+    if judge.backend in ("hf", "vllm") and judge.checkpoint is None and is_hub_repo(judge.model):
+        judge = hub.pin(judge, judge.model, "model")
+    if benchmarks == config.benchmarks and judge == config.judge:
+        return recipe
+    return dataclasses.replace(recipe, evaluate=dataclasses.replace(config, benchmarks=benchmarks, judge=judge))
+
+
 def _run(run: StageRun) -> StageResult:
     assert run.recipe.evaluate is not None
     return evaluate_judge(
@@ -373,4 +393,5 @@ STAGE = Stage(
     tables=evaluate_tables,
     markdown=lambda result: {"report": result.stats["report"]},
     left_out="the recipe has no evaluate section",
+    resolve=pin_hub_references,
 )

@@ -1,8 +1,9 @@
 """Recipe sections for the pull stage: which preference sources to load and how to read them.
 
 Every field takes part in the `preference_pairs` version except `path`: input files count by content
-(see `tasks/pull/stage.py`), so moving them changes nothing. Fields added later (`max_chars`, the label keys
-of `fields`) count only when set away from their defaults, so older versions stay valid.
+(see `tasks/pull/stage.py`), so moving them changes nothing; and `requested_revision`: a Hub source counts
+by the commit sha its branch or tag was resolved to (`tasks/hub.py`). Fields added later (`max_chars`, the
+label keys of `fields`) count only when set away from their defaults, so older versions stay valid.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import field
 from data_contracts.kinds import DOMAINS
 from data_contracts.versioning import BY_CONTENT, UNLESS_DEFAULT
 from tasks.config import ConfigError, Int, config_section
+from tasks.hub import requested_revision_field
 from tasks.records.fields import FieldMap
 from tasks.records.reader import MAX_CHARS
 
@@ -43,8 +45,13 @@ class SourceConfig:
         default=None, metadata={"help": "Hugging Face dataset id, e.g. Skywork/Skywork-Reward-Preference-80K-v0.2."}
     )
     revision: str | None = field(
-        default=None, metadata={"help": "Pinned Hub revision (commit sha or tag); required with hub_id."}
+        default=None,
+        metadata={
+            "help": "Hub revision, required with hub_id: a commit sha, or a branch or tag (resolved to its commit "
+            "sha when the plan is made)."
+        },
     )
+    requested_revision: str | None = requested_revision_field()
     subset: str | None = field(
         default=None, metadata={"help": "Hub dataset configuration name, if the dataset has several."}
     )
@@ -94,7 +101,7 @@ class SourceConfig:
         if (self.path is None) == (self.hub_id is None):
             raise ConfigError("path", "set exactly one of path (local files) or hub_id (Hugging Face Hub)")
         if self.hub_id is not None and not self.revision:
-            raise ConfigError("revision", f"pin a revision for {self.hub_id} (a commit sha or tag)")
+            raise ConfigError("revision", f"name a revision for {self.hub_id}: a commit sha, or a branch or tag")
         if self.adapter == "generic":
             self.fields.check()
         elif self.fields != FieldMap():

@@ -9,6 +9,7 @@ threshold the stage stops, naming that input, and publishes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ from data_contracts import (
 )
 from data_contracts.contract import REJECTS_SCHEMA
 from data_contracts.kinds import PREFERENCE_PAIRS
+from tasks.hub import HubRevisions, is_hub_repo
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import LoadedSource, load_source, source_fingerprint
@@ -241,6 +243,19 @@ def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, st
     return {PREFERENCE_PAIRS.kind: pull_version(recipe.pull)}
 
 
+def pin_sources(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    """The recipe with each Hub source's branch or tag resolved to its commit sha (the stage's `resolve`)."""
+    if recipe.pull is None:
+        return recipe
+    sources = tuple(
+        hub.pin(s, s.hub_id, "dataset") if s.hub_id is not None and is_hub_repo(s.hub_id) else s
+        for s in recipe.pull.sources
+    )
+    if sources == recipe.pull.sources:
+        return recipe
+    return dataclasses.replace(recipe, pull=dataclasses.replace(recipe.pull, sources=sources))
+
+
 STAGE = Stage(
     name="pull",
     description="Load preference sources into preference_pairs.",
@@ -249,4 +264,5 @@ STAGE = Stage(
     versions=_versions,
     run=_run,
     tables=lambda result: {"counts": list(result.stats["counts"])},
+    resolve=pin_sources,
 )

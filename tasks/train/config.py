@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any, Literal, TypeVar
 
-from data_contracts.versioning import plain
+from data_contracts.versioning import versioned
 from tasks.config import ConfigError, Float, Int, config_section
+from tasks.hub import requested_revision_field
 from tasks.models import TinyModelConfig
 
 TINY = "tiny"  # StudentConfig.model value that builds the offline tiny model
@@ -33,8 +34,13 @@ class StudentConfig:
         },
     )
     revision: str | None = field(
-        default=None, metadata={"help": "Hub revision (a commit sha pins the weights); ignored for local folders."}
+        default=None,
+        metadata={
+            "help": "Hub revision: a commit sha, or a branch or tag (None: main), resolved to its commit sha when "
+            "the plan is made; ignored for local folders."
+        },
     )
+    requested_revision: str | None = requested_revision_field()
     tiny: TinyModelConfig = field(
         default_factory=TinyModelConfig, metadata={"help": f"Size and seed of the tiny model (model: {TINY})."}
     )
@@ -83,7 +89,7 @@ class LaunchConfig:
 
 def versioned_student(student: StudentConfig) -> dict[str, Any]:
     """The student fields that matter: the tiny model's size only when the tiny model is used."""
-    fields = plain(student)
+    fields = versioned(student)  # the commit sha, not the branch it was resolved from
     if student.model != TINY:
         fields.pop("tiny")
     return fields

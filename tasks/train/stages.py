@@ -7,12 +7,15 @@ in `sft.py` and `rl.py`; torch and TRL load only when a stage runs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from data_contracts import ArtifactRef
 from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
+from tasks.hub import HubRevisions, is_hub_repo
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Stage, StageResult, StageRun, Tables, reads
+from tasks.train.config import TINY
 from tasks.train.rl import rl_version, train_rl
 from tasks.train.sft import sft_version, train_sft
 
@@ -29,6 +32,21 @@ def training_tables(result: StageResult) -> Tables:
     metrics = [{c: row.get(c) for c in columns} for row in result.stats.get("metrics", [])]
     summary = {k: v for k, v in result.stats.items() if k != "metrics" and not isinstance(v, dict | list)}
     return {"totals": [summary], "metrics": metrics}  # "-summary" is the markdown key
+
+
+def pin_student(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    """The recipe with a Hub student's branch or tag resolved to its commit sha (the stages' `resolve`); a local
+    folder and the tiny model as they are."""
+    student = recipe.student
+    if student.model == TINY or not is_hub_repo(student.model):
+        return recipe
+    pinned = hub.pin(student, student.model, "model")
+    return recipe if pinned == student else dataclasses.replace(recipe, student=pinned)
+
+
+def _pin_rl_student(recipe: Recipe, hub: HubRevisions) -> Recipe:
+    """rl reads the student only when it starts from it (`sft: null`); otherwise it starts from the checkpoint."""
+    return pin_student(recipe, hub) if recipe.sft is None else recipe
 
 
 def _sft_versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
@@ -79,6 +97,7 @@ SFT = Stage(
     enabled=lambda recipe: recipe.distills,
     tables=training_tables,
     left_out=NO_DISTILLATION,
+    resolve=pin_student,
 )
 RL = Stage(
     name="rl",
@@ -88,4 +107,5 @@ RL = Stage(
     versions=_rl_versions,
     run=_rl_run,
     tables=training_tables,
+    resolve=_pin_rl_student,
 )

@@ -151,8 +151,8 @@ def test_other_layouts_keep_the_good_rows_and_reject_each_bad_one(tmp_path: Path
     elif layout == "json":
         path.write_text(json.dumps(rows, indent=2))
     else:  # Parquet keeps a typed schema: the rows that cannot be typed alike stay out of the file
-        typed = [r for r in rows if r.get("chosen") is None or isinstance(r["chosen"], list) and all(
-            isinstance(t.get("content"), str | None) for t in r["chosen"])]  # fmt: skip
+        typed = [r for r in rows if r.get("chosen") is None or (isinstance(r["chosen"], list) and all(
+            isinstance(t.get("content"), str | None) for t in r["chosen"]))]  # fmt: skip
         pq.write_table(pa.Table.from_pylist(typed), path)
         rows = typed
     store = ArtifactStore(tmp_path / "artifacts")

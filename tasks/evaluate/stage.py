@@ -229,8 +229,10 @@ def evaluate_judge(
         "order_seed": config.order_seed,
         "both_orders": config.both_orders,
         "benchmarks": {
-            b.name: {"source": b.path or describe(str(b.hub_id), b.revision, b.requested_revision),
-                     "items_per_subset": b.items_per_subset}
+            b.name: {
+                "source": b.path or describe(str(b.hub_id), b.revision, b.requested_revision),
+                "items_per_subset": b.items_per_subset,
+            }
             for b in config.benchmarks
         },
         **versions,

@@ -34,6 +34,17 @@ REPO_ID = re.compile(r"(?:[\w\-.]+/)?[\w\-.]+")
 TIMEOUT_S = 30.0
 
 
+def revision_field(when: str) -> Any:
+    """The `revision` field of a config that names a Hub dataset or model; `when` says when it applies."""
+    return dataclasses.field(
+        default=None,
+        metadata={
+            "help": f"Hub revision ({when}): a commit sha, or a branch or tag (None: main), resolved to its commit "
+            "sha when the plan is made."
+        },
+    )
+
+
 def requested_revision_field() -> Any:
     """The `requested_revision` field of a config that names a Hub revision: filled by the plan, not versioned."""
     return dataclasses.field(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from data_contracts.kinds import BENCHMARKS
 from tasks.config import ConfigError, Float, Int, config_section
-from tasks.hub import requested_revision_field
+from tasks.hub import requested_revision_field, revision_field
 from tasks.llm.config import EndpointConfig
 
 BACKENDS = ("vllm", "hf", "openai", "length")
@@ -40,13 +40,7 @@ class BenchmarkConfig:
     hub_id: str | None = field(
         default=None, metadata={"help": "RewardBench only: Hugging Face dataset id, e.g. allenai/reward-bench."}
     )
-    revision: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub revision, required with hub_id: a commit sha, or a branch or tag (resolved to its commit "
-            "sha when the plan is made)."
-        },
-    )
+    revision: str | None = revision_field("required with hub_id")
     requested_revision: str | None = requested_revision_field()
     split: str = field(default="filtered", metadata={"help": "Hub split (RewardBench: filtered, 2,985 items)."})
     items_per_subset: Int | None = field(
@@ -89,13 +83,7 @@ class JudgeConfig:
             "the model name the endpoint serves (openai)."
         },
     )
-    revision: str | None = field(
-        default=None,
-        metadata={
-            "help": "hf / vllm: Hub revision of `model`, when it is a Hub id: a commit sha, or a branch or tag "
-            "(None: main), resolved to its commit sha when the plan is made."
-        },
-    )
+    revision: str | None = revision_field("hf / vllm, when `model` is a Hub id")
     requested_revision: str | None = requested_revision_field()
     template: str = field(
         default="cor-instruct-v1",

@@ -13,7 +13,7 @@ from dataclasses import field
 from data_contracts.kinds import DOMAINS
 from data_contracts.versioning import BY_CONTENT, UNLESS_DEFAULT
 from tasks.config import ConfigError, Int, config_section
-from tasks.hub import requested_revision_field
+from tasks.hub import requested_revision_field, revision_field
 from tasks.records.fields import FieldMap
 from tasks.records.reader import MAX_CHARS
 
@@ -44,13 +44,7 @@ class SourceConfig:
     hub_id: str | None = field(
         default=None, metadata={"help": "Hugging Face dataset id, e.g. Skywork/Skywork-Reward-Preference-80K-v0.2."}
     )
-    revision: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub revision, required with hub_id: a commit sha, or a branch or tag (resolved to its commit "
-            "sha when the plan is made)."
-        },
-    )
+    revision: str | None = revision_field("required with hub_id")
     requested_revision: str | None = requested_revision_field()
     subset: str | None = field(
         default=None, metadata={"help": "Hub dataset configuration name, if the dataset has several."}

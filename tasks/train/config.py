@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from data_contracts.versioning import versioned
 from tasks.config import ConfigError, Float, Int, config_section
-from tasks.hub import requested_revision_field
+from tasks.hub import requested_revision_field, revision_field
 from tasks.models import TinyModelConfig
 
 TINY = "tiny"  # StudentConfig.model value that builds the offline tiny model
@@ -33,13 +33,7 @@ class StudentConfig:
             f"'{TINY}' builds a tiny random-init Qwen2 with a tokenizer trained on the stage's own text (smoke runs)."
         },
     )
-    revision: str | None = field(
-        default=None,
-        metadata={
-            "help": "Hub revision: a commit sha, or a branch or tag (None: main), resolved to its commit sha when "
-            "the plan is made; ignored for local folders."
-        },
-    )
+    revision: str | None = revision_field("a Hub `model` only; ignored for local folders")
     requested_revision: str | None = requested_revision_field()
     tiny: TinyModelConfig = field(
         default_factory=TinyModelConfig, metadata={"help": f"Size and seed of the tiny model (model: {TINY})."}

@@ -49,7 +49,10 @@ USER = {"role": "user", "content": "Question 999: what is 999 + 999?"}
 BAD_ROWS: list[tuple[str, str]] = [
     (json.dumps(with_turns("a string, not messages")), "adapter: chosen: expected a list of messages, got str"),
     (json.dumps(with_turns([USER, {"role": "assistant", "content": 42}])), "adapter: chosen: turn 1 has no text"),
-    ('{"chosen": [{"role": "user", "content": "unfinished', "read: record: line {line}: not valid JSON"),
+    (
+        '{"chosen": [{"role": "user", "content": "unfinished',
+        "read: record: line {line}, column 41: not valid JSON: Unterminated string",
+    ),
     (json.dumps({"rejected": skywork(1)["rejected"], "source": "x"}), "adapter: chosen: missing"),
     (json.dumps(with_turns([USER, {"role": "assistant", "content": ""}])), "adapter: chosen: turn 1 has no text"),
     (json.dumps(with_turns([USER, {"role": "assistant", "content": None}])), "adapter: chosen: turn 1 has no text"),
@@ -73,7 +76,7 @@ BAD_ROWS: list[tuple[str, str]] = [
     (json.dumps(skywork(1000, answer="x" * (3 * MB))), "over max_chars 1,000,000"),
     ('["a", "list", "not", "an", "object"]', "read: record: line {line}: expected a JSON object, got list"),
     (json.dumps(with_turns(None)), "adapter: chosen: missing"),
-    ('{"chosen": "caf\\u00e9 \xff"}', "read: record: line {line}: not UTF-8 text"),
+    ('{"chosen": "caf\\u00e9 \xff"}', "read: record: line {line}, byte 22: not UTF-8 text"),
     (json.dumps(with_turns({"role": "user"})), "adapter: chosen: expected a list of messages, got dict"),
 ]
 
@@ -182,9 +185,10 @@ def test_a_line_over_max_chars_is_skipped_not_held(tmp_path: Path) -> None:
     path.write_bytes(b'{"a": "' + b"x" * (5 * MB) + b'"}\n{"a": "short"}\n')
     rows_file = reader.open_file(str(path), str(tmp_path), max_chars=1000)
     texts = rows_file.take([0, 1]).column("text").to_pylist()
-    assert len(texts[0]) == reader.UTF8_MAX * 1000 + 1  # only what one bounded readline gave was ever kept
+    assert len(texts[0]) == reader.BYTES_PER_CHAR * 1000 + 1  # only what one bounded readline gave was ever kept
     long_row, short_row = rows_file.read([0, 1])
-    assert isinstance(long_row, reader.BadRow) and "the row is 5,242,890 bytes, over max_chars 1,000" in long_row.reason
+    assert isinstance(long_row, reader.BadRow) and long_row.where == "line 1: 5,242,890 bytes"
+    assert long_row.reason.startswith("over max_chars 1,000 ")
     assert short_row == {"a": "short"}
 
 
@@ -257,3 +261,66 @@ def test_label_values_outside_the_mapping_are_rejects_naming_the_value(tmp_path:
         "adapter: label: missing",
         "adapter: category: 'poetry' is not one of chat, safety, code, math",
     ]
+
+
+@pytest.mark.parametrize("block", [1, 3, 5, 37, 1 << 20])
+def test_json_array_edge_cases_read_alike_at_any_block_size(tmp_path: Path, monkeypatch: Any, block: int) -> None:
+    monkeypatch.setattr(reader, "READ_BLOCK", block)
+    path = tmp_path / "edge.json"
+    # a byte-order mark, a number and a literal that may end at a block's end, brackets inside strings
+    path.write_bytes(reader.BOM + b' \n[12.5e10, true, {"a": "]\\",["}, {"b": [1, {"c": null}]}]\n')
+    rows_file = reader.open_file(str(path), str(tmp_path), max_chars=100)
+    rows = rows_file.read(list(range(len(rows_file))))
+    assert [r.reason if isinstance(r, reader.BadRow) else r for r in rows] == [
+        "expected a JSON object, got float", "expected a JSON object, got bool", {"a": ']",['}, {"b": [1, {"c": None}]},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'[{"a": "\xff"}]', "not UTF-8 text near byte 8"),
+        (b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]", "row 0 (line 1) is nested too deeply"),
+        (b'[{"i": 1},\n{"i": 2 "oops": 1},\n' + b'{"i": 3},\n' * 300_000 + b'{"i": 4}]', "row 1 (line 2) is not valid"),
+        (b"[", "the JSON array ends before its ']' after 0 rows"),
+    ],
+)
+def test_a_broken_json_array_is_one_clear_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "broken.json"
+    path.write_bytes(content)
+    with pytest.raises(reader.SourceError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+        reader.open_file(str(path), str(tmp_path))
+
+
+def test_an_array_after_much_white_space_and_deep_json_lines(tmp_path: Path) -> None:
+    spaced = tmp_path / "spaced.json"
+    spaced.write_bytes(b"\n" * 20_000 + b'[{"a": 1}, {"a": 2}]')
+    rows_file = reader.open_file(str(spaced), str(tmp_path))
+    assert rows_file.read([0, 1]) == [{"a": 1}, {"a": 2}]
+    deep = tmp_path / "deep.jsonl"
+    deep.write_bytes(b"[" * 100_000 + b"\n" + b'{"a": 1}\n')
+    bad, good = reader.open_file(str(deep), str(tmp_path)).read([0, 1])
+    assert isinstance(bad, reader.BadRow) and bad.reason == "JSON nested too deeply" and good == {"a": 1}
+
+
+def test_max_chars_counts_the_text_of_a_row_alike_in_every_layout(tmp_path: Path) -> None:
+    record = {"prompt": "é" * 40, "chosen": "😀" * 5}  # 45 characters of text; escaped JSON spells them in 300 bytes
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text(json.dumps(record) + "\n")
+    parquet = tmp_path / "r.parquet"
+    pq.write_table(pa.Table.from_pylist([record]), parquet)
+    for path in (jsonl, parquet):
+        assert reader.open_file(str(path), str(tmp_path), max_chars=45).read([0]) == [record]
+        [bad] = reader.open_file(str(path), str(tmp_path), max_chars=44).read([0])
+        assert isinstance(bad, reader.BadRow) and bad.where.endswith("45 characters of text")
+
+
+def test_two_sources_reading_one_file_count_their_rejects_apart(tmp_path: Path) -> None:
+    rows = [skywork(i) for i in range(96)] + [with_turns("not messages")] * 4  # 4% bad, under 5%
+    path = tmp_path / "shared.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sources = (skywork_source(path), SourceConfig(name="again", adapter="skywork", path=str(path)))
+    config = PullConfig(sources=sources)
+    store = ArtifactStore(tmp_path / "artifacts")
+    result = pull_stage.pull_preferences(config, store, version=pull_version(config), max_reject_rate=0.05)
+    assert result.stats["rows_out"] == 96  # the second source's pairs are duplicates of the first's

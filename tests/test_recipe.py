@@ -96,6 +96,16 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
             "pull.sources.0.fields.chosen: with a label, the answers are `first` and `second`, not `chosen`",
         ),
         (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, chosen: a, "
+            "rejected: ' a'}}]}\n",
+            "pull.sources.0.fields.rejected: the same record field as `chosen`",
+        ),
+        (
+            "name: x\npull: {sources: [{name: a, adapter: generic, path: f.jsonl, fields: {prompt: q, chosen: a, "
+            "rejected: b, system: ''}}]}\n",
+            "pull.sources.0.fields.system: an empty field name; leave the key out instead",
+        ),
+        (
             "name: x\npull: {sources: [{name: a, adapter: skywork, path: f.jsonl, fields: {prompt: q}}]}\n",
             "pull.sources.0.fields: only the generic adapter reads `fields`",
         ),

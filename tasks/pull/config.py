@@ -70,8 +70,8 @@ class SourceConfig:
         default=MAX_CHARS,
         metadata={
             "versioned": UNLESS_DEFAULT,
-            "help": "The longest row read, in characters (a JSON line, or all text of a record); a longer row is "
-            "one reject, read no further than needed to know it is too long.",
+            "help": "The most text one row may hold, in characters (all its string values); a longer row is one "
+            "reject. A JSON line of more than 12 bytes per allowed character is skipped without being held.",
         },
     )
     rows: Int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})

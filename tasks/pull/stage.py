@@ -126,27 +126,29 @@ class _PullRun:
         self.seen: set[str] = set()
         self.counts = _Counts()
         self.rejects: list[dict[str, Any]] = []  # REJECTS_SCHEMA rows
-        self.examples: dict[str, list[str]] = {}  # input name -> "ref: reason" of its rejects
-        self.per_input: Counter[tuple[str, str]] = Counter()
+        # by (source name, input name): two sources may read one file
+        self.examples: dict[tuple[str, str], list[str]] = {}  # "ref: reason" of its rejects
+        self.per_input: Counter[tuple[str, str, str]] = Counter()
         self.pending: list[tuple[dict[str, Any], RowFile, int]] = []  # (pair row, input, row in input)
-        self.planned: dict[str, int] = {}  # input name -> rows it gives: the reject rate's denominator
+        self.planned: dict[tuple[str, str], int] = {}  # rows each input gives: the reject rate's denominator
         self.read = 0
         self.total = 0
 
     def pull_source(self, loaded: LoadedSource) -> None:
         """Normalise one source into the writer; raise when one of its inputs rejects too many rows."""
         source = loaded.source
-        self.planned.update(loaded.planned())
+        self.planned.update({(source.name, name): rows for name, rows in loaded.planned().items()})
         default_domain = source.domain or DEFAULT_DOMAIN[source.adapter]
         records = tqdm(loaded.iter_records(), total=len(loaded), desc=f"pull {source.name}", unit="row", leave=False)
         for input_file, row, record in records:
-            self.per_input[(input_file.name, "rows_in")] += 1
+            self.per_input[(source.name, input_file.name, "rows_in")] += 1
             self.read += 1
             ref = f"{input_file.name}#row={row}"
             if isinstance(record, BadRow):
                 self.counts.add(source.name, "unknown", "rows_in")
-                reason = f"read: {record.field}: {record.reason}"
-                self._reject(source, input_file, row, ref, reason, "unknown", record.text)
+                reason = f"read: {record.field}: {record.reason}"  # counted without the line and column
+                shown = f"read: {record.field}: {record.where}: {record.reason}"
+                self._reject(source, input_file, row, ref, reason, "unknown", record.text, shown=shown)
                 continue
             try:
                 result = adapt_record(record, source)
@@ -181,10 +183,10 @@ class _PullRun:
         for input_file in loaded.inputs:
             check_reject_rate(
                 input_file.name,
-                self.per_input[(input_file.name, "rejected")],
-                self.per_input[(input_file.name, "rows_in")],
+                self.per_input[(source.name, input_file.name, "rejected")],
+                self.per_input[(source.name, input_file.name, "rows_in")],
                 self.max_reject_rate,
-                self.examples.get(input_file.name, []),
+                self.examples.get((source.name, input_file.name), []),
             )
 
     def _drop(self, source: SourceConfig, domain: str, reason: str) -> None:
@@ -192,21 +194,33 @@ class _PullRun:
         self.counts.dropped[f"{source.name}: {reason}"] += 1
 
     def _reject(
-        self, source: SourceConfig, input_file: RowFile, row: int, ref: str, reason: str, domain: str, row_json: str
+        self,
+        source: SourceConfig,
+        input_file: RowFile,
+        row: int,
+        ref: str,
+        reason: str,
+        domain: str,
+        row_json: str,
+        shown: str | None = None,
     ) -> None:
-        """Record one reject; stop at once when its input can no longer stay under the reject threshold."""
-        rejected = self.per_input[(input_file.name, "rejected")] = self.per_input[(input_file.name, "rejected")] + 1
+        """Record one reject; stop at once when its input can no longer stay under the reject threshold.
+
+        `shown` is the reason with where it lies (a line and column), for the reject itself; `reason` is counted."""
+        key = (source.name, input_file.name)
+        self.per_input[(*key, "rejected")] += 1
         self.counts.add(source.name, domain, "rejected")
         self.counts.reject_reasons[reason] += 1
-        self.examples.setdefault(input_file.name, []).append(f"{ref}: {reason}")
+        reason = shown or reason
+        self.examples.setdefault(key, []).append(f"{ref}: {reason}")
         self.rejects.append({"row_index": row, "source_ref": ref, "reason": reason, "row_json": row_json})
         check_reject_rate(
             input_file.name,
-            rejected,
-            self.planned[input_file.name],
+            self.per_input[(*key, "rejected")],
+            self.planned[key],
             self.max_reject_rate,
-            self.examples[input_file.name],
-            read=self.per_input[(input_file.name, "rows_in")],
+            self.examples[key],
+            read=self.per_input[(*key, "rows_in")],
         )
 
     def _flush(self, source: SourceConfig) -> None:

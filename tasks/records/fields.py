@@ -139,6 +139,14 @@ class FieldMap:
 
     def check(self) -> None:
         """Raise ConfigError (naming `fields.<key>`) unless this mapping says where a whole pair lies."""
+        names = ("prompt", "conversation", "system", "chosen", "rejected", "first", "second", "label", "domain")
+        for key in names:
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ConfigError(f"fields.{key}", "an empty field name; leave the key out instead")
+        for one, other in (("chosen", "rejected"), ("first", "second")):
+            if getattr(self, one) is not None and _name(getattr(self, one)) == _name(getattr(self, other) or ""):
+                raise ConfigError(f"fields.{other}", f"the same record field as `{one}`")
         if (self.prompt is None) == (self.conversation is None):
             raise ConfigError("fields.prompt", "map exactly one of `prompt` (text fields) or `conversation` (messages)")
         if self.conversation is not None and self.system is not None:
@@ -174,6 +182,11 @@ class FieldMap:
                 seen[name] = key
 
 
+def _name(field_name: str) -> str:
+    """A record field name as written in a recipe, without surrounding spaces."""
+    return field_name.strip()
+
+
 def label_key(value: Any) -> str | None:
     """A label value as the mapping compares it: text stripped, integers (and integral floats) as digits."""
     if isinstance(value, bool):
@@ -206,7 +219,8 @@ def map_record(record: dict[str, Any], fields: FieldMap) -> MappedPair:
     conversation_field = fields.conversation or fields.prompt
     assert conversation_field is not None, "FieldMap.check() was not run"
     if fields.conversation is not None:
-        conversation = message_turns(message_list(record, fields.conversation), fields.conversation)
+        name = _name(fields.conversation)
+        conversation = message_turns(message_list(record, name), name)
     else:
         names = [name.strip() for name in conversation_field.split(",") if name.strip()]
         parts = [text_value(record, name, allow_empty=True).strip() for name in names]
@@ -215,28 +229,30 @@ def map_record(record: dict[str, Any], fields: FieldMap) -> MappedPair:
             raise RowError(",".join(names), "empty text")
         conversation = [{"role": "user", "content": question}]
         if fields.system is not None:
-            system = text_value(record, fields.system, allow_empty=True)
+            system = text_value(record, _name(fields.system), allow_empty=True)
             if system.strip():
                 conversation = [{"role": "system", "content": system}, *conversation]
     check_conversation(conversation, conversation_field.split(",")[0].strip())
     domain = None
     if fields.domain is not None:
-        domain = text_value(record, fields.domain).strip()
+        domain = text_value(record, _name(fields.domain)).strip()
         if domain not in DOMAINS:
-            raise RowError(fields.domain, f"{domain!r} is not one of {', '.join(DOMAINS)}")
+            raise RowError(_name(fields.domain), f"{domain!r} is not one of {', '.join(DOMAINS)}")
     if fields.label is None:
         assert fields.chosen is not None and fields.rejected is not None
-        chosen, rejected = text_value(record, fields.chosen), text_value(record, fields.rejected)
-        return MappedPair(conversation, chosen, rejected, "first", fields.chosen, fields.rejected, domain=domain)
-    assert fields.first is not None and fields.second is not None
-    first, second = text_value(record, fields.first), text_value(record, fields.second)
-    if record.get(fields.label) is None:
-        raise RowError(fields.label, "missing")
-    raw = record[fields.label]
+        chosen_field, rejected_field = _name(fields.chosen), _name(fields.rejected)
+        chosen, rejected = text_value(record, chosen_field), text_value(record, rejected_field)
+        return MappedPair(conversation, chosen, rejected, "first", chosen_field, rejected_field, domain=domain)
+    assert fields.first is not None and fields.second is not None and fields.label is not None
+    first_field, second_field, label_field = _name(fields.first), _name(fields.second), _name(fields.label)
+    first, second = text_value(record, first_field), text_value(record, second_field)
+    if record.get(label_field) is None:
+        raise RowError(label_field, "missing")
+    raw = record[label_field]
     value = label_key(raw)
     winners = (("first", fields.first_wins), ("second", fields.second_wins), ("tie", fields.tie))
     winner = next((name for name, listed in winners if value is not None and value in map(label_key, listed)), None)
     if winner is None:
         known = ", ".join(repr(v) for _, listed in winners for v in listed)
-        raise RowError(fields.label, f"value {raw!r} is not in the mapping ({known})")
-    return MappedPair(conversation, first, second, winner, fields.first, fields.second, label=value, domain=domain)
+        raise RowError(label_field, f"value {raw!r} is not in the mapping ({known})")
+    return MappedPair(conversation, first, second, winner, first_field, second_field, label=value, domain=domain)

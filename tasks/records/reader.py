@@ -2,10 +2,11 @@
 
 `open_file` copies one file, in bounded memory, into an Arrow IPC file in a scratch folder and maps it, so
 that any row can be read by index (a seeded shuffle needs that) without the file in memory. JSON rows stay
-raw bytes until they are read, one at a time: a row that is not JSON, not an object, or longer than
-`max_chars` is read as a `BadRow` (one reject) and every other row is kept. A JSON line longer than
-`max_chars` is never held whole: the reader skips the rest of it. Parquet keeps its own typed columns; a
-record whose text is longer than `max_chars` is a `BadRow` too. A file that cannot be read at all (missing,
+raw bytes until they are read, one at a time: a row that is not JSON, not an object, nested too deeply,
+or whose text (all its string values) is longer than `max_chars` characters is read as a `BadRow` (one
+reject) and every other row is kept. A JSON line too long to hold that little text (over 12 bytes per
+character) is never held whole: the reader skips the rest of it. Parquet keeps its own typed columns; its
+records are held to `max_chars` alike. A file that cannot be read at all (missing,
 a truncated gzip, broken Parquet, a JSON array whose syntax breaks) is a `SourceError` naming the file.
 Blank lines are not rows; rows are numbered from 0 in the order of the file, as `datasets` numbers them.
 """
@@ -34,7 +35,11 @@ SHOWN_CHARS = 2_000  # how much of a bad row the rejects artifact keeps
 SPILL_ROWS = 4_096  # rows per Arrow batch in the scratch copy
 SPILL_BYTES = 64 << 20  # ... or fewer, when they are big
 READ_BLOCK = 1 << 20
-UTF8_MAX = 4  # bytes per character: a line of more than 4 * max_chars bytes is too long whatever it holds
+# A JSON line of more than BYTES_PER_CHAR * max_chars bytes is too long whatever it holds: the longest
+# spelling of one character of text is 12 bytes (an emoji as two \uXXXX escapes).
+BYTES_PER_CHAR = 12
+BOM = b"\xef\xbb\xbf"
+NEAR_END = 16  # characters: a JSON error or end this close to what has been read may just need more
 
 JSON_SCHEMA = pa.schema(
     [
@@ -53,10 +58,11 @@ class SourceError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class BadRow:
-    """A row that cannot be read as a record: one reject, with the field, the reason and what it held."""
+    """A row that cannot be read as a record: one reject, with the field, the reason, where and what it held."""
 
     field: str
-    reason: str
+    reason: str  # the same words for the same fault, so reasons can be counted
+    where: str  # e.g. "line 41, column 27"
     text: str
 
 
@@ -87,32 +93,30 @@ class RowFile:
 
     def _parse(self, text: bytes, line: int, size: int) -> Record | BadRow:
         where = f"line {line}"
-        if size > UTF8_MAX * self.max_chars:
+        if size > BYTES_PER_CHAR * self.max_chars:
             return self._too_long(text, where, f"{size:,} bytes")
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
-            return BadRow("record", f"{where}: not valid JSON: {error.msg} at column {error.colno}", _shown(text))
+            return BadRow("record", f"not valid JSON: {error.msg}", f"{where}, column {error.colno}", _shown(text))
         except UnicodeDecodeError as error:
-            return BadRow("record", f"{where}: not UTF-8 text (byte {error.start})", _shown(text))
+            return BadRow("record", "not UTF-8 text", f"{where}, byte {error.start}", _shown(text))
+        except RecursionError:
+            return BadRow("record", "JSON nested too deeply", where, _shown(text))
         if not isinstance(value, dict):
-            return BadRow("record", f"{where}: expected a JSON object, got {type(value).__name__}", _shown(text))
-        if size > self.max_chars and len(text.decode()) > self.max_chars:
-            return self._too_long(text, where, f"{len(text.decode()):,} characters")
-        return value
+            return BadRow("record", f"expected a JSON object, got {type(value).__name__}", where, _shown(text))
+        return self._check_size(value, where, text)
 
-    def _check_size(self, record: Record) -> Record | BadRow:
+    def _check_size(self, record: Record, where: str = "record", text: bytes | None = None) -> Record | BadRow:
         chars = _text_chars(record)
         if chars > self.max_chars:
-            shown = json.dumps(record, ensure_ascii=False, default=str)[:SHOWN_CHARS]
-            return self._too_long(shown, "record", f"{chars:,} characters")
+            shown = text if text is not None else json.dumps(record, ensure_ascii=False, default=str)[:SHOWN_CHARS]
+            return self._too_long(shown, where, f"{chars:,} characters of text")
         return record
 
     def _too_long(self, text: bytes | str, where: str, size: str) -> BadRow:
-        reason = (
-            f"{where}: the row is {size}, over max_chars {self.max_chars:,} (raise the source's max_chars to read it)"
-        )
-        return BadRow("record", reason, _shown(text))
+        reason = f"over max_chars {self.max_chars:,} (raise the source's max_chars to read it)"
+        return BadRow("record", reason, f"{where}: {size}", _shown(text))
 
 
 def open_rows(name: str, table: pa.Table | Any, max_chars: int) -> RowFile:
@@ -129,8 +133,10 @@ def open_file(file: str, scratch: str, max_chars: int = MAX_CHARS) -> RowFile:
     target = os.path.join(scratch, f"{len(os.listdir(scratch))}.arrow")
     try:
         if fmt == "json":
+            array = not file.removesuffix(".gz").lower().endswith(".jsonl") and _starts_with(file, b"[")
             with _open_binary(file) as handle:
-                take = _spill(_json_batches(handle, file, max_chars), JSON_SCHEMA, target)
+                rows = _array_rows(handle, file, max_chars) if array else _line_rows(handle, max_chars)
+                take = _spill(_json_batches(rows), JSON_SCHEMA, target)
         else:
             take = _spill_parquet(file, target)
     except (EOFError, OSError, zlib.error, pa.ArrowInvalid) as error:  # truncated gzip, broken parquet, I/O
@@ -140,6 +146,16 @@ def open_file(file: str, scratch: str, max_chars: int = MAX_CHARS) -> RowFile:
 
 def _open_binary(file: str) -> BinaryIO:
     return gzip.open(file, "rb") if file.endswith(".gz") else open(file, "rb")  # type: ignore[return-value]
+
+
+def _starts_with(file: str, first: bytes) -> bool:
+    """Whether the file's first character after white space (and a byte-order mark) is `first`."""
+    with _open_binary(file) as handle:
+        head = handle.read(len(BOM)).removeprefix(BOM)
+        while not (head := head.lstrip()):
+            if not (head := handle.read(READ_BLOCK)):
+                return False
+        return head[:1] == first
 
 
 def _spill(batches: Iterator[pa.RecordBatch], schema: pa.Schema, target: str) -> Callable[[list[int]], pa.Table]:
@@ -167,10 +183,8 @@ class _MappedRows:
         wanted = np.asarray(rows, dtype=np.int64)
         which = np.searchsorted(self.starts, wanted, side="right") - 1
         by_batch = np.argsort(which, kind="stable")
-        pieces = [
-            self.batches[b].take(pa.array(wanted[by_batch][which[by_batch] == b] - self.starts[b]))
-            for b in np.unique(which)
-        ]
+        wanted, which = wanted[by_batch], which[by_batch]
+        pieces = [self.batches[b].take(pa.array(wanted[which == b] - self.starts[b])) for b in np.unique(which)]
         gathered = pa.Table.from_batches(pieces, schema=self.schema).combine_chunks()  # only the rows asked for
         return gathered.take(pa.array(np.argsort(by_batch)))  # back in the order asked
 
@@ -185,11 +199,8 @@ def _spill_parquet(file: str, target: str) -> _MappedRows:
     return _spill(parquet.iter_batches(batch_size=SPILL_ROWS), parquet.schema_arrow, target)
 
 
-def _json_batches(handle: BinaryIO, file: str, max_chars: int) -> Iterator[pa.RecordBatch]:
-    """The file's rows as batches of JSON_SCHEMA: JSON lines, or the elements of a top-level array."""
-    json_lines = file.removesuffix(".gz").lower().endswith(".jsonl")  # a .json file may hold either
-    array = not json_lines and handle.peek(READ_BLOCK)[:READ_BLOCK].lstrip()[:1] == b"["  # type: ignore[attr-defined]
-    rows = _array_rows(handle, file, max_chars) if array else _line_rows(handle, max_chars)
+def _json_batches(rows: Iterator[tuple[bytes, int, int]]) -> Iterator[pa.RecordBatch]:
+    """(bytes, line, size) rows as batches of JSON_SCHEMA."""
     texts: list[bytes] = []
     lines: list[int] = []
     sizes: list[int] = []
@@ -208,12 +219,12 @@ def _json_batches(handle: BinaryIO, file: str, max_chars: int) -> Iterator[pa.Re
 
 def _line_rows(handle: BinaryIO, max_chars: int) -> Iterator[tuple[bytes, int, int]]:
     """(bytes, line number, size) of every non-blank line; a line over the limit is skipped, not held."""
-    limit = UTF8_MAX * max_chars
+    limit = BYTES_PER_CHAR * max_chars
     number = 0
     while line := handle.readline(limit + 1):
         number += 1
         if len(line) > limit and not line.endswith(b"\n"):
-            head, size = line[: UTF8_MAX * SHOWN_CHARS], len(line)
+            head, size = line[: BYTES_PER_CHAR * SHOWN_CHARS], len(line)
             while rest := handle.readline(READ_BLOCK):
                 size += len(rest)
                 if rest.endswith(b"\n"):
@@ -227,16 +238,20 @@ def _line_rows(handle: BinaryIO, max_chars: int) -> Iterator[tuple[bytes, int, i
 
 def _array_rows(handle: BinaryIO, file: str, max_chars: int) -> Iterator[tuple[bytes, int, int]]:
     """(bytes, line number, size) of each element of a top-level JSON array, parsed a block at a time."""
-    decoder, utf8 = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
-    text, pos, line, done = "", 0, 1, False
+    decoder, utf8 = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8-sig")()
+    text, pos, line, done, read = "", 0, 1, False, 0
 
     def fill() -> bool:
-        nonlocal text, pos, done
+        nonlocal text, pos, done, read
         if done:
             return False
         block = handle.read(READ_BLOCK)
         done = not block
-        text = text[pos:] + utf8.decode(block, final=done)
+        try:
+            text = text[pos:] + utf8.decode(block, final=done)
+        except UnicodeDecodeError as error:
+            raise SourceError(f"{file}: not UTF-8 text near byte {read + error.start:,} (line {line})") from None
+        read += len(block)
         pos = 0
         return not done
 
@@ -250,6 +265,12 @@ def _array_rows(handle: BinaryIO, file: str, max_chars: int) -> Iterator[tuple[b
             if pos < len(text) or not fill():
                 return text[pos] if pos < len(text) else ""
 
+    def broken(row: int, why: str) -> SourceError:
+        return SourceError(
+            f"{file}: row {row} (line {line}) {why}; a JSON array cannot skip a broken row (JSON lines can): "
+            "fix the row or write the file as JSON lines"
+        )
+
     if skip_space() != "[":
         raise SourceError(f"{file}: expected a JSON array or JSON lines")
     pos += 1
@@ -257,7 +278,7 @@ def _array_rows(handle: BinaryIO, file: str, max_chars: int) -> Iterator[tuple[b
     while True:
         char = skip_space()
         if char == "":
-            raise SourceError(f"{file}: the JSON array ends after row {row - 1} (line {line}): is the file truncated?")
+            raise SourceError(f"{file}: the JSON array ends before its ']' after {row} rows (line {line}): truncated?")
         if char == "]":
             pos += 1
             if skip_space() != "":
@@ -265,25 +286,22 @@ def _array_rows(handle: BinaryIO, file: str, max_chars: int) -> Iterator[tuple[b
             return
         if row:
             if char != ",":
-                raise SourceError(f"{file}: row {row} (line {line}): expected ',' between rows of the JSON array")
+                raise broken(row, "is not followed by ',' or ']'")
             pos += 1
             skip_space()
-        while True:
+        while True:  # decode one element; read on while it may run past what has been read
             try:
                 _, end = decoder.raw_decode(text, pos)
-                if end < len(text) or done:
+                if done or end < len(text) - NEAR_END:  # a number or literal may go on in the next block
                     break
+            except RecursionError:
+                raise broken(row, "is nested too deeply") from None
             except json.JSONDecodeError as error:
-                if done:
-                    raise SourceError(
-                        f"{file}: row {row} (line {line}) is not valid JSON: {error.msg}; a JSON array cannot skip "
-                        "a broken row (JSON lines can): fix the row or write the file as JSON lines"
-                    ) from None
-                if len(text) - pos > UTF8_MAX * max_chars:
-                    raise SourceError(
-                        f"{file}: row {row} (line {line}) is longer than max_chars {max_chars:,}; a JSON array "
-                        "cannot skip it (JSON lines can): raise max_chars or write the file as JSON lines"
-                    ) from None
+                incomplete = error.pos >= len(text) - NEAR_END or error.msg.startswith("Unterminated string")
+                if done or not incomplete:
+                    raise broken(row, f"is not valid JSON: {error.msg}") from None
+                if len(text) - pos > BYTES_PER_CHAR * max_chars:
+                    raise broken(row, f"is longer than max_chars {max_chars:,}") from None
             fill()
         raw = text[pos:end].encode()
         yield raw, line, len(raw)
@@ -305,5 +323,5 @@ def _text_chars(value: Any) -> int:
 
 def _shown(text: bytes | str) -> str:
     if isinstance(text, bytes):
-        text = text[: UTF8_MAX * SHOWN_CHARS].decode(errors="replace")
+        text = text[: BYTES_PER_CHAR * SHOWN_CHARS].decode(errors="replace")
     return text[:SHOWN_CHARS]

@@ -160,6 +160,12 @@ class HubRevisions:
             return config
         return dataclasses.replace(config, revision=sha, requested_revision=asked)  # type: ignore[type-var]
 
+    def pin_dataset(self, config: Pinnable) -> Pinnable:
+        """`pin` for a config naming a dataset in `hub_id`; as it is without one, or when `hub_id` is a local
+        folder (which `datasets.load_dataset` also takes)."""
+        hub_id = getattr(config, "hub_id", None)
+        return config if hub_id is None or not is_hub_repo(hub_id) else self.pin(config, hub_id, "dataset")
+
     def pinned(self) -> list[tuple[RepoType, str, str, str]]:
         """(repo type, repo, name asked for, commit sha) of every branch or tag resolved, in order."""
         return [(kind, repo, asked, sha) for (kind, repo, asked), sha in self.resolved.items() if asked != sha]

@@ -360,10 +360,7 @@ def pin_hub_references(recipe: Recipe, hub: HubRevisions) -> Recipe:
     config = recipe.evaluate
     if config is None:
         return recipe
-    benchmarks = tuple(
-        hub.pin(b, b.hub_id, "dataset") if b.hub_id is not None and is_hub_repo(b.hub_id) else b
-        for b in config.benchmarks
-    )
+    benchmarks = tuple(hub.pin_dataset(benchmark) for benchmark in config.benchmarks)
     judge = config.judge
     if judge.backend in ("hf", "vllm") and judge.checkpoint is None and is_hub_repo(judge.model):
         judge = hub.pin(judge, judge.model, "model")

@@ -31,7 +31,7 @@ from data_contracts import (
 )
 from data_contracts.contract import REJECTS_SCHEMA
 from data_contracts.kinds import PREFERENCE_PAIRS
-from tasks.hub import HubRevisions, is_hub_repo
+from tasks.hub import HubRevisions
 from tasks.pull.adapters import DEFAULT_DOMAIN, RowError, Skip, adapt_record
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.sources import LoadedSource, load_source, source_fingerprint
@@ -261,10 +261,7 @@ def pin_sources(recipe: Recipe, hub: HubRevisions) -> Recipe:
     """The recipe with each Hub source's branch or tag resolved to its commit sha (the stage's `resolve`)."""
     if recipe.pull is None:
         return recipe
-    sources = tuple(
-        hub.pin(s, s.hub_id, "dataset") if s.hub_id is not None and is_hub_repo(s.hub_id) else s
-        for s in recipe.pull.sources
-    )
+    sources = tuple(hub.pin_dataset(source) for source in recipe.pull.sources)
     if sources == recipe.pull.sources:
         return recipe
     return dataclasses.replace(recipe, pull=dataclasses.replace(recipe.pull, sources=sources))

@@ -133,10 +133,6 @@ class FieldMap:
     )
     domain: str | None = _optional(f"Field with the row's domain ({', '.join(DOMAINS)}), instead of one per source.")
 
-    @property
-    def labelled(self) -> bool:
-        return self.label is not None
-
     def check(self) -> None:
         """Raise ConfigError (naming `fields.<key>`) unless this mapping says where a whole pair lies."""
         names = ("prompt", "conversation", "system", "chosen", "rejected", "first", "second", "label", "domain")

@@ -168,7 +168,6 @@ FILTER_REJECTS = Contract(
     rules=(non_empty_text("reason"), in_range("teacher_pass", 1, 2)),
 )
 
-BENCHMARKS = ("rewardbench", "rm_bench", "rmb")
 VERDICTS = ("A", "B", "tie", "error")
 
 EVAL_PREDICTIONS = Contract(
@@ -194,7 +193,7 @@ EVAL_PREDICTIONS = Contract(
         ]
     ),
     rules=(
-        one_of("benchmark", BENCHMARKS),
+        non_empty_text("benchmark"),  # a registered benchmark or a team's own set (tasks/evaluate/benchmarks)
         unique("comparison_id"),
         one_of("chosen_position", ("A", "B")),
         one_of("verdict", VERDICTS),
@@ -205,7 +204,8 @@ EVAL_PREDICTIONS = Contract(
 # Score levels: a benchmark's subsets/categories, its sections (RewardBench sections, RM-Bench domains and
 # hard/normal/easy, RMB pairwise/BoN goals), RM-Bench's 3x3 cells, the benchmark score itself, position
 # bias (accuracy by where the chosen answer was shown, consistency across both orders), and the headline.
-SCORE_LEVELS = ("subset", "section", "cell", "benchmark", "position", "headline")
+# With `judge.samples`, "samples" rows give each benchmark's score from the first k verdicts (majority vote).
+SCORE_LEVELS = ("subset", "section", "cell", "benchmark", "position", "samples", "headline")
 
 EVAL_SCORES = Contract(
     kind="eval_scores",
@@ -221,9 +221,9 @@ EVAL_SCORES = Contract(
         ]
     ),
     rules=(
-        one_of("benchmark", (*BENCHMARKS, "overall")),
+        non_empty_text("benchmark"),  # a benchmark's name, or "overall"
         one_of("level", SCORE_LEVELS),
-        in_range("score", 0.0, 1.0),
+        in_range("score", -0.01, 1.01),  # RewardBench 2's official Ties formula weighs its terms 1.01 in all
         in_range("count", 0),
         in_range("error_rate", 0.0, 1.0),
     ),

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.evaluate.benchmarks import (
-    REWARDBENCH_SECTIONS,
-    BenchmarkError,
-    benchmark_fingerprint,
-    load_benchmark,
-    order_of,
-)
+from tasks.evaluate.benchmarks import BenchmarkError, benchmark_fingerprint, load_benchmark, order_of
+from tasks.evaluate.benchmarks.rewardbench import SECTIONS as REWARDBENCH_SECTIONS
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.evaluate.stage import judge_input, judgements
 from tasks.judge_protocol import load_template_set
@@ -165,7 +160,7 @@ def test_bad_records_name_the_file_the_record_and_the_field(tmp_path: Path) -> N
     with pytest.raises(BenchmarkError, match="no such file or folder"):
         load_benchmark(BenchmarkConfig(name="rmb", path=str(tmp_path / "missing")))
     path = _write(tmp_path / "broken" / "chat_filtered.json", "not a list")
-    with pytest.raises(BenchmarkError, match="expected a list of JSON objects"):
+    with pytest.raises(BenchmarkError, match=r"chat_filtered\.json, record 0: line 1: expected a JSON object, got str"):
         load_benchmark(BenchmarkConfig(name="rm_bench", path=path))
 
 

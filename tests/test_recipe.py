@@ -130,7 +130,7 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
         ),
         (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rm_bench, hub_id: a/b, revision: c}]}\n",
-            "evaluate.benchmarks.0.hub_id: only RewardBench loads from the Hub",
+            "evaluate.benchmarks.0.hub_id: rm_bench does not load from the Hub",
         ),
         (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rewardbench, hub_id: a/b}]}\n",
@@ -138,7 +138,7 @@ def test_bad_overrides_fail_naming_the_key(overrides: list[str], message: str) -
         ),
         (
             "name: x\nevaluate: {judge: {backend: length}, benchmarks: [{name: rmbench, path: d}]}\n",
-            "evaluate.benchmarks.0.name: expected one of rewardbench, rm_bench, rmb",
+            "evaluate.benchmarks.0.name: 'rmbench' is not a registered benchmark (rewardbench, rm_bench, rmb",
         ),
         ("name: x\nevaluate: {judge: {backend: length}}\n", "evaluate.benchmarks: list at least one benchmark"),
         ("- just\n- a list\n", "expected a mapping of sections at the top level"),

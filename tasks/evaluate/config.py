@@ -8,57 +8,97 @@ URL, key, concurrency and retries) does not: the fields marked `"versioned": Fal
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
 from typing import Literal
 
-from data_contracts.kinds import BENCHMARKS
+from data_contracts.versioning import UNLESS_DEFAULT
 from tasks.config import ConfigError, Float, Int, config_section
 from tasks.hub import requested_revision_field, revision_field
 from tasks.llm.config import EndpointConfig
+from tasks.records.fields import FieldMap
 
 BACKENDS = ("vllm", "hf", "openai", "length")
 # `judge.model` values that mean "the checkpoint this recipe trained" rather than a path, Hub id or API name.
 CHECKPOINT_MODELS = ("rl_checkpoint", "sft_checkpoint")
+CUSTOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 @config_section
 class BenchmarkConfig:
-    """One benchmark to judge: where its official files are, and an optional sample."""
+    """One benchmark to judge: a registered one (its official files) or a team's own pairwise set."""
 
-    name: Literal["rewardbench", "rm_bench", "rmb"] = field(
-        metadata={"help": f"Which benchmark: one of {', '.join(BENCHMARKS)} (docs/method.md §8)."}
+    name: str = field(
+        metadata={
+            "help": "A registered benchmark (rewardbench, rm_bench, rmb, rewardbench2, judgebench; docs/evaluation.md), "
+            "or the name of a team's own pairwise set read through `fields`."
+        }
     )
     path: str | None = field(
         default=None,
         metadata={
             "versioned": False,
-            "help": "Local copy: RewardBench json/jsonl/parquet file or folder (or LLMBar's json files), RM-Bench's "
-            "*_filtered.json files or folder, RMB's RMB_dataset folder (Pairwise_set/, BoN_set/). "
-            "'synthetic' writes a small seeded set in the official layout (smoke runs).",
+            "help": "Local copy in the official layout (docs/evaluation.md lists each benchmark's), or a custom "
+            "set's json/jsonl/parquet file or folder. 'synthetic' writes a small seeded set in the official "
+            "layout (smoke runs).",
         },
     )
     hub_id: str | None = field(
-        default=None, metadata={"help": "RewardBench only: Hugging Face dataset id, e.g. allenai/reward-bench."}
+        default=None,
+        metadata={"help": "Hugging Face dataset id, e.g. allenai/reward-bench-2 (benchmarks that load from the Hub)."},
     )
     revision: str | None = revision_field("required with hub_id")
     requested_revision: str | None = requested_revision_field()
-    split: str = field(default="filtered", metadata={"help": "Hub split (RewardBench: filtered, 2,985 items)."})
+    split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub split; None = the benchmark's own (RewardBench: filtered, RewardBench 2: test, JudgeBench: "
+            "gpt, a custom set: train)."
+        },
+    )
     items_per_subset: Int | None = field(
         default=None,
         metadata={
-            "help": "Judge at most this many items per subset (a seeded sample; an RM-Bench item keeps its 9 "
-            "comparisons, an RMB BoN item all its losers). None = the whole benchmark, as published."
+            "help": "Judge at most this many items per subset (a seeded sample; an item keeps all its "
+            "comparisons). None = the whole benchmark, as published."
         },
     )
     sample_seed: Int = field(default=0, metadata={"help": "Seed of the items_per_subset sample."})
+    fields: FieldMap | None = field(
+        default=None,
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "A custom set's field mapping: prompt or conversation, then chosen/rejected or first/second with "
+            "a label (the pull stage's grammar).",
+        },
+    )
+    subset: str | None = field(
+        default=None,
+        metadata={"versioned": UNLESS_DEFAULT, "help": "A custom set's record field that splits the score by subset."},
+    )
 
     def __post_init__(self) -> None:
-        if self.name not in BENCHMARKS:
-            raise ConfigError("name", f"must be one of {', '.join(BENCHMARKS)}, got {self.name!r}")
+        from tasks.evaluate.benchmarks import REGISTRY, SYNTHETIC  # the registry's modules import this one
+
+        benchmark = REGISTRY.get(self.name)
+        if benchmark is None:
+            if not CUSTOM_NAME.match(self.name):
+                raise ConfigError("name", f"a custom set's name is lower-case letters, digits, '-', '_', '.': {self.name!r}")
+            if self.fields is None:
+                raise ConfigError(
+                    "name",
+                    f"{self.name!r} is not a registered benchmark ({', '.join(REGISTRY)}); a team's own pairwise set "
+                    "of that name needs `fields`",
+                )
+            self.fields.check()
+            if self.path == SYNTHETIC:
+                raise ConfigError("path", "a custom set has no synthetic copy")
+        elif self.fields is not None or self.subset is not None:
+            raise ConfigError("fields", f"{self.name} is read in its official layout; fields and subset are for custom sets")
+        elif self.hub_id is not None and not benchmark.hub:
+            raise ConfigError("hub_id", f"{self.name} does not load from the Hub; give it a local path")
         if (self.path is None) == (self.hub_id is None):
             raise ConfigError("path", "set exactly one of path and hub_id")
-        if self.hub_id is not None and self.name != "rewardbench":
-            raise ConfigError("hub_id", f"only RewardBench loads from the Hub; give {self.name} a local path")
         if self.hub_id is not None and self.revision is None:
             raise ConfigError("revision", f"name a revision for {self.hub_id}: a commit sha, or a branch or tag")
         if self.items_per_subset is not None and self.items_per_subset < 1:
@@ -101,6 +141,22 @@ class JudgeConfig:
             "context length minus max_new_tokens."
         },
     )
+    samples: Int = field(
+        default=1,
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "Verdicts sampled per comparison (temperature > 0), combined by majority vote; the report shows "
+            "the scores at 1, 3, 5, ... samples from the same verdicts and the tokens each costs.",
+        },
+    )
+    seed: Int = field(
+        default=0,
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "Seed of sampled decoding (temperature > 0): each sample of each comparison gets its own seed "
+            "derived from this one.",
+        },
+    )
     allow_tie: bool = field(
         default=False,
         metadata={"help": "Read [[C]] (neither [[A]] nor [[B]]) as a tie worth 0.5, for judges that can call one."},
@@ -131,11 +187,13 @@ class JudgeConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError("backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        for name in ("max_new_tokens", "batch_size", "tensor_parallel_size"):
+        for name in ("max_new_tokens", "batch_size", "tensor_parallel_size", "samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
         if self.temperature < 0:
             raise ConfigError("temperature", f"must be >= 0, got {self.temperature}")
+        if self.samples > 1 and (self.temperature == 0 or self.backend == "length"):
+            raise ConfigError("samples", "several samples need sampled decoding: a model judge with temperature > 0")
         if self.backend == "openai" and (self.endpoint is None or self.endpoint.base_url is None):
             raise ConfigError("endpoint.base_url", "the openai backend needs the endpoint's URL")
         if self.backend == "openai" and self.model in CHECKPOINT_MODELS:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tasks.evaluate.scoring import DIFFICULTY, ScoreRow, missing_parts
+from tasks.evaluate.benchmarks.rm_bench import DIFFICULTY
+from tasks.evaluate.scoring import ScoreRow, missing_parts
 
 # docs/method.md §9: RewardBench / RM-Bench / RMB / average, in points.
 PAPER_ROWS: dict[str, tuple[float | None, float | None, float | None, float | None]] = {

@@ -1,8 +1,8 @@
 """Small seeded benchmark files in the official layouts, for smoke runs with no benchmark data at hand.
 
-`write_synthetic_benchmark(name, folder, seed)` writes RewardBench rows (its Hub schema, as JSON),
-RM-Bench `*_filtered.json` files (3 chosen x 3 rejected styles) or an RMB `Pairwise_set/` + `BoN_set/` tree,
-built from the synthetic preference generator's prompts and answers. The real loaders then read them, so
+One function per benchmark, `(folder, seed) -> the path its loader reads`, named after it: RewardBench rows
+(its Hub schema, as JSON), RM-Bench `*_filtered.json` files (3 chosen x 3 rejected styles), an RMB
+`Pairwise_set/` + `BoN_set/` tree, ..., built from the synthetic preference generator's prompts and answers. The real loaders then read them, so
 a smoke run exercises exactly the code a real benchmark goes through. The numbers mean nothing.
 """
 
@@ -41,46 +41,49 @@ def _write(path: str, records: list[dict[str, Any]]) -> None:
         json.dump(records, handle, ensure_ascii=False, indent=1)
 
 
-def write_synthetic_benchmark(name: str, folder: str, seed: int) -> str:
-    """Write benchmark `name` under `folder` in its official layout; return the path its loader reads."""
-    drafts = synthetic_drafts(ITEMS, seed)
-    if name == "rewardbench":
-        rows = [
-            {"id": index, "subset": _REWARDBENCH_SUBSET[d.domain], "prompt": d.conversation[0]["content"],
-             "chosen": d.good[1], "rejected": d.bad[0], "chosen_model": "synthetic", "rejected_model": "synthetic"}
-            for index, d in enumerate(drafts) if _single_turn(d)
-        ]  # fmt: skip
-        _write(os.path.join(folder, "rewardbench.json"), rows)
-    elif name == "rm_bench":
-        by_subset: dict[str, list[dict[str, Any]]] = {}
-        for index, d in enumerate(drafts):
-            if _single_turn(d):
-                subset = "safety-refuse" if d.domain == "safety" else d.domain
-                by_subset.setdefault(subset, []).append(
-                    {"id": index, "prompt": d.conversation[0]["content"], "subset": subset,
-                     "chosen": _styles(d.good), "rejected": _styles(d.bad)}
-                )  # fmt: skip
-        for subset, records in by_subset.items():
-            _write(os.path.join(folder, f"{subset}_filtered.json"), records)
-    elif name == "rmb":
-        files: dict[str, list[dict[str, Any]]] = {}
-        for index, d in enumerate(drafts):
-            turns = [{**turn, "language": "English"} for turn in d.conversation]
-            category = _RMB_CATEGORY[d.domain]
-            files.setdefault(f"Pairwise_set/{category}", []).append(
-                {"pair_uid": f"p{index}", "conversation_input": turns, "category_path": f"Pairwise_set/{category}",
-                 "chosen": {"llm_name": "synthetic", "answer": d.good[index % 2]},
-                 "reject": {"llm_name": "synthetic", "answer": d.bad[(index + 1) % 2]}}
-            )  # fmt: skip
-            files.setdefault(f"BoN_set/{category}", []).append(
-                {"bon_uid": f"b{index}", "conversation_input": turns, "category_path": f"BoN_set/{category}",
-                 "bon_best": {"llm_name": "synthetic", "answer": d.good[1]},
-                 "loser_list": [{"llm_name": "synthetic", "answer": a}
-                                for a in (d.bad[0], d.bad[1], _markdown(d.bad[1]))]}
-            )  # fmt: skip
-        for relative, records in files.items():
-            _write(os.path.join(folder, "RMB_dataset", f"{relative}.json"), records)
-        return os.path.join(folder, "RMB_dataset")
-    else:
-        raise ValueError(f"unknown benchmark {name!r}")
+def rewardbench(folder: str, seed: int) -> str:
+    """RewardBench rows in its Hub schema, as one JSON file; the path its loader reads."""
+    rows = [
+        {"id": index, "subset": _REWARDBENCH_SUBSET[d.domain], "prompt": d.conversation[0]["content"],
+         "chosen": d.good[1], "rejected": d.bad[0], "chosen_model": "synthetic", "rejected_model": "synthetic"}
+        for index, d in enumerate(synthetic_drafts(ITEMS, seed)) if _single_turn(d)
+    ]  # fmt: skip
+    _write(os.path.join(folder, "rewardbench.json"), rows)
     return folder
+
+
+def rm_bench(folder: str, seed: int) -> str:
+    """RM-Bench `<subset>_filtered.json` files, 3 chosen x 3 rejected styles per item."""
+    by_subset: dict[str, list[dict[str, Any]]] = {}
+    for index, d in enumerate(synthetic_drafts(ITEMS, seed)):
+        if _single_turn(d):
+            subset = "safety-refuse" if d.domain == "safety" else d.domain
+            by_subset.setdefault(subset, []).append(
+                {"id": index, "prompt": d.conversation[0]["content"], "subset": subset,
+                 "chosen": _styles(d.good), "rejected": _styles(d.bad)}
+            )  # fmt: skip
+    for subset, records in by_subset.items():
+        _write(os.path.join(folder, f"{subset}_filtered.json"), records)
+    return folder
+
+
+def rmb(folder: str, seed: int) -> str:
+    """An RMB `RMB_dataset` tree: `Pairwise_set/` and `BoN_set/` files per category."""
+    files: dict[str, list[dict[str, Any]]] = {}
+    for index, d in enumerate(synthetic_drafts(ITEMS, seed)):
+        turns = [{**turn, "language": "English"} for turn in d.conversation]
+        category = _RMB_CATEGORY[d.domain]
+        files.setdefault(f"Pairwise_set/{category}", []).append(
+            {"pair_uid": f"p{index}", "conversation_input": turns, "category_path": f"Pairwise_set/{category}",
+             "chosen": {"llm_name": "synthetic", "answer": d.good[index % 2]},
+             "reject": {"llm_name": "synthetic", "answer": d.bad[(index + 1) % 2]}}
+        )  # fmt: skip
+        files.setdefault(f"BoN_set/{category}", []).append(
+            {"bon_uid": f"b{index}", "conversation_input": turns, "category_path": f"BoN_set/{category}",
+             "bon_best": {"llm_name": "synthetic", "answer": d.good[1]},
+             "loser_list": [{"llm_name": "synthetic", "answer": a}
+                            for a in (d.bad[0], d.bad[1], _markdown(d.bad[1]))]}
+        )  # fmt: skip
+    for relative, records in files.items():
+        _write(os.path.join(folder, "RMB_dataset", f"{relative}.json"), records)
+    return os.path.join(folder, "RMB_dataset")

@@ -1,0 +1,128 @@
+"""A team's own pairwise benchmark: any json, jsonl or parquet file (or Hub dataset) read through a field
+mapping (`FieldMap`, the same label-aware grammar the pull stage uses), scored as accuracy per subset and
+overall (micro over pairs).
+
+The recipe names it (any name that is not a registered benchmark) and maps its fields: the conversation or
+prompt, then `chosen`/`rejected` or `first`/`second` plus a `label`; `subset` names an optional record
+field that splits the score. Rows labelled a tie are left out (a pair needs a winner); a row that cannot
+be read is an error naming the file, the row and the field, since a benchmark silently missing rows would
+not measure what its owner thinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from tasks.evaluate.benchmarks.base import (
+    Benchmark,
+    BenchmarkError,
+    Comparison,
+    Record,
+    ScoreRow,
+    accuracy_row,
+    benchmark_files,
+    detail_table,
+    file_records,
+    hub_records,
+)
+from tasks.records.fields import RowError, label_key, map_record
+
+if TYPE_CHECKING:
+    from tasks.evaluate.config import BenchmarkConfig
+
+FILES = ("*.json", "*.jsonl", "*.parquet", "*.json.gz", "*.jsonl.gz", "*.parquet.gz")
+SPLIT = "train"  # the Hub split read when the recipe names none
+SHOWN_ERRORS = 3
+ALL = "all"  # the subset of every pair when the mapping names no subset field
+
+log = logging.getLogger(__name__)
+
+
+def _sources(config: BenchmarkConfig) -> Iterator[tuple[str, str, Iterator[tuple[int, Record]]]]:
+    """(where, id prefix, records) per file or Hub split."""
+    if config.hub_id is not None:
+        split = config.split or SPLIT
+        name, records = hub_records(config, split)
+        yield name, split, records
+        return
+    assert config.path is not None
+    root = config.path if os.path.isdir(config.path) else os.path.dirname(config.path)
+    for path in benchmark_files(config.path, FILES):
+        yield path, os.path.relpath(path, root), file_records(path)
+
+
+def load(config: BenchmarkConfig) -> list[Comparison]:
+    """Every labelled pair of the set, chosen and rejected as the label says."""
+    assert config.fields is not None
+    comparisons: list[Comparison] = []
+    errors: list[str] = []
+    bad, ties = 0, Counter[str]()
+    for where, prefix, records in _sources(config):
+        for row, record in records:
+            try:
+                pair = map_record(record, config.fields)
+                subset = _subset(record, config.subset)
+            except RowError as error:
+                bad += 1
+                if len(errors) < SHOWN_ERRORS:
+                    errors.append(f"{where}, record {row}: {error}")
+                continue
+            if pair.winner == "tie":
+                ties[where] += 1
+                continue
+            chosen, rejected = (pair.first, pair.second) if pair.winner == "first" else (pair.second, pair.first)
+            item = f"{prefix}#{row}"
+            comparisons.append(
+                Comparison(
+                    benchmark=config.name,
+                    subset=subset,
+                    item_id=item,
+                    comparison_id=f"{config.name}/{item}",
+                    conversation=pair.conversation,
+                    chosen=chosen,
+                    rejected=rejected,
+                    category=subset,
+                )
+            )
+    if bad:
+        raise BenchmarkError(
+            f"{config.name}: {bad} record(s) cannot be read through the field mapping; fix them or the mapping "
+            f"(first {len(errors)}): " + "; ".join(errors)
+        )
+    for where, count in ties.items():
+        log.info("%s: %s: %d pair(s) labelled a tie left out", config.name, where, count)
+    return comparisons
+
+
+def _subset(record: Record, field: str | None) -> str:
+    if field is None:
+        return ALL
+    value = label_key(record.get(field))
+    if not value:
+        raise RowError(field, "missing" if record.get(field) is None else "expected a text or integer subset")
+    return value
+
+
+def _score(name: str, df: pd.DataFrame) -> list[ScoreRow]:
+    rows = [accuracy_row(name, "subset", subset, part) for subset, part in df.groupby("subset", sort=True)]
+    return [*rows, accuracy_row(name, "benchmark", "score", df)]
+
+
+def benchmark(name: str) -> Benchmark:
+    """The Benchmark of a custom set called `name`: accuracy per subset, and over every pair."""
+    return Benchmark(
+        name=name,
+        title=name,
+        load=load,
+        score=lambda df: _score(name, df),
+        files=FILES,
+        hub=True,
+        split=SPLIT,
+        report=lambda rows: detail_table(rows, name, "subset") + ["", *detail_table(rows, name, "benchmark")],
+    )

@@ -27,7 +27,14 @@ from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish
 from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
 from data_contracts.versioning import versioned
-from tasks.evaluate.benchmarks import SYNTHETIC, Comparison, benchmark_fingerprint, load_benchmark, order_of
+from tasks.evaluate.benchmarks import (
+    SYNTHETIC,
+    Comparison,
+    benchmark_fingerprint,
+    benchmark_of,
+    load_benchmark,
+    order_of,
+)
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
 from tasks.evaluate.report import markdown_report
@@ -62,11 +69,16 @@ class Judgement:
 
 
 def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool) -> list[Judgement]:
-    """The seeded order for every comparison, followed by the reverse of each when `both_orders`."""
+    """The seeded order for every comparison, followed by the reverse of each when `both_orders` (or when
+    the comparison's benchmark judges both orders by its official rule, as JudgeBench does)."""
     primary = [Judgement(c, order_of(c.comparison_id, order_seed), False) for c in comparisons]
-    if not both_orders:
-        return primary
-    return primary + [Judgement(j.comparison, "B" if j.chosen_position == "A" else "A", True) for j in primary]
+    both = {c.benchmark for c in comparisons if both_orders or benchmark_of(c.benchmark).orders == "both"}
+    swapped = [
+        Judgement(j.comparison, "B" if j.chosen_position == "A" else "A", True)
+        for j in primary
+        if j.comparison.benchmark in both
+    ]
+    return primary + swapped
 
 
 def judge_input(judgement: Judgement, template: TemplateSet) -> JudgeInput:

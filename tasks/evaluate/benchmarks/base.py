@@ -12,8 +12,8 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -57,8 +57,9 @@ class Published:
     """A number someone published on a benchmark, in points, and where it was published."""
 
     model: str
-    score: float
-    source: str
+    score: float  # the benchmark's overall score, in points
+    source: str  # paper (arXiv id, table) or repository file, precise enough to check
+    parts: Mapping[str, float] = field(default_factory=dict)  # section or subset scores, in points
 
 
 @dataclass(frozen=True)

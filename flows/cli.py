@@ -207,12 +207,10 @@ def _launcher(launch: LaunchConfig) -> str:
 
 
 def headline_scores(store: ArtifactStore, version: str) -> str:
-    """One line: the benchmark scores and their mean, in points (docs/method.md §9's columns)."""
-    from tasks.evaluate.report import TITLES, run_scores
+    """One line: every benchmark's score and their mean, in points."""
+    from tasks.evaluate.report import headline_line
 
-    scores = run_scores(store.manifest(store.require("eval_scores", version))["stats"]["scores"])
-    shown = ", ".join(f"{TITLES[k]} {100 * v:.1f}" for k, v in scores.items() if v is not None)
-    return f"rmr1: scores: {shown}"
+    return f"rmr1: scores: {headline_line(store.manifest(store.require('eval_scores', version))['stats']['scores'])}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from flows.recipe import Recipe
 from tasks.evaluate import stage as evaluate_stage
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import HfJudge, LengthJudge
+from tasks.evaluate.judges import HfJudge, Judged, LengthJudge
 from tasks.evaluate.stage import EvaluationIncomplete, evaluate_versions, judge_all, judgements
 from tasks.llm.config import EndpointConfig
 from tasks.stage import StageResult
@@ -102,7 +102,7 @@ def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
     class DiesOnThirdChunk(LengthJudge):
         calls = 0
 
-        def judge(self, inputs: Any, on_done: Any = None) -> list[str | None]:
+        def judge(self, inputs: Any, on_done: Any = None) -> list[Judged]:
             DiesOnThirdChunk.calls += 1
             if DiesOnThirdChunk.calls == 3:
                 raise Killed
@@ -114,13 +114,13 @@ def test_a_killed_run_resumes_from_its_finished_chunks(tmp_path: Path) -> None:
         judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk-20-00000.parquet", "chunk-20-00001.parquet"]
 
-    rows, _, judged_now = judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
-    assert judged_now == len(items) - 40  # the two finished chunks were read, not judged again
-    fresh, _, _ = judge_all(items, config, LengthJudge, str(tmp_path / "fresh"), "length-baseline")
-    assert rows == fresh
+    resumed = judge_all(items, config, DiesOnThirdChunk, str(tmp_path), "length-baseline")
+    assert resumed.judged_now == len(items) - 40  # the two finished chunks were read, not judged again
+    fresh = judge_all(items, config, LengthJudge, str(tmp_path / "fresh"), "length-baseline")
+    assert resumed.rows == fresh.rows and resumed.tokens == fresh.tokens
     # Resumed with another chunk size, the old chunks cover other ranges: nothing of them is reused.
-    resized, _, judged_now = judge_all(items, _config(chunk_size=30), LengthJudge, str(tmp_path), "length-baseline")
-    assert judged_now == len(items) and resized == fresh
+    resized = judge_all(items, _config(chunk_size=30), LengthJudge, str(tmp_path), "length-baseline")
+    assert resized.judged_now == len(items) and resized.rows == fresh.rows
 
 
 def test_both_orders_reports_position_consistency(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_m
                                                 batch_size=batch_size), "tiny")  # fmt: skip
         outputs[batch_size] = judge.judge(inputs)
     assert outputs[1] == outputs[6]
-    assert all(isinstance(text, str) for text in outputs[1])
+    assert all(isinstance(o.text, str) and o.tokens > 0 for o in outputs[1])
 
     # Decoding defaults shipped with a model (Qwen2.5: repetition_penalty, top_k, top_p) are not applied.
     shipped = tmp_path / "shipped-defaults"
@@ -311,7 +311,7 @@ def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
 
         def generate(self, prompts: list[dict[str, list[int]]], params: SamplingParams, use_tqdm: bool) -> list[Any]:
             calls["prompts"] = prompts
-            output = types.SimpleNamespace(text="<answer>[[B]]</answer>")
+            output = types.SimpleNamespace(text="<answer>[[B]]</answer>", token_ids=[1, 2, 3])
             return [types.SimpleNamespace(outputs=[output]) for _ in prompts]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
@@ -321,7 +321,7 @@ def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
     judge = VllmJudge(tiny_model, config, "tiny")
     short = JudgeInput([{"role": "user", "content": "Which is better?"}], "a", "b")
     long = JudgeInput([{"role": "user", "content": "word " * 2000}], "a", "b")
-    assert judge.judge([short, long]) == ["<answer>[[B]]</answer>", None]  # 1,200 - 200 tokens of room
+    assert judge.judge([short, long]) == [Judged("<answer>[[B]]</answer>", 3), Judged(None)]  # 1,200 - 200 of room
     assert judge.notes["overlong_prompt"] == 1
     assert calls["engine"]["tensor_parallel_size"] == 4 and calls["engine"]["model"] == tiny_model
     assert calls["sampling"] == {"temperature": 0.0, "max_tokens": 200, "seed": 0}

@@ -12,6 +12,7 @@ model's context minus `max_new_tokens` is not judged (None, counted in `notes`),
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,18 +32,28 @@ Done = Callable[[int], None] | None  # told how many more prompts were judged, a
 
 @dataclass(frozen=True)
 class JudgeInput:
-    """One judgement to make: the rendered judge messages, and the two answers as shown (A, B)."""
+    """One judgement to make: the rendered judge messages, the two answers as shown (A, B), and with sampled
+    decoding the seed of this sample."""
 
     messages: list[Turn]
     answer_a: str
     answer_b: str
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A judge's output text (None when the prompt was not judged) and the tokens it generated."""
+
+    text: str | None
+    tokens: int = 0
 
 
 class Judge(Protocol):
     name: str  # recorded in every prediction's `judge` column
     notes: Counter[str]  # prompts not judged, by reason (overlong, request failures)
 
-    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]: ...
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[Judged]: ...
 
     def close(self) -> None: ...
 
@@ -53,7 +64,7 @@ class LengthJudge:
     def __init__(self) -> None:
         self.name, self.notes = LENGTH_JUDGE, Counter[str]()
 
-    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[Judged]:
         def verdict(a: str, b: str) -> str:
             if len(a) == len(b):
                 return f"<answer>{TIE_TAG}</answer>"
@@ -61,10 +72,16 @@ class LengthJudge:
 
         if on_done is not None:
             on_done(len(inputs))
-        return [verdict(i.answer_a, i.answer_b) for i in inputs]
+        return [Judged(verdict(i.answer_a, i.answer_b)) for i in inputs]
 
     def close(self) -> None:
         pass
+
+
+def hash_seed(*parts: object) -> int:
+    """A 31-bit seed from any values, the same in every process (unlike `hash`)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def prompt_ids(tokenizer: Any, messages: list[Turn]) -> list[int]:
@@ -112,11 +129,11 @@ class HfJudge:
             pad_token_id=self.tokenizer.pad_token_id,
         )
 
-    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[Judged]:
         import torch
 
         ids = [prompt_ids(self.tokenizer, i.messages) for i in inputs]
-        outputs: list[str | None] = [None] * len(ids)
+        outputs = [Judged(None)] * len(ids)
         fits = [k for k, tokens in enumerate(ids) if len(tokens) <= self.max_prompt]
         self.notes["overlong_prompt"] += len(ids) - len(fits)
         if on_done is not None:
@@ -126,11 +143,16 @@ class HfJudge:
         for start in tqdm(range(0, len(order), batch_size), desc="judge (hf)", unit="batch", leave=False):
             batch = order[start : start + batch_size]
             encoded = self.tokenizer.pad({"input_ids": [ids[k] for k in batch]}, return_tensors="pt").to(self.device)
+            seeds = [inputs[k].seed for k in batch if inputs[k].seed is not None]
+            if seeds:  # one generator per batch: reproducible for the same inputs and batch_size
+                torch.manual_seed(hash_seed(*seeds))
             with torch.no_grad():
                 generated = self.model.generate(**encoded, generation_config=self.generation)
-            texts = self.tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-            for k, text in zip(batch, texts, strict=True):
-                outputs[k] = text
+            new = generated[:, encoded["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            lengths = (new != self.tokenizer.pad_token_id).sum(dim=1).tolist()  # generated tokens, stop token aside
+            for k, text, length in zip(batch, texts, lengths, strict=True):
+                outputs[k] = Judged(text, int(length))
             if on_done is not None:
                 on_done(len(batch))
         return outputs
@@ -160,18 +182,25 @@ class VllmJudge:
         model_config = getattr(engine, "model_config", None) or engine.vllm_config.model_config
         self.max_prompt = _prompt_budget(config, model_config.max_model_len)
 
-    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[Judged]:
         from vllm import SamplingParams
 
         # Token ids, not text: vLLM would add the tokenizer's BOS again to a template that already has one.
         ids = [prompt_ids(self.tokenizer, i.messages) for i in inputs]
         fits = [k for k, tokens in enumerate(ids) if len(tokens) <= self.max_prompt]
         self.notes["overlong_prompt"] += len(ids) - len(fits)
-        params = SamplingParams(temperature=self.config.temperature, max_tokens=self.config.max_new_tokens, seed=0)
+        params = [
+            SamplingParams(
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_new_tokens,
+                seed=0 if inputs[k].seed is None else inputs[k].seed,
+            )
+            for k in fits
+        ]
         generated = self.llm.generate([{"prompt_token_ids": ids[k]} for k in fits], params, use_tqdm=True)
-        outputs: list[str | None] = [None] * len(ids)
+        outputs = [Judged(None)] * len(ids)
         for k, result in zip(fits, generated, strict=True):
-            outputs[k] = result.outputs[0].text
+            outputs[k] = Judged(result.outputs[0].text, len(result.outputs[0].token_ids))
         if on_done is not None:
             on_done(len(ids))
         return outputs
@@ -192,9 +221,12 @@ class OpenAIJudge:
     def requests(self, inputs: Sequence[JudgeInput]) -> list[TeacherRequest]:
         """The judge's model and decoding (no top_p: the provider's default) over each input's messages."""
         cfg = self.config
-        return [TeacherRequest(tuple(i.messages), cfg.model, cfg.max_new_tokens, cfg.temperature) for i in inputs]
+        return [
+            TeacherRequest(tuple(i.messages), cfg.model, cfg.max_new_tokens, cfg.temperature, seed=i.seed)
+            for i in inputs
+        ]
 
-    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[str | None]:
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Done = None) -> list[Judged]:
         def done(_: object) -> None:
             if on_done is not None:
                 on_done(1)
@@ -205,7 +237,10 @@ class OpenAIJudge:
         for outcome in outcomes:
             if outcome.status == "failed":
                 self.notes[f"request_{outcome.failure_category}"] += 1
-        return [outcome.text if outcome.status == "ok" else None for outcome in outcomes]
+        return [
+            Judged(outcome.text, outcome.completion_tokens) if outcome.status == "ok" else Judged(None)
+            for outcome in outcomes
+        ]
 
     def close(self) -> None:
         pass

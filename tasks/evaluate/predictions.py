@@ -2,9 +2,11 @@
 score them: what `rmr1 score FILE` runs.
 
 A file needs `benchmark, subset, item_id, comparison_id, chosen_position` and either `verdict` or the
-judge's raw `output` (read with the evaluation rule, docs/method.md §3). RM-Bench rows also need `group_id`,
-`category` (domain) and the two styles; RMB rows `category` (path below Pairwise_set/BoN_set) and, for BoN,
-`group_id`. Missing optional columns are filled; `score` is derived from the verdict, and a given `score`
+judge's raw `output` (read with the evaluation rule, docs/method.md §3). Each benchmark names the further
+columns its scorer reads (`Benchmark.needs`; docs/evaluation.md lists them): RM-Bench `group_id`, `category`
+and the two styles, RMB `category` (and `group_id` for BoN), ... A benchmark name that is not registered is
+scored as a custom pairwise set (accuracy per subset and overall). With several samples per comparison
+(`#sample-N` ids) the verdicts are voted. Missing optional columns are filled; `score` is derived from the verdict, and a given `score`
 that disagrees is an error. Bad rows are reported with the file, the row and the field.
 """
 
@@ -23,13 +25,13 @@ from data_contracts.contract import validate
 from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS
 from data_contracts.store import MANIFEST
+from tasks.evaluate.benchmarks import benchmark_of
 from tasks.evaluate.scoring import comparison_score, score_predictions, scores_as_dict
 from tasks.judge_protocol import parse_eval_verdict
 
 REQUIRED = ("benchmark", "subset", "item_id", "comparison_id", "chosen_position")
 DEFAULTS: dict[str, Any] = {"group_id": None, "category": None, "chosen_style": None, "rejected_style": None,
                             "swapped": False, "judge": "external", "order_seed": -1, "output": None}  # fmt: skip
-NEEDED_BY = {"rm_bench": ("group_id", "category", "chosen_style", "rejected_style"), "rmb": ("category",)}
 _REF = re.compile(r"^eval_predictions/([0-9a-f]{4,})$")
 
 
@@ -89,9 +91,9 @@ def read_predictions(path: str, store: ArtifactStore, allow_tie: bool = False) -
                     f"chosen_position {frame['chosen_position'][row]!r} scores {expected}"
                 )
     frame["score"] = derived
-    for benchmark, columns in NEEDED_BY.items():
+    for benchmark in frame["benchmark"].dropna().unique():
         mine = frame[frame["benchmark"] == benchmark]
-        for column in columns:
+        for column in benchmark_of(str(benchmark)).needs:
             if column not in frame.columns or mine[column].isna().any():
                 row = int(mine.index[mine[column].isna()][0]) if column in frame.columns else int(mine.index[0])
                 raise PredictionsError(f"{path}, row {row}: {benchmark} rows need field '{column}'")

@@ -11,6 +11,7 @@ official rules (`scoring`) and come with a markdown report beside the paper's ro
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -35,10 +36,11 @@ from tasks.evaluate.benchmarks import (
     load_benchmark,
     order_of,
 )
+from tasks.evaluate.benchmarks import rm_bench, split_of
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, make_judge
+from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, hash_seed, make_judge
 from tasks.evaluate.report import markdown_report
-from tasks.evaluate.scoring import SWAPPED_SUFFIX, comparison_score, score_predictions
+from tasks.evaluate.scoring import SAMPLE_SUFFIX, SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.hub import HubRevisions, describe, is_hub_repo
 from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
 from tasks.llm.cache import default_cache_path
@@ -48,7 +50,11 @@ from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
 CODE_VERSION = "evaluate-1"
 SCORING_VERSION = "scoring-1"
-CHUNK = "chunk-{size}-{index:05d}.parquet"  # the size in the name: a resume with another chunk_size starts over
+# scoring-2 added both_correct and flip_rate to the position rows of both orders; other scores are as scoring-1
+# made them, so only evaluations with both_orders take the new version.
+BOTH_ORDERS_SCORING_VERSION = "scoring-2"
+CHUNK = "chunk-{size}-{index:05d}.parquet"
+TOKENS_KEY = "rmr1.output_tokens"  # chunk files' metadata: the output tokens of each row  # the size in the name: a resume with another chunk_size starts over
 # Request failures a re-run may fix: while any remains, nothing is published (the cache keeps the answers).
 TRANSIENT_FAILURES = ("timeout", "connection", "rate_limited", "server_error", "invalid_response", "budget_exhausted")
 
@@ -62,15 +68,18 @@ class Judgement:
     comparison: Comparison
     chosen_position: str
     swapped: bool
+    sample: int = 0  # judge.samples: the sample's index (0 for the first or only one)
 
     @property
     def comparison_id(self) -> str:
-        return self.comparison.comparison_id + (SWAPPED_SUFFIX if self.swapped else "")
+        swapped = SWAPPED_SUFFIX if self.swapped else ""
+        return self.comparison.comparison_id + swapped + (f"{SAMPLE_SUFFIX}{self.sample}" if self.sample else "")
 
 
-def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool) -> list[Judgement]:
+def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool, samples: int = 1) -> list[Judgement]:
     """The seeded order for every comparison, followed by the reverse of each when `both_orders` (or when
-    the comparison's benchmark judges both orders by its official rule, as JudgeBench does)."""
+    the comparison's benchmark judges both orders by its official rule, as JudgeBench does); with several
+    `samples`, all of those again for sample 1, 2, ..."""
     primary = [Judgement(c, order_of(c.comparison_id, order_seed), False) for c in comparisons]
     both = {c.benchmark for c in comparisons if both_orders or benchmark_of(c.benchmark).orders == "both"}
     swapped = [
@@ -78,13 +87,17 @@ def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool
         for j in primary
         if j.comparison.benchmark in both
     ]
-    return primary + swapped
+    first = primary + swapped
+    return first + [dataclasses.replace(j, sample=n) for n in range(1, samples) for j in first]
 
 
-def judge_input(judgement: Judgement, template: TemplateSet) -> JudgeInput:
+def judge_input(judgement: Judgement, template: TemplateSet, judge: JudgeConfig | None = None) -> JudgeInput:
+    """The judge messages with the answers in the judgement's order; with sampled decoding, the seed of this
+    sample of this comparison in this order (derived from `judge.seed`)."""
     c = judgement.comparison
     answer_a, answer_b, _ = place_pair(c.chosen, c.rejected, judgement.chosen_position)  # type: ignore[arg-type]
-    return JudgeInput(render_judge_messages(template, c.conversation, answer_a, answer_b), answer_a, answer_b)
+    seed = hash_seed(judge.seed, judgement.comparison_id) if judge is not None and judge.temperature > 0 else None
+    return JudgeInput(render_judge_messages(template, c.conversation, answer_a, answer_b), answer_a, answer_b, seed)
 
 
 def prediction_row(judgement: Judgement, output: str | None, judge: str, config: EvaluateConfig) -> dict[str, Any]:
@@ -117,6 +130,7 @@ def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) ->
     benchmarks = [
         {
             **versioned(b),  # files count by content (the fingerprint), not by where they are
+            "split": split_of(b),
             "sample_seed": b.sample_seed if b.items_per_subset is not None or b.path == SYNTHETIC else None,
             "data": benchmark_fingerprint(b),
         }
@@ -131,8 +145,13 @@ def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) ->
     upstream = {checkpoint.kind: checkpoint.version} if checkpoint is not None else {}
     predictions = artifact_version(EVAL_PREDICTIONS.kind, EVAL_PREDICTIONS.version, judged, upstream, CODE_VERSION)
     scores = artifact_version(EVAL_SCORES.kind, EVAL_SCORES.version, {}, {EVAL_PREDICTIONS.kind: predictions},
-                              SCORING_VERSION)  # fmt: skip
+                              scoring_version(config))  # fmt: skip
     return {EVAL_PREDICTIONS.kind: predictions, EVAL_SCORES.kind: scores}
+
+
+def scoring_version(config: EvaluateConfig) -> str:
+    """The code version of `eval_scores`: the one that changed only what both_orders reports moves on."""
+    return BOTH_ORDERS_SCORING_VERSION if config.both_orders else SCORING_VERSION
 
 
 def judge_name(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> str:
@@ -156,10 +175,29 @@ def _chunks(items: list[Judgement], size: int) -> Iterator[tuple[int, list[Judge
         yield index, items[start : start + size]
 
 
-def _write_chunk(path: str, rows: list[dict[str, Any]]) -> None:
+def _write_chunk(path: str, rows: list[dict[str, Any]], tokens: list[int]) -> None:
+    """The chunk's prediction rows, with the tokens each output took in the file's metadata."""
     partial = f"{path}.partial"
-    pq.write_table(pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema), partial)
+    table = pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema)
+    pq.write_table(table.replace_schema_metadata({TOKENS_KEY: json.dumps(tokens)}), partial)
     os.replace(partial, path)  # a chunk file is complete or absent
+
+
+def _read_chunk(path: str) -> tuple[list[dict[str, Any]], list[int]]:
+    table = pq.read_table(path)
+    tokens = json.loads((table.schema.metadata or {}).get(TOKENS_KEY.encode(), b"null")) or [0] * table.num_rows
+    return table.replace_schema_metadata(None).to_pylist(), tokens
+
+
+@dataclasses.dataclass
+class Judging:
+    """What `judge_all` returns: prediction rows in order, notes by reason (prompts not judged, request
+    failures), how many were judged in this run, and the output tokens per benchmark and sample index."""
+
+    rows: list[dict[str, Any]]
+    notes: Counter[str]
+    judged_now: int
+    tokens: dict[str, list[int]]
 
 
 def judge_all(
@@ -169,16 +207,16 @@ def judge_all(
     work_dir: str,
     name: str,
     on_progress: ProgressCallback | None = None,
-) -> tuple[list[dict[str, Any]], Counter[str], int]:
+) -> Judging:
     """Prediction rows for every judgement, in order; the judge is opened only if some chunk is not done yet.
 
-    Returns (rows, notes by reason, comparisons judged in this run). A chunk with failed requests is not
-    saved, so a re-run asks again (cached answers are free).
+    A chunk with failed requests is not saved, so a re-run asks again (cached answers are free).
     """
     template = load_template_set(config.judge.template)
     os.makedirs(work_dir, exist_ok=True)
     rows: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
+    tokens: Counter[tuple[str, int]] = Counter()
     judge: Judge | None = None
     judged_now = 0
     # The openai backend's request cache already keeps every answer: one chunk keeps all requests in flight.
@@ -188,27 +226,30 @@ def judge_all(
         for index, chunk in _chunks(items, size):
             path = os.path.join(work_dir, CHUNK.format(size=size, index=index))
             if os.path.exists(path):
-                done = pq.read_table(path).to_pylist()
-                notes.update(overlong_prompt=sum(row["output"] is None for row in done))  # no failures are saved
+                chunk_rows, chunk_tokens = _read_chunk(path)
+                notes.update(overlong_prompt=sum(row["output"] is None for row in chunk_rows))  # no failures saved
                 notes = +notes  # drop zero counts
-                rows += done
                 progress.advance(len(chunk))
             else:
                 judge = judge or open_judge()
                 before = Counter(judge.notes)
-                outputs = judge.judge([judge_input(j, template) for j in chunk], progress.advance)
+                outputs = judge.judge([judge_input(j, template, config.judge) for j in chunk], progress.advance)
                 new_notes = Counter(judge.notes) - before
                 notes += new_notes
-                chunk_rows = [prediction_row(j, o, name, config) for j, o in zip(chunk, outputs, strict=True)]
+                chunk_rows = [prediction_row(j, o.text, name, config) for j, o in zip(chunk, outputs, strict=True)]
+                chunk_tokens = [o.tokens for o in outputs]
                 if not any(reason.startswith("request_") for reason in new_notes):
-                    _write_chunk(path, chunk_rows)
-                rows += chunk_rows
+                    _write_chunk(path, chunk_rows, chunk_tokens)
                 judged_now += len(chunk)
+            rows += chunk_rows
+            for judgement, count in zip(chunk, chunk_tokens, strict=True):
+                tokens[judgement.comparison.benchmark, judgement.sample] += count
     finally:
         progress.close()
         if judge is not None:
             judge.close()
-    return rows, notes, judged_now
+    per_sample = {b: [tokens[b, n] for n in range(config.judge.samples)] for b in sorted({b for b, _ in tokens})}
+    return Judging(rows, notes, judged_now, per_sample)
 
 
 # ---------------------------------------------------------------- the stage
@@ -264,7 +305,7 @@ def evaluate_judge(
         pa.Table.from_pylist(rows, schema=EVAL_SCORES.schema),
         upstream={EVAL_PREDICTIONS.kind: predictions_ref.version},
         config={},  # the scores follow from the predictions alone
-        code_version=SCORING_VERSION,
+        code_version=scoring_version(config),
         stats=stats,
     )
     headline = next((r["score"] for r in rows if r["level"] == "headline"), None)
@@ -283,7 +324,7 @@ def _judge_and_publish(
     on_progress: ProgressCallback | None,
 ) -> ArtifactRef:
     comparisons = [c for benchmark in config.benchmarks for c in load_benchmark(benchmark)]
-    items = judgements(comparisons, config.order_seed, config.both_orders)
+    items = judgements(comparisons, config.order_seed, config.both_orders, config.judge.samples)
     work_dir = store.work_dir("evaluate", versions[EVAL_PREDICTIONS.kind])
     cache_path = default_cache_path(store, None, "judge_requests.sqlite")
 
@@ -292,7 +333,8 @@ def _judge_and_publish(
         return make_judge(config.judge, model, name, cache_path)
 
     started = time.monotonic()
-    rows, notes, judged_now = judge_all(items, config, open_judge, work_dir, name, on_progress)
+    judging = judge_all(items, config, open_judge, work_dir, name, on_progress)
+    rows, notes, judged_now = judging.rows, judging.notes, judging.judged_now
     wall_s = time.monotonic() - started
     transient = sum(notes[f"request_{category}"] for category in TRANSIENT_FAILURES)
     failed = sum(count for reason, count in notes.items() if reason.startswith("request_"))
@@ -311,6 +353,7 @@ def _judge_and_publish(
         "judged_this_run": judged_now,
         "wall_s": round(wall_s, 2),
         "comparisons_per_s": round(judged_now / wall_s, 2) if wall_s > 0 and judged_now else 0.0,
+        "output_tokens": judging.tokens,  # per benchmark, per sample index: what each vote point costs
     }
     facts.update(stats)
     ref = publish_table(
@@ -327,25 +370,18 @@ def _judge_and_publish(
     return ref
 
 
-STYLES = ("concise", "detailed", "markdown")  # RM-Bench answer styles 0, 1, 2 (docs/method.md §8)
-
-
 def evaluate_tables(result: StageResult) -> Tables:
-    """One table per benchmark (every score row: subsets, sections, cells, position) and the headline."""
+    """One table per benchmark (every score row: subsets, sections, cells, position, samples), the headline,
+    and RM-Bench's 3x3 matrices as the paper draws them."""
     tables: Tables = {}
     for row in result.stats["scores"]:
         shown = {"level": row["level"], "name": row["name"], "score": round(100 * row["score"], 2),
                  "n": row["count"], "error_rate_%": round(100 * row["error_rate"], 2)}  # fmt: skip
         key = "headline" if row["benchmark"] == "overall" else row["benchmark"].replace("_", "-")
         tables.setdefault(key, []).append(shown)
-    cells = {row["name"]: row["score"] for row in result.stats["scores"] if row["level"] == "cell"}
-    if cells:  # RM-Bench's 3x3 matrices, as the paper draws them: chosen style (rows) vs rejected style
-        domains = sorted({name.split("/")[0] for name in cells})
-        tables["rm-bench-matrix"] = [
-            {"domain": domain, "chosen": chosen, **{f"vs {rejected}": round(100 * cells[f"{domain}/c{i}-r{j}"], 2)
-                                                  for j, rejected in enumerate(STYLES)}}
-            for domain in domains for i, chosen in enumerate(STYLES)
-        ]  # fmt: skip
+    matrices = rm_bench.matrix(result.stats["scores"])
+    if matrices:
+        tables["rm-bench-matrix"] = matrices
     return tables
 
 

@@ -55,6 +55,7 @@ class TeacherRequest:
     max_tokens: int
     temperature: float | None = None
     top_p: float | None = None
+    seed: int | None = None  # sampled decoding: the provider's seed (best effort), and a distinct cache entry
 
     def body(self) -> dict[str, Any]:
         """The keyword arguments of `chat.completions.create`, leaving out parameters that are None."""
@@ -67,6 +68,8 @@ class TeacherRequest:
             body["temperature"] = self.temperature
         if self.top_p is not None:
             body["top_p"] = self.top_p
+        if self.seed is not None:
+            body["seed"] = self.seed
         return body
 
     @cached_property

@@ -1,14 +1,16 @@
 """Benchmark the evaluate stage's openai backend beside the raw `AsyncOpenAI` client, and the length baseline.
 
     python bench/bench_evaluate.py [--benchmarks ../shared/data/benchmarks] [--pairs 500] [--latency 0.2]
-                                   [--in-flight 64] [--no-baseline]
+                                   [--in-flight 64] [--samples 1] [--no-baseline]
 
 1. Throughput: RMB pairwise pairs (a seeded sample of `--pairs`) judged through a local OpenAI-compatible
    server, the stand-in teacher in its own process answering after `--latency` seconds. The raw client
    sends the stage's exact judge messages with a semaphore of `--in-flight`; the stage (`evaluate_judge`,
    no Prefect, fresh store and request cache) sends them with the same concurrency. Raw, stage, raw,
    stage in one run; the ratio uses the means. The stage's rate is its judging phase (rendering prompts,
-   sending, parsing verdicts); end to end adds loading RMB's files and publishing both artifacts.
+   sending, parsing verdicts); end to end adds loading RMB's files and publishing both artifacts. With
+   `--samples K` the judge samples K verdicts per pair (temperature 0.7, a seed per sample) and the raw
+   client sends the same K seeded requests per pair: rates are requests per second.
 2. Length baseline ("longer answer wins", ties 0.5) through the same stage on the whole offline
    RewardBench (LLMBar subsets), RM-Bench and RMB: RM-Bench hard / normal / easy and the RMB numbers.
 """
@@ -31,6 +33,7 @@ from bench_distill import start_server  # this folder is on sys.path when a scri
 from data_contracts import ArtifactStore
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.judges import JudgeInput
 from tasks.evaluate.report import run_scores
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions, judge_input, judgements
 from tasks.judge_protocol import load_template_set
@@ -40,21 +43,26 @@ KEY = "sk-bench-not-a-secret"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def raw_client(base_url: str, messages: list[list[dict[str, str]]], in_flight: int, max_tokens: int) -> float:
+async def raw_client(base_url: str, inputs: list[JudgeInput], in_flight: int, judge: JudgeConfig) -> float:
     client = openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
     gate = asyncio.Semaphore(in_flight)
 
-    async def one(message: list[dict[str, str]]) -> None:
+    async def one(judged: JudgeInput) -> None:
+        seed = {} if judged.seed is None else {"seed": judged.seed}
         async with gate:
             await client.chat.completions.create(
-                model="judge", messages=message, max_tokens=max_tokens, temperature=0.0
-            )  # type: ignore[arg-type]
+                model="judge",
+                messages=judged.messages,  # type: ignore[arg-type]
+                max_tokens=judge.max_new_tokens,
+                temperature=judge.temperature,
+                **seed,  # type: ignore[arg-type]
+            )
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(m) for m in messages))
+    await asyncio.gather(*(one(m) for m in inputs))
     elapsed = time.perf_counter() - started
     await client.close()
-    return len(messages) / elapsed
+    return len(inputs) / elapsed
 
 
 def rmb_sample(rmb: Path, pairs: int) -> BenchmarkConfig:
@@ -69,14 +77,15 @@ def throughput(args: argparse.Namespace) -> None:
     server, base_url = start_server(args.latency, None, work / "server.jsonl")
     try:
         endpoint = EndpointConfig(base_url=base_url, max_in_flight=args.in_flight)
-        judge = JudgeConfig(backend="openai", model="judge", max_new_tokens=1024, endpoint=endpoint)
+        sampled = {"samples": args.samples, "temperature": 0.7} if args.samples > 1 else {}
+        judge = JudgeConfig(backend="openai", model="judge", max_new_tokens=1024, endpoint=endpoint, **sampled)
         config = EvaluateConfig(judge=judge, benchmarks=(benchmark,))
         template = load_template_set(judge.template)
-        items = judgements(load_benchmark(benchmark), config.order_seed, both_orders=False)
-        messages = [judge_input(item, template).messages for item in items]
+        items = judgements(load_benchmark(benchmark), config.order_seed, False, judge.samples)
+        inputs = [judge_input(item, template, judge) for item in items]
         raws, stages, ends = [], [], []
         for attempt in range(2):
-            raws.append(asyncio.run(raw_client(base_url, messages, args.in_flight, judge.max_new_tokens)))
+            raws.append(asyncio.run(raw_client(base_url, inputs, args.in_flight, judge)))
             started = time.perf_counter()
             store = ArtifactStore(work / f"stage-{attempt}")
             result = evaluate_judge(config, store, versions=evaluate_versions(config, None))
@@ -85,8 +94,10 @@ def throughput(args: argparse.Namespace) -> None:
     finally:
         server.terminate()
     raw, stage, end = (sum(v) / len(v) for v in (raws, stages, ends))
-    print(f"{len(items)} RMB pairs, {args.in_flight} in flight, stand-in latency {args.latency:g} s")
-    print(f"{'client':<34} {'pairs/s':>8} {'vs raw':>8}")
+    pairs = len(items) // judge.samples
+    print(f"{pairs} RMB pairs x {judge.samples} sample(s) = {len(items)} requests, {args.in_flight} in flight, "
+          f"stand-in latency {args.latency:g} s")  # fmt: skip
+    print(f"{'client':<34} {'req/s':>8} {'vs raw':>8}")
     print(f"{'raw AsyncOpenAI (mean of 2)':<34} {raw:8.1f} {'1.00':>8}   ({', '.join(f'{r:.1f}' for r in raws)})")
     print(
         f"{'evaluate stage, judging':<34} {stage:8.1f} {stage / raw:8.2f}   ({', '.join(f'{s:.1f}' for s in stages)})"
@@ -125,6 +136,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=1, help="verdicts sampled per pair (judge.samples)")
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args()
     throughput(args)

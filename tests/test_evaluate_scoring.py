@@ -183,3 +183,73 @@ def test_an_error_in_either_order_is_inconsistent() -> None:
         _row("rewardbench", "llmbar-natural", "p1#swapped", ERROR, "B", item_id="p1", swapped=True),
     ]
     assert _scores(rows)["rewardbench", "position", "consistency"]["score"] == 0.0
+
+
+def test_both_orders_report_both_correct_and_the_flip_rate() -> None:
+    # Four pairs, (seeded order, reverse order): right/right, right/wrong (the same letter twice: a flip),
+    # right/error (undecided: neither consistent nor a flip), wrong/wrong (consistent, never correct).
+    outcomes = {"p1": (CORRECT, CORRECT), "p2": (CORRECT, WRONG), "p3": (CORRECT, ERROR), "p4": (WRONG, WRONG)}
+    rows = []
+    for pair, (first, second) in outcomes.items():
+        rows.append(_row("rewardbench", "llmbar-natural", pair, first, "A"))
+        rows.append(_row("rewardbench", "llmbar-natural", f"{pair}#swapped", second, "B", item_id=pair, swapped=True))
+    s = _scores(rows)
+    assert s["rewardbench", "position", "both_correct"]["score"] == pytest.approx(1 / 4)  # p1
+    assert s["rewardbench", "position", "flip_rate"]["score"] == pytest.approx(1 / 4)  # p2
+    assert s["rewardbench", "position", "consistency"]["score"] == pytest.approx(2 / 4)  # p1, p4
+    assert s["rewardbench", "position", "flip_rate"]["count"] == 4
+    assert s["rewardbench", "position", "flip_rate"]["error_rate"] == pytest.approx(1 / 8)  # one game of eight
+    assert s["rewardbench", "subset", "llmbar-natural"]["score"] == pytest.approx(3 / 4)  # seeded order only
+
+
+def _samples(benchmark: str, subset: str, pair: str, outcomes: list[str], position: str = "A") -> list[dict[str, Any]]:
+    """One row per sample of one comparison: sample 0 keeps the id, sample N adds '#sample-N'."""
+    return [
+        _row(benchmark, subset, pair + (f"#sample-{n}" if n else ""), outcome, position, item_id=pair)
+        for n, outcome in enumerate(outcomes)
+    ]
+
+
+def test_samples_are_voted_and_scored_at_one_three_and_five() -> None:
+    rows = [
+        # p1: samples right, wrong, wrong, right, right -> @1 right; @3 wrong (1-2); @5 right (3-2).
+        *_samples("rewardbench", "llmbar-natural", "p1", [CORRECT, WRONG, WRONG, CORRECT, CORRECT]),
+        # p2 (chosen shown as B): wrong, right, error, right, tie -> @1 wrong; @3 1-1 with an error: no
+        # majority, an error; @5 right (2-1; the error and the tie abstain).
+        *_samples("rewardbench", "llmbar-natural", "p2", [WRONG, CORRECT, ERROR, CORRECT, TIE], "B"),
+        # p3: all five errors -> an error at every k.
+        *_samples("rewardbench", "llmbar-natural", "p3", [ERROR] * 5),
+    ]
+    s = _scores(rows)
+    assert s["rewardbench", "samples", "score@1"]["score"] == pytest.approx(1 / 3)
+    assert s["rewardbench", "samples", "score@3"]["score"] == pytest.approx(0 / 3)
+    assert s["rewardbench", "samples", "score@5"]["score"] == pytest.approx(2 / 3)
+    assert s["rewardbench", "samples", "score@3"]["error_rate"] == pytest.approx(2 / 3)  # p2 and p3 voted errors
+    # The official rows use every sample (k = 5), counted once per comparison.
+    assert s["rewardbench", "subset", "llmbar-natural"]["score"] == pytest.approx(2 / 3)
+    assert s["rewardbench", "subset", "llmbar-natural"]["count"] == 3
+    assert s["overall", "headline", "score"]["score"] == s["rewardbench", "benchmark", "score"]["score"]
+
+
+def test_a_vote_of_ties_is_a_tie_and_an_even_split_is_an_error() -> None:
+    from tasks.evaluate.scoring import majority, vote_points
+
+    assert majority(["tie", "tie", "tie"]) == "tie"
+    assert majority(["A", "B", "tie"]) == "error"
+    assert majority(["A", "B", "A", "B"]) == "error"
+    assert majority(["error", "error", "B"]) == "B"
+    assert vote_points(5) == [1, 3, 5] and vote_points(4) == [1, 3, 4] and vote_points(1) == [1]
+
+
+def test_a_custom_set_is_scored_per_subset_and_overall() -> None:
+    rows = [
+        _row("team-heldout", "math", "t1", CORRECT),
+        _row("team-heldout", "math", "t2", WRONG),
+        _row("team-heldout", "chat", "t3", TIE),
+        _row("team-heldout", "chat", "t4", CORRECT, "B"),
+    ]
+    s = _scores(rows)
+    assert s["team-heldout", "subset", "math"]["score"] == 0.5
+    assert s["team-heldout", "subset", "chat"]["score"] == 0.75
+    assert s["team-heldout", "benchmark", "score"]["score"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)  # micro
+    assert s["overall", "headline", "score"]["score"] == s["team-heldout", "benchmark", "score"]["score"]

@@ -76,6 +76,14 @@ class BenchmarkConfig:
         default=None,
         metadata={"versioned": UNLESS_DEFAULT, "help": "A custom set's record field that splits the score by subset."},
     )
+    max_bad_rows: Float = field(
+        default=0.0,
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "A custom set: the share of records that may be unreadable through `fields` and are then left out "
+            "(each logged with its file, row and field). 0 = any such record stops the run, naming it.",
+        },
+    )
 
     def __post_init__(self) -> None:
         from tasks.evaluate.benchmarks import REGISTRY, SYNTHETIC  # the registry's modules import this one
@@ -93,7 +101,7 @@ class BenchmarkConfig:
             self.fields.check()
             if self.path == SYNTHETIC:
                 raise ConfigError("path", "a custom set has no synthetic copy")
-        elif self.fields is not None or self.subset is not None:
+        elif self.fields is not None or self.subset is not None or self.max_bad_rows:
             raise ConfigError("fields", f"{self.name} is read in its official layout; fields and subset are for custom sets")
         elif self.hub_id is not None and not benchmark.hub:
             raise ConfigError("hub_id", f"{self.name} does not load from the Hub; give it a local path")
@@ -103,6 +111,8 @@ class BenchmarkConfig:
             raise ConfigError("revision", f"name a revision for {self.hub_id}: a commit sha, or a branch or tag")
         if self.items_per_subset is not None and self.items_per_subset < 1:
             raise ConfigError("items_per_subset", f"must be at least 1, got {self.items_per_subset}")
+        if not 0 <= self.max_bad_rows < 1:
+            raise ConfigError("max_bad_rows", f"must be in [0, 1), got {self.max_bad_rows}")
 
 
 @config_section

@@ -62,16 +62,16 @@ def load(config: BenchmarkConfig) -> list[Comparison]:
     assert config.fields is not None
     comparisons: list[Comparison] = []
     errors: list[str] = []
-    bad, ties = 0, Counter[str]()
+    bad, read, ties = 0, 0, Counter[str]()
     for where, prefix, records in _sources(config):
         for row, record in records:
+            read += 1
             try:
                 pair = map_record(record, config.fields)
                 subset = _subset(record, config.subset)
             except RowError as error:
                 bad += 1
-                if len(errors) < SHOWN_ERRORS:
-                    errors.append(f"{where}, record {row}: {error}")
+                errors.append(f"{where}, record {row}: {error}")
                 continue
             if pair.winner == "tie":
                 ties[where] += 1
@@ -90,11 +90,14 @@ def load(config: BenchmarkConfig) -> list[Comparison]:
                     category=subset,
                 )
             )
-    if bad:
+    if bad > config.max_bad_rows * read:
         raise BenchmarkError(
-            f"{config.name}: {bad} record(s) cannot be read through the field mapping; fix them or the mapping "
-            f"(first {len(errors)}): " + "; ".join(errors)
+            f"{config.name}: {bad} of {read} record(s) cannot be read through the field mapping (max_bad_rows "
+            f"{config.max_bad_rows:g}); fix them or the mapping. First {min(bad, SHOWN_ERRORS)}: "
+            + "; ".join(errors[:SHOWN_ERRORS])
         )
+    for error in errors:
+        log.warning("%s: left out (max_bad_rows): %s", config.name, error)
     for where, count in ties.items():
         log.info("%s: %s: %d pair(s) labelled a tie left out", config.name, where, count)
     return comparisons

@@ -347,3 +347,76 @@ def test_a_transient_request_failure_blocks_publishing_and_the_rerun_sends_only_
     with StandinTeacher() as healthy:
         result = evaluate_judge(dataclasses.replace(config, judge=_openai_judge(healthy)), ArtifactStore(tmp_path))
         assert len(healthy.request_log()) == result.stats["comparisons"] - answered  # cached answers not resent
+
+
+def test_samples_with_both_orders_send_one_seeded_request_each_and_a_rerun_sends_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = _config(benchmarks=SYNTHETIC[:1], both_orders=True)  # RewardBench: one comparison per item
+    with StandinTeacher() as server:
+        judge = dataclasses.replace(_openai_judge(server), samples=3, temperature=0.7)
+        sampled = dataclasses.replace(config, judge=judge)
+        result = evaluate_judge(sampled, ArtifactStore(tmp_path / "a"))
+        pairs = len(load_benchmark(SYNTHETIC[0]))
+        log = server.request_log()
+        assert len(log) == pairs * 2 * 3  # both orders, three samples: each a request of its own
+        assert len({entry["request_id"] for entry in log}) == len(log)  # distinct seeds: distinct requests
+
+        predictions = ArtifactStore(tmp_path / "a").read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+        assert len(predictions) == pairs * 2 * 3
+        assert predictions["comparison_id"].str.endswith("#sample-2").sum() == pairs * 2
+        rows = {(r["benchmark"], r["level"], r["name"]): r for r in result.stats["scores"]}
+        assert {"score@1", "score@3"} <= {name for (_, level, name) in rows if level == "samples"}
+        assert rows["rewardbench", "subset", "alpacaeval-easy"]["count"] < len(predictions)  # voted, once per pair
+        tokens = result.stats["output_tokens"]["rewardbench"]
+        assert len(tokens) == 3 and all(t > 0 for t in tokens)
+        assert "## Scores by number of samples (majority vote)" in result.stats["report"]
+
+        # The artifacts removed, the request cache kept: every sample is already paid for.
+        store = ArtifactStore(tmp_path / "a")
+        for kind, ref in result.outputs.items():
+            store.fs.rm(store.folder(kind, ref.version), recursive=True)
+        again = evaluate_judge(sampled, store)
+        assert len(server.request_log()) == len(log)
+        assert again.stats["scores"] == result.stats["scores"]
+
+
+def test_samples_need_sampled_decoding_and_change_the_version_only_when_set() -> None:
+    from tasks.config import ConfigError
+
+    with pytest.raises(ConfigError, match="samples"):
+        JudgeConfig(backend="hf", model="m", samples=3)  # greedy: three identical verdicts
+    with pytest.raises(ConfigError, match="samples"):
+        JudgeConfig(backend="length", samples=3, temperature=1.0)
+    base = evaluate_versions(_config(), None)
+    sampled = dataclasses.replace(LENGTH, backend="hf", model="m", temperature=1.0)
+    assert evaluate_versions(_config(judge=dataclasses.replace(sampled, samples=1)), None) == evaluate_versions(
+        _config(judge=sampled), None
+    )
+    assert evaluate_versions(_config(judge=dataclasses.replace(sampled, samples=3)), None) != evaluate_versions(
+        _config(judge=sampled), None
+    )
+    assert evaluate_versions(_config(judge=dataclasses.replace(sampled, seed=5)), None) != evaluate_versions(
+        _config(judge=sampled), None
+    )
+    assert evaluate_versions(_config(), None) == base
+
+
+def test_hf_backend_samples_three_seeded_verdicts_in_both_orders(tmp_path: Path, tiny_model: str) -> None:
+    judge = JudgeConfig(backend="hf", model=tiny_model, max_new_tokens=8, temperature=1.0, samples=3, batch_size=8)
+    config = EvaluateConfig(
+        judge=judge, benchmarks=(BenchmarkConfig(name="rewardbench", path="synthetic", items_per_subset=2),),
+        both_orders=True,
+    )  # fmt: skip
+    first = evaluate_judge(config, ArtifactStore(tmp_path / "a"))
+    again = evaluate_judge(config, ArtifactStore(tmp_path / "b"))
+    outputs = [ArtifactStore(tmp_path / r).read_table(x.outputs[EVAL_PREDICTIONS.kind]).column("output").to_pylist()
+               for r, x in (("a", first), ("b", again))]  # fmt: skip
+    assert outputs[0] == outputs[1]  # seeded: the same samples again
+    pairs = len(load_benchmark(config.benchmarks[0]))
+    assert len(outputs[0]) == pairs * 2 * 3 and len(set(outputs[0])) > pairs  # sampled, not one greedy answer
+    names = {r["name"] for r in first.stats["scores"] if r["level"] == "samples"}
+    assert names == {"score@1", "score@3"}
+    assert {"both_correct", "flip_rate", "consistency"} <= {r["name"] for r in first.stats["scores"]}
+    assert all(t > 0 for t in first.stats["output_tokens"]["rewardbench"])

@@ -30,8 +30,8 @@ class BenchmarkConfig:
 
     name: str = field(
         metadata={
-            "help": "A registered benchmark (rewardbench, rm_bench, rmb, rewardbench2, judgebench; docs/evaluation.md), "
-            "or the name of a team's own pairwise set read through `fields`."
+            "help": "A registered benchmark (rewardbench, rm_bench, rmb, rewardbench2, judgebench; "
+            "docs/evaluation.md), or the name of a team's own pairwise set read through `fields`."
         }
     )
     path: str | None = field(
@@ -91,7 +91,9 @@ class BenchmarkConfig:
         benchmark = REGISTRY.get(self.name)
         if benchmark is None:
             if not CUSTOM_NAME.match(self.name):
-                raise ConfigError("name", f"a custom set's name is lower-case letters, digits, '-', '_', '.': {self.name!r}")
+                raise ConfigError(
+                    "name", f"a custom set's name is lower-case letters, digits, '-', '_', '.': {self.name!r}"
+                )
             if self.fields is None:
                 raise ConfigError(
                     "name",
@@ -102,7 +104,10 @@ class BenchmarkConfig:
             if self.path == SYNTHETIC:
                 raise ConfigError("path", "a custom set has no synthetic copy")
         elif self.fields is not None or self.subset is not None or self.max_bad_rows:
-            raise ConfigError("fields", f"{self.name} is read in its official layout; fields and subset are for custom sets")
+            raise ConfigError(
+                "fields",
+                f"{self.name} is read in its official layout; fields, subset, max_bad_rows are for custom sets",
+            )
         elif self.hub_id is not None and not benchmark.hub:
             raise ConfigError("hub_id", f"{self.name} does not load from the Hub; give it a local path")
         if (self.path is None) == (self.hub_id is None):

@@ -6,8 +6,8 @@ judge's raw `output` (read with the evaluation rule, docs/method.md §3). Each b
 columns its scorer reads (`Benchmark.needs`; docs/evaluation.md lists them): RM-Bench `group_id`, `category`
 and the two styles, RMB `category` (and `group_id` for BoN), ... A benchmark name that is not registered is
 scored as a custom pairwise set (accuracy per subset and overall). With several samples per comparison
-(`#sample-N` ids) the verdicts are voted. Missing optional columns are filled; `score` is derived from the verdict, and a given `score`
-that disagrees is an error. Bad rows are reported with the file, the row and the field.
+(`#sample-N` ids) the verdicts are voted. Missing optional columns are filled; `score` is derived from the
+verdict, and a given `score` that disagrees is an error. Bad rows are reported with the file, the row and the field.
 """
 
 from __future__ import annotations

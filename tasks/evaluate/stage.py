@@ -1,11 +1,12 @@
 """The evaluate stage: judge the benchmarks' pairs, publish `eval_predictions`, score them into `eval_scores`.
 
-Each benchmark's comparisons get a seeded A/B order (`order_of`; with `both_orders` also the reverse), are
-rendered with the judge template and judged in chunks. A finished chunk is written to the stage's work
+Each benchmark's comparisons get a seeded A/B order (`order_of`; with `both_orders`, or when the benchmark's
+rule asks for it, also the reverse), `judge.samples` seeded samples each, are rendered with the judge
+template and judged in chunks. A finished chunk is written to the stage's work
 folder at once, so a killed run re-judges at most one chunk (the openai backend's request cache keeps even
 that chunk's answers). Requests that fail for good score as errors, unless more than `max_failure_rate` of
 them failed: then nothing is published and a re-run sends only what is missing. The scores follow the
-official rules (`scoring`) and come with a markdown report beside the paper's rows (`report`).
+official rules (`scoring`) and come with a markdown report beside published numbers (`report`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from tasks.evaluate.benchmarks import (
     benchmark_of,
     load_benchmark,
     order_of,
+    rm_bench,
+    split_of,
 )
-from tasks.evaluate.benchmarks import rm_bench, split_of
 from tasks.evaluate.config import EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, hash_seed, make_judge
 from tasks.evaluate.report import markdown_report
@@ -53,8 +55,8 @@ SCORING_VERSION = "scoring-1"
 # scoring-2 added both_correct and flip_rate to the position rows of both orders; other scores are as scoring-1
 # made them, so only evaluations with both_orders take the new version.
 BOTH_ORDERS_SCORING_VERSION = "scoring-2"
-CHUNK = "chunk-{size}-{index:05d}.parquet"
-TOKENS_KEY = "rmr1.output_tokens"  # chunk files' metadata: the output tokens of each row  # the size in the name: a resume with another chunk_size starts over
+CHUNK = "chunk-{size}-{index:05d}.parquet"  # the size in the name: a resume with another chunk_size starts over
+TOKENS_KEY = "rmr1.output_tokens"  # chunk files' metadata: the output tokens of each row
 # Request failures a re-run may fix: while any remains, nothing is published (the cache keeps the answers).
 TRANSIENT_FAILURES = ("timeout", "connection", "rate_limited", "server_error", "invalid_response", "budget_exhausted")
 
@@ -431,7 +433,8 @@ def _run(run: StageRun) -> StageResult:
 
 STAGE = Stage(
     name="evaluate",
-    description="Judge RewardBench, RM-Bench and RMB; official scores and a report beside the paper.",
+    description="Judge the benchmarks (RewardBench, RM-Bench, RMB, RewardBench 2, JudgeBench, your own sets); "
+    "official scores and a report beside published numbers.",
     writes=(EVAL_PREDICTIONS.kind, EVAL_SCORES.kind),
     reads=_reads,
     versions=_versions,

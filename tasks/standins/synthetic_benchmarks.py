@@ -2,8 +2,9 @@
 
 One function per benchmark, `(folder, seed) -> the path its loader reads`, named after it: RewardBench rows
 (its Hub schema, as JSON), RM-Bench `*_filtered.json` files (3 chosen x 3 rejected styles), an RMB
-`Pairwise_set/` + `BoN_set/` tree, ..., built from the synthetic preference generator's prompts and answers. The real loaders then read them, so
-a smoke run exercises exactly the code a real benchmark goes through. The numbers mean nothing.
+`Pairwise_set/` + `BoN_set/` tree, ..., built from the synthetic preference generator's prompts and
+answers. The real loaders then read them, so a smoke run exercises exactly the code a real benchmark goes
+through. The numbers mean nothing.
 """
 
 from __future__ import annotations

@@ -127,5 +127,5 @@ def benchmark(name: str) -> Benchmark:
         files=FILES,
         hub=True,
         split=SPLIT,
-        report=lambda rows: detail_table(rows, name, "subset") + ["", *detail_table(rows, name, "benchmark")],
+        report=lambda rows: [*detail_table(rows, name, "subset"), "", *detail_table(rows, name, "benchmark")],
     )

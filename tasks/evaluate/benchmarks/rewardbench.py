@@ -113,7 +113,7 @@ def load(config: BenchmarkConfig) -> list[Comparison]:
         if first is None:
             continue
         every = _chain(first, records)
-        llmbar = LLMBAR_FIELDS <= set(first[1])
+        llmbar = set(first[1]) >= LLMBAR_FIELDS
         comparisons += _llmbar(every, path) if llmbar else _hub_schema(every, path)
     return comparisons
 

@@ -12,7 +12,9 @@
    `--samples K` the judge samples K verdicts per pair (temperature 0.7, a seed per sample) and the raw
    client sends the same K seeded requests per pair: rates are requests per second.
 2. Length baseline ("longer answer wins", ties 0.5) through the same stage on the whole offline
-   RewardBench (LLMBar subsets), RM-Bench and RMB: RM-Bench hard / normal / easy and the RMB numbers.
+   RewardBench (LLMBar subsets), RM-Bench and RMB, and two offline preference sets read as custom
+   benchmarks (PandaLM's human test set, a Code-Preference-Pairs sample): RM-Bench hard / normal / easy,
+   the RMB numbers and each set's accuracy.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from data_contracts import ArtifactStore
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import JudgeInput
-from tasks.evaluate.report import run_scores
+from tasks.evaluate.report import headline_line
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions, judge_input, judgements
 from tasks.judge_protocol import load_template_set
 from tasks.llm.config import EndpointConfig
+from tasks.records.fields import FieldMap
 
 KEY = "sk-bench-not-a-secret"
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,10 +111,22 @@ def throughput(args: argparse.Namespace) -> None:
 
 def length_baseline(args: argparse.Namespace) -> None:
     data = Path(args.benchmarks)
+    preferences = data.parent / "preferences"
+    pandalm = FieldMap(prompt="instruction,input", first="response1", second="response2", label="annotator1",
+                       first_wins=(1,), second_wins=(2,), tie=(0,))  # fmt: skip
     benchmarks = (
         BenchmarkConfig(name="rewardbench", path=str(data / "llmbar")),
         BenchmarkConfig(name="rm_bench", path=str(data / "rm_bench")),
         BenchmarkConfig(name="rmb", path=str(data / "rmb")),
+        # Two of the offline preference sets as custom benchmarks (60 PandaLM rows hold an empty or bool answer).
+        BenchmarkConfig(
+            name="pandalm", path=str(preferences / "pandalm_human_testset"), fields=pandalm, max_bad_rows=0.1
+        ),
+        BenchmarkConfig(
+            name="code-preference",
+            path=str(preferences / "code_preference_pairs_sample_agentrubric"),
+            fields=FieldMap(prompt="prompt", chosen="chosen", rejected="rejected"),
+        ),
     )
     config = EvaluateConfig(judge=JudgeConfig(backend="length", allow_tie=True), benchmarks=benchmarks)
     started = time.perf_counter()
@@ -125,8 +140,10 @@ def length_baseline(args: argparse.Namespace) -> None:
     for name in ("pairwise/Helpfulness", "pairwise/Harmlessness", "bon/Helpfulness", "bon/Harmlessness"):
         row = rows["rmb", "section", name]
         print(f"  RMB {name:<22} {100 * row['score']:5.1f}  (n={row['count']})")
-    scores = run_scores(result.stats["scores"])
-    print("  scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in scores.items() if v is not None))
+    for name in ("pandalm", "code-preference"):
+        row = rows[name, "benchmark", "score"]
+        print(f"  {name} (custom set) {100 * row['score']:5.1f}  (n={row['count']})")
+    print(f"  scores: {headline_line(result.stats['scores'])}")
     print("  RewardBench here is Chat Hard's five LLMBar subsets only.")
 
 

@@ -2,15 +2,16 @@
 
 One function per benchmark, `(folder, seed) -> the path its loader reads`, named after it: RewardBench rows
 (its Hub schema, as JSON), RM-Bench `*_filtered.json` files (3 chosen x 3 rejected styles), an RMB
-`Pairwise_set/` + `BoN_set/` tree, ..., built from the synthetic preference generator's prompts and
-answers. The real loaders then read them, so a smoke run exercises exactly the code a real benchmark goes
-through. The numbers mean nothing.
+`Pairwise_set/` + `BoN_set/` tree, a JudgeBench jsonl, ..., built from the synthetic preference generator's
+prompts and answers. The real loaders then read them, so a smoke run exercises exactly the code a real
+benchmark goes through. The numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 from tasks.standins.synthetic_pairs import Draft, synthetic_drafts
@@ -20,6 +21,9 @@ _REWARDBENCH_SUBSET = {"chat": "alpacaeval-easy", "safety": "refusals-dangerous"
                        "math": "math-prm"}  # fmt: skip
 _RMB_CATEGORY = {"chat": "Helpfulness/Chat/Discussion", "code": "Helpfulness/Code/Data Management",
                  "math": "Helpfulness/Reasoning/Logical Deduction", "safety": "Harmlessness/S1"}  # fmt: skip
+_JUDGEBENCH_SOURCE = {"chat": "mmlu-pro-", "safety": "livebench-reasoning", "code": "livecodebench",
+                      "math": "livebench-math"}  # fmt: skip
+_MMLU_PRO_SUBJECTS = ("computer science", "history", "law")
 
 
 def _markdown(text: str) -> str:
@@ -88,3 +92,31 @@ def rmb(folder: str, seed: int) -> str:
     for relative, records in files.items():
         _write(os.path.join(folder, "RMB_dataset", f"{relative}.json"), records)
     return os.path.join(folder, "RMB_dataset")
+
+
+def judgebench(folder: str, seed: int) -> str:
+    """JudgeBench's GitHub file `data/dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl`: every category,
+    its labels alternating A>B and B>A."""
+    rows: list[dict[str, Any]] = []
+    per_domain: dict[str, int] = {}
+    for index, d in enumerate(synthetic_drafts(ITEMS, seed)):
+        if not _single_turn(d):
+            continue
+        count = per_domain[d.domain] = per_domain.get(d.domain, 0) + 1
+        source = _JUDGEBENCH_SOURCE[d.domain]
+        mmlu_pro = d.domain == "chat"
+        if mmlu_pro:
+            source += _MMLU_PRO_SUBJECTS[count % len(_MMLU_PRO_SUBJECTS)]
+        good, bad = d.good[index % 2], d.bad[(index // 2) % 2]  # either may be the longer
+        label = "A>B" if count % 2 else "B>A"
+        rows.append(
+            {"pair_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"judgebench/{seed}/{index}")),
+             "original_id": index if mmlu_pro else None, "source": source, "question": d.conversation[0]["content"],
+             "response_model": "gpt-4o-2024-05-13", "response_A": good if label == "A>B" else bad,
+             "response_B": bad if label == "A>B" else good, "label": label}
+        )  # fmt: skip
+    path = os.path.join(folder, "data", "dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return folder

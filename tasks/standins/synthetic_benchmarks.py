@@ -2,9 +2,9 @@
 
 One function per benchmark, `(folder, seed) -> the path its loader reads`, named after it: RewardBench rows
 (its Hub schema, as JSON), RM-Bench `*_filtered.json` files (3 chosen x 3 rejected styles), an RMB
-`Pairwise_set/` + `BoN_set/` tree, a JudgeBench jsonl, ..., built from the synthetic preference generator's
-prompts and answers. The real loaders then read them, so a smoke run exercises exactly the code a real
-benchmark goes through. The numbers mean nothing.
+`Pairwise_set/` + `BoN_set/` tree, RewardBench 2 rows (its Hub schema, as JSON), a JudgeBench jsonl, ...,
+built from the synthetic preference generator's prompts and answers. The real loaders then read them, so a
+smoke run exercises exactly the code a real benchmark goes through. The numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ _RMB_CATEGORY = {"chat": "Helpfulness/Chat/Discussion", "code": "Helpfulness/Cod
 _JUDGEBENCH_SOURCE = {"chat": "mmlu-pro-", "safety": "livebench-reasoning", "code": "livecodebench",
                       "math": "livebench-math"}  # fmt: skip
 _MMLU_PRO_SUBJECTS = ("computer science", "history", "law")
+_REWARDBENCH2_SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus")  # best-of-4; Ties apart
+_REWARDBENCH2_TIES = 3  # prompts with a ref:N and a tied:N row
 
 
 def _markdown(text: str) -> str:
@@ -119,4 +121,30 @@ def judgebench(folder: str, seed: int) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return folder
+
+
+def _rewardbench2_row(key: str, subset: str, prompt: str, chosen: list[str], rejected: list[str]) -> dict[str, Any]:
+    return {"id": key, "prompt": prompt, "chosen": chosen, "rejected": rejected, "num_correct": len(chosen),
+            "num_incorrect": len(rejected), "total_completions": len(chosen) + len(rejected),
+            "models": ["synthetic"] * (len(chosen) + len(rejected)), "subset": subset,
+            "additional_metadata": {"category": subset}}  # fmt: skip
+
+
+def rewardbench2(folder: str, seed: int) -> str:
+    """RewardBench 2 rows in its Hub schema, as one JSON file: best-of-4 items (1 chosen, 3 rejected) in the
+    five subsets and a few Ties prompts, each a ref:N row (1 correct answer) and a tied:N row (3 correct)."""
+    drafts = [d for d in synthetic_drafts(ITEMS, seed) if _single_turn(d)]
+    rows = []
+    for index, d in enumerate(drafts):
+        prompt = d.conversation[0]["content"]
+        if index < _REWARDBENCH2_TIES:
+            wrong = [d.bad[0], d.bad[1]]
+            rows.append(_rewardbench2_row(f"ref:{index}", "Ties", prompt, [d.good[1]], wrong))
+            rows.append(_rewardbench2_row(f"tied:{index}", "Ties", prompt, [*d.good, _markdown(d.good[1])], wrong))
+        else:
+            subset = _REWARDBENCH2_SUBSETS[index % len(_REWARDBENCH2_SUBSETS)]
+            rejected = [d.bad[0], d.bad[1], _markdown(d.bad[1])]
+            rows.append(_rewardbench2_row(str(index), subset, prompt, [d.good[1]], rejected))
+    _write(os.path.join(folder, "rewardbench2.json"), rows)
     return folder

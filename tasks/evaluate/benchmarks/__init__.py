@@ -17,7 +17,7 @@ import tempfile
 from typing import Any, Literal
 
 from data_contracts.versioning import file_sha256
-from tasks.evaluate.benchmarks import judgebench, pairwise, rewardbench, rm_bench, rmb
+from tasks.evaluate.benchmarks import judgebench, pairwise, rewardbench, rewardbench2, rm_bench, rmb
 from tasks.evaluate.benchmarks.base import Benchmark, BenchmarkError, Comparison, benchmark_files
 from tasks.evaluate.config import BenchmarkConfig
 
@@ -25,6 +25,7 @@ REGISTRY: dict[str, Benchmark] = {
     rewardbench.NAME: rewardbench.BENCHMARK,
     rm_bench.NAME: rm_bench.BENCHMARK,
     rmb.NAME: rmb.BENCHMARK,
+    rewardbench2.NAME: rewardbench2.BENCHMARK,
     judgebench.NAME: judgebench.BENCHMARK,
 }
 SYNTHETIC = "synthetic"

@@ -243,3 +243,16 @@ def test_the_length_baseline_scores_the_synthetic_copy_end_to_end(tmp_path: Path
     lines = report(scores.to_dict("records"))
     assert "| Ties/correctness_preferred_hard |" in "\n".join(lines)
     assert any(line.startswith("Ties margin term") for line in lines)
+
+
+def test_position_rows_leave_out_ties_games_between_two_correct_or_two_wrong_answers() -> None:
+    # tied:9 has answers 0 and 1 correct, 2 and 3 wrong: of its six games, (0,1) and (2,3) have no right
+    # answer; the four correct-vs-wrong games and the best-of-4 item's three comparisons remain.
+    games = {(0, 1): WIN, (0, 2): WIN, (0, 3): WIN, (1, 2): LOSS, (1, 3): WIN, (2, 3): WIN}
+    rows = [*_round_robin("tied:9", 2, games), *_item("Focus", "1", [WIN, WIN, LOSS])]
+    s = _scores(rows)
+    assert s["position", "says_A"]["count"] == 4 + 3
+    # Shown first (A) when i + j is even: (0,2) won, (1,3) won; the item's r2 won; as B: (0,3) won,
+    # (1,2) lost, r1 and r3: won, lost.
+    assert s["position", "accuracy_chosen_as_A"]["score"] == pytest.approx(3 / 3)
+    assert s["position", "accuracy_chosen_as_B"]["score"] == pytest.approx(2 / 4)

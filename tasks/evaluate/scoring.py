@@ -121,7 +121,8 @@ def benchmark_rows(name: str, judged: pd.DataFrame) -> list[ScoreRow]:
     """The official rows of benchmark `name` from its judged rows (voted), and its position rows."""
     benchmark = benchmark_of(name)
     scored = judged if benchmark.orders == "both" else judged[~judged["swapped"]]
-    return benchmark.score(scored) + position_rows(name, judged)
+    labelled = judged if benchmark.right_vs_wrong is None else judged[benchmark.right_vs_wrong(judged)]
+    return benchmark.score(scored) + position_rows(name, labelled)
 
 
 def _headline(rows: list[ScoreRow], primary: pd.DataFrame) -> list[ScoreRow]:

@@ -77,6 +77,8 @@ class Benchmark:
     needs: tuple[str, ...] = ()  # prediction columns besides the required ones its scorer reads
     orders: Literal["seeded", "both"] = "seeded"  # "both": every pair judged in both orders, both scored
     report: Callable[[list[ScoreRow]], list[str]] | None = None  # markdown lines of its report section
+    # Which judged rows pit a right answer against a wrong one (position rows use only these); None = all.
+    right_vs_wrong: Callable[[pd.DataFrame], pd.Series] | None = None
     published: tuple[Published, ...] = ()
     write_synthetic: Callable[[str, int], str] | None = None  # (folder, seed) -> path of a small seeded copy
 

@@ -256,6 +256,13 @@ def score(df: pd.DataFrame) -> list[ScoreRow]:
 # ---------------------------------------------------------------- report
 
 
+def right_vs_wrong(judged: pd.DataFrame) -> pd.Series:
+    """Every best-of-4 comparison, and the Ties games between a correct and an incorrect answer: a game of
+    two correct (or two incorrect) answers has no right answer to place first or second."""
+    correct = judged["category"].str.split("/").str[1].astype(float)  # NaN outside Ties: never compared
+    return (judged["subset"] != TIES) | ((judged["chosen_style"] < correct) != (judged["rejected_style"] < correct))
+
+
 def ties_margin(rows: list[ScoreRow]) -> float | None:
     """The Ties margin term (a mean of tanh values, in [-1, 1]) recovered from the Ties score and its rows."""
     section = find_row(rows, NAME, "section", TIES)
@@ -309,6 +316,7 @@ BENCHMARK = Benchmark(
     split="test",
     parts=SUBSETS,
     needs=("group_id", "category", "chosen_style", "rejected_style"),
+    right_vs_wrong=right_vs_wrong,
     report=report,
     published=PUBLISHED,
     write_synthetic=synthetic_benchmarks.rewardbench2,

@@ -74,12 +74,15 @@ def test_unreadable_records_stop_the_run_naming_them_unless_a_share_is_allowed(t
     bad = [*ROWS, {"question": "q4", "response_A": 7, "response_B": "b", "label": "A>B", "topic": "code"},
            {"question": "q5", "response_A": "a", "response_B": "b", "label": "A>>B", "topic": "code"}]  # fmt: skip
     path = _jsonl(tmp_path / "heldout.jsonl", bad)
+    with path.open("a") as handle:
+        handle.write('{"question": "q6", "response_A": "a", \n')  # a broken JSON line
     with pytest.raises(BenchmarkError) as error:
         load_benchmark(_custom(path))
     message = str(error.value)
-    assert "team-heldout: 2 of 6 record(s) cannot be read through the field mapping" in message
+    assert "team-heldout: 3 of 7 record(s) cannot be read through the field mapping" in message
     assert f"{path}, record 4: response_A: expected a string, got int" in message
     assert f"{path}, record 5: label: value 'A>>B' is not in the mapping" in message
+    assert f"{path}, record 6: line 7" in message and "not valid JSON" in message
     kept = load_benchmark(_custom(path, max_bad_rows=0.5))
     assert [c.item_id for c in kept] == ["heldout.jsonl#0", "heldout.jsonl#1", "heldout.jsonl#3"]
 
@@ -95,6 +98,10 @@ def test_unreadable_records_stop_the_run_naming_them_unless_a_share_is_allowed(t
         ("{name: heldout, path: x.jsonl, fields: {chosen: a, prompt: q}}", "benchmarks.0.fields.rejected"),
         ("{name: heldout, path: synthetic, fields: {chosen: a, rejected: b, prompt: q}}",
          "benchmarks.0.path: a custom set has no synthetic copy"),
+        ("{name: overall, path: x.jsonl, fields: {chosen: a, rejected: b, prompt: q}}",
+         "benchmarks.0.name: 'overall' is taken"),
+        ("{name: rm-bench, path: x.jsonl, fields: {chosen: a, rejected: b, prompt: q}}",
+         "benchmarks.0.name: 'rm-bench' is taken"),
     ],
 )  # fmt: skip
 def test_recipe_errors_name_the_key(tmp_path: Path, benchmark: str, message: str) -> None:

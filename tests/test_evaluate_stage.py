@@ -397,10 +397,26 @@ def test_samples_need_sampled_decoding_and_change_the_version_only_when_set() ->
     assert evaluate_versions(_config(judge=dataclasses.replace(sampled, samples=3)), None) != evaluate_versions(
         _config(judge=sampled), None
     )
-    assert evaluate_versions(_config(judge=dataclasses.replace(sampled, seed=5)), None) != evaluate_versions(
-        _config(judge=sampled), None
+    three = dataclasses.replace(sampled, samples=3)
+    assert evaluate_versions(_config(judge=dataclasses.replace(three, seed=5)), None) != evaluate_versions(
+        _config(judge=three), None
     )
+    with pytest.raises(ConfigError, match="seed"):
+        dataclasses.replace(sampled, seed=5)  # one sample: the backend's own seeding, as before samples existed
     assert evaluate_versions(_config(), None) == base
+
+
+def test_one_sampled_verdict_is_seeded_as_before_and_several_each_get_their_own_seed() -> None:
+    from tasks.evaluate.stage import judge_input
+    from tasks.judge_protocol import load_template_set
+
+    template = load_template_set("cor-instruct-v1")
+    comparisons = load_benchmark(SYNTHETIC[0])[:2]
+    one = JudgeConfig(backend="hf", model="m", temperature=1.0)
+    assert {judge_input(j, template, one).seed for j in judgements(comparisons, 0, False)} == {None}
+    three = dataclasses.replace(one, samples=3)
+    seeds = [judge_input(j, template, three).seed for j in judgements(comparisons, 0, True, samples=3)]
+    assert len(seeds) == 2 * 2 * 3 and len(set(seeds)) == len(seeds) and None not in seeds
 
 
 def test_hf_backend_samples_three_seeded_verdicts_in_both_orders(tmp_path: Path, tiny_model: str) -> None:
@@ -420,3 +436,55 @@ def test_hf_backend_samples_three_seeded_verdicts_in_both_orders(tmp_path: Path,
     assert names == {"score@1", "score@3"}
     assert {"both_correct", "flip_rate", "consistency"} <= {r["name"] for r in first.stats["scores"]}
     assert all(t > 0 for t in first.stats["output_tokens"]["rewardbench"])
+
+
+def test_rmr1_score_checks_orders_and_samples_against_the_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def row(cid: str, position: str, verdict: str, **extra: Any) -> dict[str, Any]:
+        return {"benchmark": "rewardbench", "subset": "pku-safer", "item_id": "x1", "comparison_id": cid,
+                "chosen_position": position, "verdict": verdict, **extra}  # fmt: skip
+
+    def score(rows: list[dict[str, Any]]) -> int:
+        path = tmp_path / "judged.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return rmr1(["score", str(path)])
+
+    # No `swapped` column: the reverse order is known from its id, so the pair is scored once.
+    assert score([row("x1", "A", "A"), row("x1#swapped", "B", "A")]) == 0
+    scored = json.loads(capsys.readouterr().out)["rewardbench"]
+    assert scored["subset"]["pku-safer"] == {"score": 1.0, "count": 1, "error_rate": 0.0}
+    assert scored["position"]["consistency"]["score"] == 0.0  # picked A twice: the answer flipped
+    # A subset outside RewardBench's sections has no official score, also at every number of samples.
+    assert score([row("x1", "A", "A"), row("x1#sample-1", "A", "B"), row("x1#sample-2", "A", "A")]) == 0
+    assert "samples" not in json.loads(capsys.readouterr().out)["rewardbench"]
+    assert score([row("x1", "A", "A", swapped=True)]) == 2
+    assert "row 0: field 'swapped' is True, but comparison_id 'x1' says False" in capsys.readouterr().err
+    assert score([row("x1#sample-1", "A", "A"), row("x1#sample-2", "A", "A")]) == 2
+    assert "judgement 'x1': its samples are not 0..N-1" in capsys.readouterr().err
+    assert score([row("x1", "A", "A"), row("x1#sample-1", "A", "A"), row("x2", "A", "B", item_id="x2")]) == 2
+    assert "row 2: judgement 'x2': it has fewer samples than others" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_token_counts_of_its_finished_chunks(tmp_path: Path) -> None:
+    class Killed(RuntimeError):
+        pass
+
+    class Counting(LengthJudge):
+        calls = 0
+
+        def judge(self, inputs: Any, on_done: Any = None) -> list[Judged]:
+            Counting.calls += 1
+            if Counting.calls == 2:
+                raise Killed
+            return [Judged(j.text, 7 + len(i.answer_a) % 5) for i, j in zip(inputs, super().judge(inputs, on_done))]
+
+    config = _config(chunk_size=20)
+    items = judgements([c for b in config.benchmarks for c in load_benchmark(b)], 0, False)
+    with pytest.raises(Killed):
+        judge_all(items, config, Counting, str(tmp_path / "a"), "length-baseline")
+    resumed = judge_all(items, config, Counting, str(tmp_path / "a"), "length-baseline")
+    assert resumed.judged_now == len(items) - 20  # the first chunk was read back, with its tokens
+    Counting.calls = 10  # no more kills
+    fresh = judge_all(items, config, Counting, str(tmp_path / "b"), "length-baseline")
+    assert resumed.tokens == fresh.tokens and sum(fresh.tokens["rewardbench"]) > 7 * 20

@@ -229,3 +229,19 @@ def test_length_baseline_end_to_end_scores_both_orders_by_the_official_rule(tmp_
     assert {"consistency", "both_correct", "flip_rate"} <= {name for level, name in s if level == "position"}
     assert s["position", "flip_rate"]["score"] == 0.0  # the length judge ignores where an answer is shown
     assert s["position", "both_correct"]["score"] == pytest.approx(s["benchmark", "score"]["score"])
+    report = result.stats["report"]
+    assert "## JudgeBench" in report and "| Vanilla judge (GPT-4o) | 50.9 (" in report  # beside the gpt split's numbers
+
+
+def test_published_numbers_are_shown_beside_their_split_only() -> None:
+    from tasks.evaluate.report import markdown_report
+    from tasks.evaluate.scoring import score_predictions
+
+    rows = score_predictions(
+        pd.DataFrame([{"benchmark": "judgebench", "subset": "math", "item_id": "p", "comparison_id": "judgebench/p",
+                       "group_id": None, "category": "livebench-math", "chosen_position": "A", "swapped": False,
+                       "verdict": "A", "score": 1.0}])  # fmt: skip
+    )
+    claude = markdown_report(rows, {"benchmarks": {"judgebench": {"split": "claude"}}})
+    assert "Vanilla judge (GPT-4o)" not in claude and "Published numbers are on split gpt, not claude." in claude
+    assert "Vanilla judge (GPT-4o)" in markdown_report(rows, {"benchmarks": {"judgebench": {"split": "gpt"}}})

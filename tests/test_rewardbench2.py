@@ -256,3 +256,10 @@ def test_position_rows_leave_out_ties_games_between_two_correct_or_two_wrong_ans
     # (1,2) lost, r1 and r3: won, lost.
     assert s["position", "accuracy_chosen_as_A"]["score"] == pytest.approx(3 / 3)
     assert s["position", "accuracy_chosen_as_B"]["score"] == pytest.approx(2 / 4)
+
+
+def test_ties_rows_that_do_not_pair_ref_and_tied_by_item_are_refused() -> None:
+    # As if item_id were per row and group_id the prompt: the ref/tied pairing would silently vanish.
+    rows = [{**r, "item_id": r["group_id"].split(":")[0], "group_id": "Ties/0"} for r in TIES_ROWS]
+    with pytest.raises(ValueError, match=r"item_id must be 'Ties/<prompt id>'"):
+        score_predictions(pd.DataFrame(rows))

@@ -22,6 +22,7 @@ BACKENDS = ("vllm", "hf", "openai", "length")
 # `judge.model` values that mean "the checkpoint this recipe trained" rather than a path, Hub id or API name.
 CHECKPOINT_MODELS = ("rl_checkpoint", "sft_checkpoint")
 CUSTOM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+RESERVED_NAMES = ("overall", "headline", "rm-bench-matrix")  # score rows and Prefect tables of their own
 
 
 @config_section
@@ -90,6 +91,9 @@ class BenchmarkConfig:
 
         benchmark = REGISTRY.get(self.name)
         if benchmark is None:
+            taken = {*REGISTRY, *(name.replace("_", "-") for name in REGISTRY), *RESERVED_NAMES}
+            if self.name in taken or self.name.replace("_", "-") in taken:
+                raise ConfigError("name", f"{self.name!r} is taken (a benchmark, or a row or table of the report)")
             if not CUSTOM_NAME.match(self.name):
                 raise ConfigError(
                     "name", f"a custom set's name is lower-case letters, digits, '-', '_', '.': {self.name!r}"
@@ -168,8 +172,7 @@ class JudgeConfig:
         default=0,
         metadata={
             "versioned": UNLESS_DEFAULT,
-            "help": "Seed of sampled decoding (temperature > 0): each sample of each comparison gets its own seed "
-            "derived from this one.",
+            "help": "With samples > 1: each sample of each comparison gets its own seed derived from this one.",
         },
     )
     allow_tie: bool = field(
@@ -209,6 +212,8 @@ class JudgeConfig:
             raise ConfigError("temperature", f"must be >= 0, got {self.temperature}")
         if self.samples > 1 and (self.temperature == 0 or self.backend == "length"):
             raise ConfigError("samples", "several samples need sampled decoding: a model judge with temperature > 0")
+        if self.seed != 0 and self.samples == 1:
+            raise ConfigError("seed", "seeds the samples of `samples` > 1; with one sample it has no effect")
         if self.backend == "openai" and (self.endpoint is None or self.endpoint.base_url is None):
             raise ConfigError("endpoint.base_url", "the openai backend needs the endpoint's URL")
         if self.backend == "openai" and self.model in CHECKPOINT_MODELS:

@@ -26,12 +26,19 @@ from data_contracts.errors import UserError
 from data_contracts.kinds import EVAL_PREDICTIONS
 from data_contracts.store import MANIFEST
 from tasks.evaluate.benchmarks import benchmark_of
-from tasks.evaluate.scoring import comparison_score, score_predictions, scores_as_dict
+from tasks.evaluate.scoring import (
+    SWAPPED_SUFFIX,
+    comparison_score,
+    judgement_of,
+    sample_of,
+    score_predictions,
+    scores_as_dict,
+)
 from tasks.judge_protocol import parse_eval_verdict
 
 REQUIRED = ("benchmark", "subset", "item_id", "comparison_id", "chosen_position")
 DEFAULTS: dict[str, Any] = {"group_id": None, "category": None, "chosen_style": None, "rejected_style": None,
-                            "swapped": False, "judge": "external", "order_seed": -1, "output": None}  # fmt: skip
+                            "judge": "external", "order_seed": -1, "output": None}  # fmt: skip
 _REF = re.compile(r"^eval_predictions/([0-9a-f]{4,})$")
 
 
@@ -69,6 +76,34 @@ def _read(path: str, store: ArtifactStore) -> pd.DataFrame:
     raise PredictionsError(f"{path}: expected .parquet, .jsonl or .json")
 
 
+def _first(mask: pd.Series) -> int:
+    return int(mask.index[mask][0])
+
+
+def _check_orders_and_samples(frame: pd.DataFrame, path: str) -> None:
+    """`swapped` follows the id (`#swapped`; filled in when the column is missing), and every judgement has
+    sample 0 and as many samples as the others, so votes are over the same number of verdicts."""
+    ids = frame["comparison_id"].astype(str)
+    judgement = ids.map(judgement_of)
+    by_id = judgement.str.endswith(SWAPPED_SUFFIX)
+    if "swapped" not in frame.columns:
+        frame["swapped"] = by_id
+    elif (disagree := frame["swapped"].astype(bool) != by_id).any():
+        row = _first(disagree)
+        raise PredictionsError(
+            f"{path}, row {row}: field 'swapped' is {frame['swapped'][row]}, but comparison_id {ids[row]!r} says "
+            f"{bool(by_id[row])} (the reverse order's id ends in {SWAPPED_SUFFIX})"
+        )
+    sample = ids.map(sample_of)
+    counts = sample.groupby(judgement).agg(["min", "count", "max"])
+    broken = counts[(counts["min"] != 0) | (counts["count"] != counts["max"] + 1)]
+    uneven = counts[counts["count"] != counts["count"].max()]
+    for bad, why in ((broken, "its samples are not 0..N-1"), (uneven, "it has fewer samples than others")):
+        if len(bad):
+            row = _first(judgement == bad.index[0])
+            raise PredictionsError(f"{path}, row {row}: judgement {bad.index[0]!r}: {why} (ids end in #sample-N)")
+
+
 def read_predictions(path: str, store: ArtifactStore, allow_tie: bool = False) -> pd.DataFrame:
     """The predictions at `path`, completed to the `eval_predictions` contract and checked row by row."""
     frame = _read(path, store)
@@ -80,6 +115,7 @@ def read_predictions(path: str, store: ArtifactStore, allow_tie: bool = False) -
     for column, value in DEFAULTS.items():
         if column not in frame.columns:
             frame[column] = value
+    _check_orders_and_samples(frame, path)
     if "verdict" not in frame.columns:
         frame["verdict"] = [str(parse_eval_verdict(o, allow_tie)) for o in frame["output"]]
     derived = [comparison_score(v, p) for v, p in zip(frame["verdict"], frame["chosen_position"], strict=True)]

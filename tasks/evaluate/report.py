@@ -146,9 +146,13 @@ def markdown_report(rows: list[ScoreRow], facts: Mapping[str, Any]) -> str:
         lines += [f"## {benchmark.title}", ""]
         if benchmark.report is not None:
             lines += [*benchmark.report(rows), ""]
-        if benchmark.published:
+        split = facts.get("benchmarks", {}).get(name, {}).get("split")
+        published = tuple(p for p in benchmark.published if None in (p.split, split) or p.split == split)
+        if published:
             lines += ["Published (Δ = this run − published, points):", "",
-                      *_published_table(name, rows, benchmark.published), ""]  # fmt: skip
+                      *_published_table(name, rows, published), ""]  # fmt: skip
+        elif benchmark.published:
+            lines += [f"Published numbers are on split {benchmark.published[0].split}, not {split}.", ""]
     if len(names) > 1:
         headline = find_row(rows, "overall", "headline", "score")
         lines += [f"Mean of the {len(names)} benchmark scores: {points(headline['score'] if headline else None)}.", ""]

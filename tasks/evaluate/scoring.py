@@ -43,6 +43,11 @@ def sample_of(comparison_id: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def judgement_of(comparison_id: str) -> str:
+    """The judgement a sample belongs to: its id without `#sample-N`."""
+    return _SAMPLE.sub("", comparison_id)
+
+
 def majority(verdicts: list[str]) -> str:
     """The verdict most samples gave, counting A and B only (ties and errors abstain). Equal counts have no
     majority and score as an error, unless every sample called a tie."""
@@ -146,8 +151,9 @@ def score_predictions(predictions: pd.DataFrame) -> list[ScoreRow]:
                 mine = at_k[at_k["benchmark"] == name]
                 benchmark = benchmark_of(name)
                 official = benchmark.score(mine if benchmark.orders == "both" else mine[~mine["swapped"]])
-                score = next(r for r in official if r["level"] == "benchmark" and r["name"] == "score")
-                rows.append({**score, "level": "samples", "name": f"score@{k}"})
+                score = next((r for r in official if r["level"] == "benchmark" and r["name"] == "score"), None)
+                if score is not None:  # e.g. RewardBench with no subset of its four sections
+                    rows.append({**score, "level": "samples", "name": f"score@{k}"})
     return rows
 
 

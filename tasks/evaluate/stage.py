@@ -94,11 +94,12 @@ def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool
 
 
 def judge_input(judgement: Judgement, template: TemplateSet, judge: JudgeConfig | None = None) -> JudgeInput:
-    """The judge messages with the answers in the judgement's order; with sampled decoding, the seed of this
-    sample of this comparison in this order (derived from `judge.seed`)."""
+    """The judge messages with the answers in the judgement's order; with several samples, the seed of this
+    sample of this comparison in this order (derived from `judge.seed`). One sample keeps the backend's own
+    seeding (vLLM's 0; none for hf and endpoints), as before samples existed."""
     c = judgement.comparison
     answer_a, answer_b, _ = place_pair(c.chosen, c.rejected, judgement.chosen_position)  # type: ignore[arg-type]
-    seed = hash_seed(judge.seed, judgement.comparison_id) if judge is not None and judge.temperature > 0 else None
+    seed = hash_seed(judge.seed, judgement.comparison_id) if judge is not None and judge.samples > 1 else None
     return JudgeInput(render_judge_messages(template, c.conversation, answer_a, answer_b), answer_a, answer_b, seed)
 
 
@@ -287,6 +288,7 @@ def evaluate_judge(
             b.name: {
                 "source": b.path or describe(str(b.hub_id), b.revision, b.requested_revision),
                 "items_per_subset": b.items_per_subset,
+                "split": split_of(b),
             }
             for b in config.benchmarks
         },

@@ -60,6 +60,7 @@ class Published:
     score: float  # the benchmark's overall score, in points
     source: str  # paper (arXiv id, table) or repository file, precise enough to check
     parts: Mapping[str, float] = field(default_factory=dict)  # section or subset scores, in points
+    split: str | None = None  # the split it was measured on, when the benchmark has several
 
 
 @dataclass(frozen=True)
@@ -108,33 +109,34 @@ def benchmark_files(path: str, patterns: Iterable[str]) -> list[str]:
     return files
 
 
-def _rows(rows: Any, name: str) -> Iterator[tuple[int, Record]]:
+def _rows(rows: Any, name: str, keep_bad: bool) -> Iterator[tuple[int, Any]]:
     for start in range(0, len(rows), READ_ROWS):
         indices = list(range(start, min(start + READ_ROWS, len(rows))))
         for index, record in zip(indices, rows.read(indices), strict=True):
-            if isinstance(record, BadRow):
+            if isinstance(record, BadRow) and not keep_bad:
                 raise BenchmarkError(f"{name}, record {index}: {record.where}: {record.reason}")
             yield index, record
 
 
-def file_records(file: str) -> Iterator[tuple[int, Record]]:
+def file_records(file: str, keep_bad: bool = False) -> Iterator[tuple[int, Any]]:
     """(record index, record) of a json (array or lines), jsonl or parquet file, read with the one row reader
-    (`tasks.records`): a record that is not a JSON object is a BenchmarkError naming the file and record."""
+    (`tasks.records`): a record that is not a JSON object is a BenchmarkError naming the file and record, or
+    with `keep_bad` a `BadRow` for the caller to count."""
     with tempfile.TemporaryDirectory(prefix="rmr1-benchmark-") as scratch:
         try:
             rows = open_file(file, scratch, BENCHMARK_MAX_CHARS)
         except SourceError as error:
             raise BenchmarkError(str(error)) from None
-        yield from _rows(rows, file)
+        yield from _rows(rows, file, keep_bad)
 
 
-def hub_records(config: BenchmarkConfig, split: str) -> tuple[str, Iterator[tuple[int, Record]]]:
+def hub_records(config: BenchmarkConfig, split: str, keep_bad: bool = False) -> tuple[str, Iterator[tuple[int, Any]]]:
     """The named split of `config.hub_id` at its pinned revision (`datasets`), and how to name it in errors."""
     import datasets  # heavy import, kept off the CLI's start-up path
 
     dataset = datasets.load_dataset(config.hub_id, revision=config.revision, split=split)
     name = f"hf://{config.hub_id}@{config.revision}/{split}"
-    return name, _rows(open_rows(name, dataset.with_format("arrow"), BENCHMARK_MAX_CHARS), name)
+    return name, _rows(open_rows(name, dataset.with_format("arrow"), BENCHMARK_MAX_CHARS), name, keep_bad)
 
 
 def user_turn(content: str) -> list[Turn]:

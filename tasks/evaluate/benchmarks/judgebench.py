@@ -102,6 +102,8 @@ def load(config: BenchmarkConfig) -> list[Comparison]:
     files = benchmark_files(config.path, BENCHMARK.files)
     if os.path.isdir(config.path):
         files = [f for f in files if _split_of_file(f) in (None, split)]
+        if not files:
+            raise BenchmarkError(f"{config.path}: no JudgeBench file of split {split!r} (files are named per split)")
     return [c for path in files for c in _comparisons(file_records(path), path)]
 
 
@@ -137,7 +139,8 @@ def report(rows: list[ScoreRow]) -> list[str]:
 def _paper(model: str, table: int, knowledge: float, reasoning: float, math: float, coding: float,
            overall: float) -> Published:  # fmt: skip
     parts = {"knowledge": knowledge, "reasoning": reasoning, "math": math, "coding": coding}
-    return Published(model, overall, f"Tan et al., arXiv 2410.12784 (ICLR 2025), Table {table}, GPT-4o pairs", parts)
+    source = f"Tan et al., arXiv 2410.12784 (ICLR 2025), Table {table}, GPT-4o pairs"
+    return Published(model, overall, source, parts, split="gpt")
 
 
 BENCHMARK = Benchmark(

@@ -32,6 +32,7 @@ from tasks.evaluate.benchmarks.base import (
     hub_records,
 )
 from tasks.records.fields import RowError, label_key, map_record
+from tasks.records.reader import BadRow
 
 if TYPE_CHECKING:
     from tasks.evaluate.config import BenchmarkConfig
@@ -44,17 +45,17 @@ ALL = "all"  # the subset of every pair when the mapping names no subset field
 log = logging.getLogger(__name__)
 
 
-def _sources(config: BenchmarkConfig) -> Iterator[tuple[str, str, Iterator[tuple[int, Record]]]]:
+def _sources(config: BenchmarkConfig) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
     """(where, id prefix, records) per file or Hub split."""
     if config.hub_id is not None:
         split = config.split or SPLIT
-        name, records = hub_records(config, split)
+        name, records = hub_records(config, split, keep_bad=True)
         yield name, split, records
         return
     assert config.path is not None
     root = config.path if os.path.isdir(config.path) else os.path.dirname(config.path)
     for path in benchmark_files(config.path, FILES):
-        yield path, os.path.relpath(path, root), file_records(path)
+        yield path, os.path.relpath(path, root), file_records(path, keep_bad=True)
 
 
 def load(config: BenchmarkConfig) -> list[Comparison]:
@@ -66,6 +67,10 @@ def load(config: BenchmarkConfig) -> list[Comparison]:
     for where, prefix, records in _sources(config):
         for row, record in records:
             read += 1
+            if isinstance(record, BadRow):
+                bad += 1
+                errors.append(f"{where}, record {row}: {record.where}: {record.reason}")
+                continue
             try:
                 pair = map_record(record, config.fields)
                 subset = _subset(record, config.subset)

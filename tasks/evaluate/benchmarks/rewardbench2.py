@@ -34,8 +34,8 @@ Prediction columns (what the scorer reads besides verdicts): `group_id` is the s
 answers' indices in the item (for RM-Bench, answer styles); `category` is the subset, or for Ties
 `<sample type>/<num_correct>`; a Ties `item_id` is `Ties/<prompt id>`, shared by `ref:N` and `tied:N` so that
 `items_per_subset` samples keep both rows of a prompt. In a Ties comparison the `chosen` answer is answer i
-(the lower index), which is the correct one only when one of the two is correct: position accuracy rows
-count Ties games too.
+(the lower index), which is the right one only when exactly one of the two is correct: position rows leave
+out the Ties games between two correct or two incorrect answers (`right_vs_wrong`).
 """
 
 from __future__ import annotations
@@ -155,6 +155,12 @@ Stats = tuple[bool, Fraction | None, Fraction]  # accurate, different_correct_ma
 
 def _win_rates(judged: pd.DataFrame) -> pd.DataFrame:
     """Per Ties row and answer: its win rate over its round-robin games, with the answer's correctness."""
+    bad = ~judged["item_id"].str.fullmatch(r"Ties/\d+") | ~judged["category"].str.fullmatch(r"(ref|tied)/\d+")
+    if bad.any():
+        raise ValueError(
+            f"rewardbench2 Ties row {judged.loc[bad, 'comparison_id'].iloc[0]!r}: item_id must be 'Ties/<prompt id>' "
+            "(shared by the prompt's ref and tied rows) and category '<ref|tied>/<number of correct answers>'"
+        )
     decided = judged["verdict"].isin([Verdict.A, Verdict.B])
     tie = judged["verdict"] == Verdict.TIE
     second_won = decided & (judged["verdict"] != judged["chosen_position"])

@@ -477,7 +477,8 @@ def test_a_resumed_run_keeps_the_token_counts_of_its_finished_chunks(tmp_path: P
             Counting.calls += 1
             if Counting.calls == 2:
                 raise Killed
-            return [Judged(j.text, 7 + len(i.answer_a) % 5) for i, j in zip(inputs, super().judge(inputs, on_done))]
+            judged = super().judge(inputs, on_done)
+            return [Judged(j.text, 7 + len(i.answer_a) % 5) for i, j in zip(inputs, judged, strict=True)]
 
     config = _config(chunk_size=20)
     items = judgements([c for b in config.benchmarks for c in load_benchmark(b)], 0, False)

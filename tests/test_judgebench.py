@@ -237,11 +237,10 @@ def test_published_numbers_are_shown_beside_their_split_only() -> None:
     from tasks.evaluate.report import markdown_report
     from tasks.evaluate.scoring import score_predictions
 
-    rows = score_predictions(
-        pd.DataFrame([{"benchmark": "judgebench", "subset": "math", "item_id": "p", "comparison_id": "judgebench/p",
-                       "group_id": None, "category": "livebench-math", "chosen_position": "A", "swapped": False,
-                       "verdict": "A", "score": 1.0}])  # fmt: skip
-    )
+    row = {"benchmark": "judgebench", "subset": "math", "item_id": "p", "comparison_id": "judgebench/p",
+           "group_id": None, "category": "livebench-math", "chosen_position": "A", "swapped": False,
+           "verdict": "A", "score": 1.0}  # fmt: skip
+    rows = score_predictions(pd.DataFrame([row]))
     claude = markdown_report(rows, {"benchmarks": {"judgebench": {"split": "claude"}}})
     assert "Vanilla judge (GPT-4o)" not in claude and "Published numbers are on split gpt, not claude." in claude
     assert "Vanilla judge (GPT-4o)" in markdown_report(rows, {"benchmarks": {"judgebench": {"split": "gpt"}}})

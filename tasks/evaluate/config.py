@@ -14,6 +14,7 @@ from typing import Literal
 
 from data_contracts.versioning import UNLESS_DEFAULT
 from tasks.config import ConfigError, Float, Int, config_section
+from tasks.evaluate.benchmarks import REGISTRY, SYNTHETIC
 from tasks.hub import requested_revision_field, revision_field
 from tasks.llm.config import EndpointConfig
 from tasks.records.fields import FieldMap
@@ -87,8 +88,6 @@ class BenchmarkConfig:
     )
 
     def __post_init__(self) -> None:
-        from tasks.evaluate.benchmarks import REGISTRY, SYNTHETIC  # the registry's modules import this one
-
         benchmark = REGISTRY.get(self.name)
         if benchmark is None:
             taken = {*REGISTRY, *(name.replace("_", "-") for name in REGISTRY), *RESERVED_NAMES}

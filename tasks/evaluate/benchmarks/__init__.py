@@ -18,8 +18,7 @@ from typing import Any, Literal
 
 from data_contracts.versioning import file_sha256
 from tasks.evaluate.benchmarks import judgebench, pairwise, rewardbench, rewardbench2, rm_bench, rmb
-from tasks.evaluate.benchmarks.base import Benchmark, BenchmarkError, Comparison, benchmark_files
-from tasks.evaluate.config import BenchmarkConfig
+from tasks.evaluate.benchmarks.base import Benchmark, BenchmarkError, BenchmarkSource, Comparison, benchmark_files
 
 REGISTRY: dict[str, Benchmark] = {
     rewardbench.NAME: rewardbench.BENCHMARK,
@@ -59,14 +58,14 @@ def sample_items(comparisons: list[Comparison], per_subset: int | None, seed: in
     return [c for c in comparisons if (c.subset, c.item_id) in kept]
 
 
-def local_files(config: BenchmarkConfig) -> list[str]:
+def local_files(config: BenchmarkSource) -> list[str]:
     """The local files a benchmark reads (empty for the Hub)."""
     if config.path is None:
         return []
     return benchmark_files(config.path, benchmark_of(config.name).files)
 
 
-def benchmark_fingerprint(config: BenchmarkConfig) -> dict[str, Any]:
+def benchmark_fingerprint(config: BenchmarkSource) -> dict[str, Any]:
     """What identifies the benchmark's data in versions: file contents (not paths), or the pinned revision."""
     if config.path == SYNTHETIC:
         return {"synthetic": True}
@@ -77,13 +76,13 @@ def benchmark_fingerprint(config: BenchmarkConfig) -> dict[str, Any]:
     return {os.path.relpath(f, root): file_sha256(f) for f in files}
 
 
-def split_of(config: BenchmarkConfig) -> str:
+def split_of(config: BenchmarkSource) -> str:
     """The Hub split read: the recipe's, else the benchmark's own. 'filtered' (RewardBench's) was every
     benchmark's default before each had its own, and stays what versions record for those without one."""
     return config.split or benchmark_of(config.name).split or "filtered"
 
 
-def load_benchmark(config: BenchmarkConfig) -> list[Comparison]:
+def load_benchmark(config: BenchmarkSource) -> list[Comparison]:
     """All comparisons of one benchmark (or its sample); comparison ids are checked to be unique."""
     benchmark = benchmark_of(config.name)
     if config.path == SYNTHETIC:

@@ -14,16 +14,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 
 from data_contracts.errors import UserError
 from tasks.judge_protocol import Turn, Verdict
+from tasks.records.fields import FieldMap
 from tasks.records.reader import BadRow, SourceError, open_file, open_rows
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 ScoreRow = dict[str, Any]  # one eval_scores row: {benchmark, level, name, score, count, error_rate}
 Record = dict[str, Any]
@@ -52,6 +50,31 @@ class Comparison:
     rejected_style: int | None = None
 
 
+class BenchmarkSource(Protocol):
+    """What a loader reads of a recipe's benchmark entry (`tasks.evaluate.config.BenchmarkConfig`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def hub_id(self) -> str | None: ...
+    @property
+    def revision(self) -> str | None: ...
+    @property
+    def split(self) -> str | None: ...
+    @property
+    def items_per_subset(self) -> int | None: ...
+    @property
+    def sample_seed(self) -> int: ...
+    @property
+    def fields(self) -> FieldMap | None: ...
+    @property
+    def subset(self) -> str | None: ...
+    @property
+    def max_bad_rows(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class Published:
     """A number someone published on a benchmark, in points, and where it was published."""
@@ -69,7 +92,7 @@ class Benchmark:
 
     name: str  # the recipe's `benchmarks[].name` and the `benchmark` column of predictions and scores
     title: str  # as the field writes it, e.g. "RewardBench 2"
-    load: Callable[[BenchmarkConfig], list[Comparison]]
+    load: Callable[[BenchmarkSource], list[Comparison]]
     score: Callable[[pd.DataFrame], list[ScoreRow]]  # one benchmark's judged rows -> its score rows
     files: tuple[str, ...] = ("*.json",)  # the local files a folder path is searched for
     hub: bool = False  # whether it loads from the Hub (`hub_id`)
@@ -130,7 +153,7 @@ def file_records(file: str, keep_bad: bool = False) -> Iterator[tuple[int, Any]]
         yield from _rows(rows, file, keep_bad)
 
 
-def hub_records(config: BenchmarkConfig, split: str, keep_bad: bool = False) -> tuple[str, Iterator[tuple[int, Any]]]:
+def hub_records(config: BenchmarkSource, split: str, keep_bad: bool = False) -> tuple[str, Iterator[tuple[int, Any]]]:
     """The named split of `config.hub_id` at its pinned revision (`datasets`), and how to name it in errors."""
     import datasets  # heavy import, kept off the CLI's start-up path
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     Published,
     Record,
@@ -46,9 +46,6 @@ from tasks.evaluate.benchmarks.base import (
 )
 from tasks.judge_protocol import Verdict
 from tasks.standins import synthetic_benchmarks
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 NAME = "judgebench"
 # Source prefix -> category (run_judge.py's prefixes; the paper's names).
@@ -92,7 +89,7 @@ def _split_of_file(path: str) -> str | None:
     return None if match is None else match.group(1) or match.group(2)
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """JudgeBench from the Hub (`datasets`, pinned revision, the recipe's split or `gpt`) or local files."""
     split = config.split or BENCHMARK.split or ""
     if config.hub_id is not None:

@@ -15,13 +15,13 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     Record,
     ScoreRow,
@@ -34,9 +34,6 @@ from tasks.evaluate.benchmarks.base import (
 from tasks.records.fields import RowError, label_key, map_record
 from tasks.records.reader import BadRow
 
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
-
 FILES = ("*.json", "*.jsonl", "*.parquet", "*.json.gz", "*.jsonl.gz", "*.parquet.gz")
 SPLIT = "train"  # the Hub split read when the recipe names none
 SHOWN_ERRORS = 3
@@ -45,7 +42,7 @@ ALL = "all"  # the subset of every pair when the mapping names no subset field
 log = logging.getLogger(__name__)
 
 
-def _sources(config: BenchmarkConfig) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
+def _sources(config: BenchmarkSource) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
     """(where, id prefix, records) per file or Hub split."""
     if config.hub_id is not None:
         split = config.split or SPLIT
@@ -58,7 +55,7 @@ def _sources(config: BenchmarkConfig) -> Iterator[tuple[str, str, Iterator[tuple
         yield path, os.path.relpath(path, root), file_records(path, keep_bad=True)
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """Every labelled pair of the set, chosen and rejected as the label says."""
     assert config.fields is not None
     comparisons: list[Comparison] = []

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from statistics import fmean
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     Record,
     ScoreRow,
@@ -30,9 +30,6 @@ from tasks.evaluate.benchmarks.base import (
     user_turn,
 )
 from tasks.standins import synthetic_benchmarks
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 NAME = "rewardbench"
 # RewardBench's official subset -> section mapping and example counts (`rewardbench` package,
@@ -100,7 +97,7 @@ def _llmbar(records: Iterator[tuple[int, Record]], path: str) -> Iterator[Compar
         yield _comparison(LLMBAR_SUBSETS[stem], row, prompt, outputs[label - 1], outputs[2 - label])
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """RewardBench from the Hub (`datasets`, pinned revision) or local files in its schema or LLMBar's."""
     if config.hub_id is not None:
         source, records = hub_records(config, config.split or BENCHMARK.split or "")

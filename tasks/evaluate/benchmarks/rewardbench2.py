@@ -46,13 +46,14 @@ from collections.abc import Iterator
 from fractions import Fraction
 from itertools import combinations
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     Published,
     Record,
@@ -69,9 +70,6 @@ from tasks.evaluate.benchmarks.base import (
 )
 from tasks.judge_protocol import Verdict
 from tasks.standins import synthetic_benchmarks
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 NAME = "rewardbench2"
 TIES = "Ties"
@@ -134,7 +132,7 @@ def _comparisons(record: Record, where: str) -> Iterator[Comparison]:
                          group_id=f"{TIES}/{key}", chosen_style=i, rejected_style=j, **common)  # fmt: skip
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """RewardBench 2 from the Hub (`datasets`, pinned revision) or local files in its schema."""
     if config.hub_id is not None:
         source, records = hub_records(config, config.split or BENCHMARK.split or "")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     ScoreRow,
     accuracy_row,
@@ -27,9 +28,6 @@ from tasks.evaluate.benchmarks.base import (
     user_turn,
 )
 from tasks.standins import synthetic_benchmarks
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 NAME = "rm_bench"
 # Answer styles 0 concise, 1 detailed plain, 2 detailed markdown; the files are named per subset.
@@ -51,7 +49,7 @@ def _subset(record: dict[str, Any], path: str, where: str) -> str:
     return subset
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """RM-Bench's official JSON: every item gives 3 chosen x 3 rejected = 9 comparisons."""
     assert config.path is not None
     comparisons: list[Comparison] = []

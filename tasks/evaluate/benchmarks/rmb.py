@@ -9,13 +9,14 @@ records `{bon_uid, conversation_input, bon_best{answer}, loser_list[{answer}], c
 from __future__ import annotations
 
 from statistics import fmean
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from tasks.evaluate.benchmarks.base import (
     Benchmark,
     BenchmarkError,
+    BenchmarkSource,
     Comparison,
     ScoreRow,
     all_won,
@@ -27,9 +28,6 @@ from tasks.evaluate.benchmarks.base import (
 )
 from tasks.judge_protocol import Turn
 from tasks.standins import synthetic_benchmarks
-
-if TYPE_CHECKING:
-    from tasks.evaluate.config import BenchmarkConfig
 
 NAME = "rmb"
 SETS = {"Pairwise_set": "pairwise", "BoN_set": "bon"}
@@ -52,7 +50,7 @@ def _answer(record: dict[str, Any], name: str, where: str) -> str:
     return record_field(record_field(record, name, where, dict), "answer", f"{where}, {name}")
 
 
-def load(config: BenchmarkConfig) -> list[Comparison]:
+def load(config: BenchmarkSource) -> list[Comparison]:
     """RMB's Pairwise_set (one comparison per pair) and BoN_set (best vs each loser) folder trees."""
     assert config.path is not None
     comparisons: list[Comparison] = []

@@ -273,7 +273,7 @@ CASES: list[Case] = [
     Case("sft_examples", {"domain": "poetry"}, DOMAIN_REASON, "unknown-domain"),
     Case("sft_examples", {"teacher_pass": 3}, "in_range[1,2] (teacher_pass)", "pass-3"),
     # eval_predictions
-    Case("eval_predictions", {"benchmark": "mmlu"}, "one_of[rewardbench|rm_bench|rmb] (benchmark)", "unknown-bench"),
+    Case("eval_predictions", {"benchmark": " "}, "non_empty_text (benchmark)", "blank-bench"),
     Case("eval_predictions", {"comparison_id": "good"}, "unique (comparison_id)", "duplicate-comparison"),
     Case("eval_predictions", {"chosen_position": "C"}, "one_of[A|B] (chosen_position)", "position-c"),
     Case("eval_predictions", {"verdict": "C"}, "one_of[A|B|tie|error] (verdict)", "verdict-c"),
@@ -282,20 +282,15 @@ CASES: list[Case] = [
     Case("eval_predictions", {"score": -0.01}, "in_range[0.0,1.0] (score)", "score-below-0"),
     Case("eval_predictions", {"score": math.nan}, "in_range[0.0,1.0] (score)", "score-nan"),
     # eval_scores
-    Case(
-        "eval_scores",
-        {"benchmark": "mmlu"},
-        "one_of[rewardbench|rm_bench|rmb|overall] (benchmark)",
-        "unknown-bench",
-    ),
+    Case("eval_scores", {"benchmark": ""}, "non_empty_text (benchmark)", "blank-bench"),
     Case(
         "eval_scores",
         {"level": "item"},
-        "one_of[subset|section|cell|benchmark|position|headline] (level)",
+        "one_of[subset|section|cell|benchmark|position|samples|headline] (level)",
         "unknown-level",
     ),
-    Case("eval_scores", {"score": 1.01}, "in_range[0.0,1.0] (score)", "score-above-1"),
-    Case("eval_scores", {"score": -1.0}, "in_range[0.0,1.0] (score)", "score-below-0"),
+    Case("eval_scores", {"score": 1.02}, "in_range[-0.01,1.01] (score)", "score-above-1.01"),  # RewardBench 2 Ties
+    Case("eval_scores", {"score": -1.0}, "in_range[-0.01,1.01] (score)", "score-below-0"),
     Case("eval_scores", {"count": -1}, "in_range[0,None] (count)", "negative-count"),
     Case("eval_scores", {"error_rate": 1.5}, "in_range[0.0,1.0] (error_rate)", "error-rate-above-1"),
     Case("eval_scores", {"error_rate": -0.5}, "in_range[0.0,1.0] (error_rate)", "error-rate-below-0"),
@@ -420,8 +415,8 @@ def test_rows_breaking_different_rules_each_get_only_their_own_reasons() -> None
     assert valid.column("name").to_pylist() == ["a", "d"]
     assert rejects.column("row_index").to_pylist() == [1, 2]
     assert rejects.column("reason").to_pylist() == [
-        "in_range[0.0,1.0] (score)",
-        "one_of[subset|section|cell|benchmark|position|headline] (level); in_range[0,None] (count)",
+        "in_range[-0.01,1.01] (score)",
+        "one_of[subset|section|cell|benchmark|position|samples|headline] (level); in_range[0,None] (count)",
     ]
 
 

@@ -83,7 +83,7 @@ class BenchmarkConfig:
         metadata={
             "versioned": UNLESS_DEFAULT,
             "help": "A custom set: the share of records that may be unreadable through `fields` and are then left out "
-            "(each logged with its file, row and field). 0 = any such record stops the run, naming it.",
+            "(counted in a warning naming the first with file, row and field). 0 = any such record stops the run.",
         },
     )
 

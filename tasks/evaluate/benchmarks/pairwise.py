@@ -4,9 +4,10 @@ overall (micro over pairs).
 
 The recipe names it (any name that is not a registered benchmark) and maps its fields: the conversation or
 prompt, then `chosen`/`rejected` or `first`/`second` plus a `label`; `subset` names an optional record
-field that splits the score. Rows labelled a tie are left out (a pair needs a winner); a row that cannot
-be read is an error naming the file, the row and the field, since a benchmark silently missing rows would
-not measure what its owner thinks.
+field that splits the score. Rows labelled a tie are left out (a pair needs a winner). A record that cannot
+be read (broken JSON, a field missing, a label outside the mapping) stops the run naming its file, row and
+field, since a benchmark silently missing rows would not measure what its owner thinks; `max_bad_rows`
+allows a share of them, left out and counted in a warning.
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def load(config: BenchmarkSource) -> list[Comparison]:
             f"{config.max_bad_rows:g}); fix them or the mapping. First {min(bad, SHOWN_ERRORS)}: "
             + "; ".join(errors[:SHOWN_ERRORS])
         )
-    for error in errors:
-        log.warning("%s: left out (max_bad_rows): %s", config.name, error)
+    if errors:
+        shown = "; ".join(errors[:SHOWN_ERRORS])
+        log.warning("%s: %d of %d record(s) left out (max_bad_rows %g); first: %s", config.name, bad, read,
+                    config.max_bad_rows, shown)  # fmt: skip
     for where, count in ties.items():
         log.info("%s: %s: %d pair(s) labelled a tie left out", config.name, where, count)
     return comparisons

@@ -62,9 +62,8 @@ def vote(predictions: pd.DataFrame, k: int) -> pd.DataFrame:
     sample = predictions["comparison_id"].map(sample_of)
     if (sample == 0).all():
         return predictions
-    base = predictions["comparison_id"].str.replace(_SAMPLE, "", regex=True)
     used = predictions[sample < k]
-    verdicts = used.groupby(base[sample < k], sort=False)["verdict"].agg(list).map(majority)
+    verdicts = used.groupby(used["comparison_id"].map(judgement_of), sort=False)["verdict"].agg(list).map(majority)
     first = predictions[sample == 0].copy()
     first["verdict"] = first["comparison_id"].map(verdicts)
     first["score"] = [comparison_score(v, p) for v, p in zip(first["verdict"], first["chosen_position"], strict=True)]

@@ -1,0 +1,201 @@
+"""The trained judge as a Python object: compare two answers to a conversation, with the evaluation's judge
+protocol, order policy, voting and a durable cache, so the same comparison is never paid for twice.
+
+    from tasks.judge import PairwiseJudge
+    judge = PairwiseJudge.from_artifact("artifacts", "rl_checkpoint")      # or KIND/VERSION
+    judge = PairwiseJudge.from_model("path/or/hub-id", backend="hf")       # vllm on GPUs
+    judge = PairwiseJudge.from_endpoint("http://127.0.0.1:8000/v1", "served-judge", api_key_env="JUDGE_KEY")
+    result = judge.compare([{"role": "user", "content": "q"}], "answer a", "answer b")
+    result.winner, result.traces
+
+The backends are the evaluate stage's (`tasks.evaluate.judges`): the same template rendering, verdict rule
+(anywhere in the output; both or neither tag is an error) and, with `samples` > 1, one seed per sample.
+Order policy: `seeded` shows each pair once, a at A or B by a seeded coin over the pair's content; `both`
+shows it both ways. Every shown order and sample is one vote: the answer with more votes wins, equal votes
+are a tie, and only when every vote is unparseable is the result an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from data_contracts import ArtifactStore
+from tasks.evaluate.config import JudgeConfig
+from tasks.evaluate.judges import Judge, Judged, JudgeInput, hash_seed, make_judge
+from tasks.judge_protocol import Turn, Verdict, load_template_set, parse_eval_verdict, render_judge_messages
+from tasks.llm.cache import CachedAnswer, RequestCache, default_cache_path
+from tasks.llm.config import EndpointConfig
+
+Order = Literal["seeded", "both"]
+CACHE_FILE = "judge_api.sqlite"
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One pair judged: `winner` 0 (a), 1 (b) or None (a tie or an error); the votes and traces behind it."""
+
+    verdict: Literal["a", "b", "tie", "error"]
+    votes: tuple[str, ...]  # per shown order and sample: "a", "b", "tie" or "error"
+    traces: tuple[str | None, ...]  # the judge's outputs, in the same order (None: not judged)
+    tokens: int  # output tokens of the traces (cached ones included)
+
+    @property
+    def winner(self) -> int | None:
+        return {"a": 0, "b": 1}.get(self.verdict)
+
+
+def _pair_key(conversation: Sequence[Turn], a: str, b: str) -> str:
+    text = json.dumps([list(conversation), a, b], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def combine(votes: Sequence[str]) -> Literal["a", "b", "tie", "error"]:
+    """More votes for a or b wins; equal votes tie; all unparseable: an error."""
+    a, b = votes.count("a"), votes.count("b")
+    if a != b:
+        return "a" if a > b else "b"
+    return "error" if all(v == "error" for v in votes) else "tie"
+
+
+class PairwiseJudge:
+    """A judge model behind one method, `compare_many`; build it with a `from_*` constructor."""
+
+    def __init__(self, config: JudgeConfig, model: str, *, name: str | None = None, order: Order = "seeded",
+                 seed: int = 0, cache_path: str | None = None, backend: Judge | None = None) -> None:  # fmt: skip
+        if order not in ("seeded", "both"):
+            raise ValueError(f"order must be 'seeded' or 'both', got {order!r}")
+        self.config, self.model, self.order, self.seed = config, model, order, seed
+        self.name = name or model
+        self.template = load_template_set(config.template)
+        self.cache_path = cache_path
+        self._backend = backend
+        self.calls = 0  # prompts sent to the backend (cache misses)
+
+    # ------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_artifact(cls, artifacts: str | ArtifactStore, checkpoint: str = "rl_checkpoint",
+                      **options: object) -> PairwiseJudge:  # fmt: skip
+        """A checkpoint of the artifact store: `rl_checkpoint` / `sft_checkpoint` (the newest) or KIND/VERSION."""
+        store = artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore(artifacts)
+        kind, _, version = checkpoint.partition("/")
+        if version:
+            ref = store.find(kind, version)
+        else:
+            published = store.list(kind)  # oldest first
+            if not published:
+                raise LookupError(f"{store}: no {kind} published")
+            ref = store.require(kind, published[-1]["version"])
+        config = _judge_config("hf", str(ref), options)
+        cache = str(options.pop("cache_path", default_cache_path(store, None, CACHE_FILE)))
+        return cls(config, store.local_copy(ref), name=str(ref), cache_path=cache, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_model(cls, model: str, backend: Literal["hf", "vllm"] = "hf", **options: object) -> PairwiseJudge:
+        """A local model folder or Hub id, run with transformers (CPU or one GPU) or vLLM (GPUs)."""
+        config = _judge_config(backend, model, options)
+        return cls(config, model, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_endpoint(cls, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                      max_in_flight: int = 16, **options: object) -> PairwiseJudge:  # fmt: skip
+        """Any OpenAI-compatible endpoint serving the judge (the evaluate stage's client, limits and retries)."""
+        endpoint = EndpointConfig(base_url=base_url, api_key_env=api_key_env, max_in_flight=max_in_flight)
+        config = _judge_config("openai", model, {**options, "endpoint": endpoint})
+        options.pop("endpoint", None)
+        return cls(config, model, **options)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ judging
+
+    def compare(self, conversation: Sequence[Turn], a: str, b: str) -> Judgment:
+        return self.compare_many([(conversation, a, b)])[0]
+
+    def compare_many(self, pairs: Sequence[tuple[Sequence[Turn], str, str]]) -> list[Judgment]:
+        """Judge every pair (batched through the backend; cached answers are not sent again)."""
+        shown: list[tuple[int, str, JudgeInput]] = []  # (pair index, where a is shown, input)
+        for index, (conversation, a, b) in enumerate(pairs):
+            key = _pair_key(conversation, a, b)
+            for a_at in self._positions(key):
+                answer_a, answer_b = (a, b) if a_at == "A" else (b, a)
+                messages = render_judge_messages(self.template, list(conversation), answer_a, answer_b)
+                for sample in range(self.config.samples):
+                    seed = hash_seed(self.config.seed, key, a_at, sample) if self.config.samples > 1 else None
+                    shown.append((index, a_at, JudgeInput(messages, answer_a, answer_b, seed)))
+        outputs = self._judge([s[2] for s in shown])
+        votes: list[list[tuple[str, str | None, int]]] = [[] for _ in pairs]
+        for (index, a_at, _), output in zip(shown, outputs, strict=True):
+            verdict = parse_eval_verdict(output.text, self.config.allow_tie) if output.text is not None else None
+            vote = "error" if verdict in (None, Verdict.ERROR) else "tie" if verdict == Verdict.TIE else (
+                "a" if verdict == a_at else "b")  # fmt: skip
+            votes[index].append((vote, output.text, output.tokens))
+        return [
+            Judgment(combine([v for v, _, _ in cast]), tuple(v for v, _, _ in cast), tuple(t for _, t, _ in cast),
+                     sum(n for _, _, n in cast))
+            for cast in votes
+        ]  # fmt: skip
+
+    def _positions(self, key: str) -> tuple[str, ...]:
+        if self.order == "both":
+            return ("A", "B")
+        return ("A",) if hashlib.sha256(f"{self.seed}:{key}".encode()).digest()[0] % 2 == 0 else ("B",)
+
+    def _request_id(self, item: JudgeInput) -> str:
+        judge = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("endpoint", "batch_size")}
+        payload = {"judge": judge, "model": self.name, "template": self.template.fingerprint,
+                   "messages": item.messages, "seed": item.seed}  # fmt: skip
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _judge(self, inputs: list[JudgeInput]) -> list[Judged]:
+        ids = [self._request_id(i) for i in inputs]
+        cache = RequestCache(self.cache_path) if self.cache_path else None
+        try:
+            known = cache.get_many(ids) if cache is not None else {}
+            todo = sorted({rid: k for k, rid in enumerate(ids) if rid not in known}.values())
+            fresh: dict[str, Judged] = {}
+            if todo:
+                self.calls += len(todo)
+                for k, output in zip(todo, self.backend.judge([inputs[k] for k in todo]), strict=True):
+                    fresh[ids[k]] = output
+                    if cache is not None and output.text is not None:
+                        cache.put(CachedAnswer(ids[k], output.text, None, 0, output.tokens, self.name, time.time()))
+        finally:
+            if cache is not None:
+                cache.close()
+        return [fresh[rid] if rid in fresh else Judged(known[rid].text, known[rid].completion_tokens) for rid in ids]
+
+    @property
+    def backend(self) -> Judge:
+        if self._backend is None:
+            cache = self.cache_path or os.path.join(os.path.expanduser("~"), ".cache", "rmr1", "judge_requests.sqlite")
+            self._backend = make_judge(self.config, self.model, self.name, cache)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> PairwiseJudge:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_OWN = ("name", "order", "seed", "cache_path", "backend")  # PairwiseJudge's own options; the rest is JudgeConfig
+
+
+def _judge_config(backend: str, model: str, options: dict[str, object]) -> JudgeConfig:
+    """A JudgeConfig from keyword options (template, max_new_tokens, temperature, samples, ...); the
+    PairwiseJudge options stay in `options`."""
+    fields = {k: v for k, v in options.items() if k not in _OWN}
+    for key in fields:
+        options.pop(key)
+    return JudgeConfig(backend=backend, model=model, **fields)  # type: ignore[arg-type]

@@ -1,0 +1,119 @@
+"""The judge API and rankings: a judge that prefers the longer answer ranks by length; comparison counts;
+ties and unparseable verdicts; the cache never pays twice; an hf checkpoint from the artifact store."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from data_contracts import ArtifactStore
+from data_contracts.kinds import RL_CHECKPOINT
+from tasks.evaluate.config import JudgeConfig
+from tasks.evaluate.judges import Judged, JudgeInput, LengthJudge
+from tasks.judge import PairwiseJudge, against_reference, knockout, round_robin
+
+Q = [{"role": "user", "content": "Which answer is better?"}]
+LENGTH = JudgeConfig(backend="length", allow_tie=True)
+
+
+class Counting(LengthJudge):
+    """The length baseline, counting what it is asked; prompts whose answers hold 'garbled' get no verdict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Counter[tuple[str, str]] = Counter()
+
+    def judge(self, inputs: Sequence[JudgeInput], on_done: Any = None) -> list[Judged]:
+        self.seen.update((i.answer_a, i.answer_b) for i in inputs)
+        judged = super().judge(inputs, on_done)
+        return [Judged("no verdict here", 3) if "garbled" in i.answer_a + i.answer_b else j
+                for i, j in zip(inputs, judged, strict=True)]  # fmt: skip
+
+
+def _judge(tmp_path: Path, **options: Any) -> tuple[PairwiseJudge, Counting]:
+    backend = Counting()
+    cache = str(tmp_path / "cache.sqlite") if options.pop("cache", True) else None
+    return PairwiseJudge(LENGTH, "length", cache_path=cache, backend=backend, **options), backend
+
+
+def test_compare_names_the_longer_answer_wherever_it_is_shown(tmp_path: Path) -> None:
+    judge, backend = _judge(tmp_path, order="both")
+    result = judge.compare(Q, "short", "a much longer answer")
+    assert result.winner == 1 and result.verdict == "b" and result.votes == ("b", "b")
+    assert set(backend.seen) == {("short", "a much longer answer"), ("a much longer answer", "short")}
+    assert judge.compare(Q, "same", "size").verdict == "tie"  # equal lengths: [[C]] with allow_tie
+    seeded, _ = _judge(tmp_path / "s", order="seeded")
+    assert len(seeded.compare(Q, "short", "a much longer answer").votes) == 1
+
+
+CANDIDATES = ["bb", "a", "dddd", "ccc", "eeeee", "ffffff"]  # lengths 2, 1, 4, 3, 5, 6
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6])
+def test_round_robin_and_knockout_rank_by_length_with_the_stated_number_of_comparisons(tmp_path: Path, n: int) -> None:
+    candidates = CANDIDATES[:n]
+    by_length = sorted(range(n), key=lambda i: -len(candidates[i]))
+    judge, _ = _judge(tmp_path)
+    robin = round_robin(judge, Q, candidates)
+    assert len(robin.games) == n * (n - 1) // 2
+    assert robin.order == by_length
+    assert robin.scores[by_length[0]] == 1.0 and robin.scores[by_length[-1]] == 0.0
+    bracket = knockout(judge, Q, candidates, seed=3)
+    assert len(bracket.games) == n - 1
+    assert bracket.best == by_length[0] and bracket.scores[bracket.best] == 1.0
+    assert knockout(judge, Q, candidates, seed=3) == bracket  # the bracket is seeded
+
+
+def test_ties_share_points_and_unparseable_verdicts_help_neither_side(tmp_path: Path) -> None:
+    judge, _ = _judge(tmp_path)
+    robin = round_robin(judge, Q, ["xx", "yy", "z", "garbled answer"])
+    # xx and yy tie (½ each) and both beat z; the garbled answer's three games are errors: 0 for both sides.
+    assert robin.scores == [pytest.approx(1.5 / 3), pytest.approx(1.5 / 3), 0.0, 0.0]
+    assert robin.order == [0, 1, 2, 3]
+    errors = [g for g in robin.games if g.judgment.verdict == "error"]
+    assert len(errors) == 3 and all(g.judgment.winner is None for g in errors)
+    reference = against_reference(judge, Q, ["a", "a longer one", "garbled"], reference="medium")
+    assert reference.scores == [0.0, 1.0, 0.0] and reference.best == 1 and len(reference.games) == 3
+
+
+def test_the_same_comparison_is_never_paid_for_twice(tmp_path: Path) -> None:
+    judge, _ = _judge(tmp_path, order="both")
+    first = round_robin(judge, Q, CANDIDATES)
+    assert judge.calls == 2 * 15
+    again = round_robin(judge, Q, CANDIDATES)
+    assert judge.calls == 2 * 15 and again.order == first.order
+    other, other_backend = _judge(tmp_path, order="both")  # a new process, the same cache file
+    assert round_robin(other, Q, CANDIDATES).scores == first.scores
+    assert other.calls == 0 and not other_backend.seen
+    garbled, _ = _judge(tmp_path / "g")
+    garbled.compare(Q, "garbled", "b")
+    garbled.compare(Q, "garbled", "b")
+    assert garbled.calls == 1  # an answer without a verdict is still an answer: kept, not bought again
+
+
+def test_a_checkpoint_from_the_artifact_store_judges_with_the_hf_backend(tmp_path: Path) -> None:
+    from tasks.judge_protocol import load_template_set
+    from tasks.models.config import TinyModelConfig
+    from tasks.models.tiny import build_tiny_model
+
+    template = load_template_set("cor-instruct-v1")
+    texts = [template.system or "", template.user_single, "short answer", "a longer answer"]
+    config = TinyModelConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
+    model = build_tiny_model(texts, config, str(tmp_path / "tiny"))
+    store = ArtifactStore(tmp_path / "artifacts")
+    with store.folder_writer(RL_CHECKPOINT, "0123456789abcdef", upstream={}, config={}, code_version="test") as w:
+        for entry in Path(model).iterdir():
+            shutil.copy(entry, Path(w.path) / entry.name)
+        w.commit({})
+    judge = PairwiseJudge.from_artifact(store, "rl_checkpoint", max_new_tokens=6)
+    assert judge.name == "rl_checkpoint/0123456789abcdef"
+    result = judge.compare(Q, "short answer", "a longer answer")
+    assert result.verdict in ("a", "b", "tie", "error") and len(result.traces) == 1
+    assert isinstance(result.traces[0], str) and result.tokens > 0
+    again = PairwiseJudge.from_artifact(store, "rl_checkpoint/0123", max_new_tokens=6)
+    assert again.compare(Q, "short answer", "a longer answer") == result and again.calls == 0  # cached

@@ -1,0 +1,77 @@
+"""The pairwise judge as a TRL reward: grouping by prompt, the three modes, the stated number of judge calls,
+nothing judged twice, and TRL's GRPOTrainer training a tiny policy for two steps on CPU with it (about 5 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.evaluate.config import JudgeConfig
+from tasks.evaluate.judges import LengthJudge
+from tasks.judge import PairwiseJudge
+from tasks.judge.rewards import JudgeReward
+
+LENGTH = JudgeConfig(backend="length", allow_tie=True)
+
+
+def _judge(tmp_path: Path) -> PairwiseJudge:
+    return PairwiseJudge(LENGTH, "length", cache_path=str(tmp_path / "cache.sqlite"), backend=LengthJudge())
+
+
+def test_each_prompt_s_completions_are_compared_among_themselves_and_scaled_to_plus_minus_one(tmp_path: Path) -> None:
+    prompts = ["p1"] * 3 + [[{"role": "user", "content": "p2"}]] * 3
+    completions = ["a", "bbb", "cc", [{"role": "assistant", "content": "x"}], [{"role": "assistant", "content": "yy"}],
+                   [{"role": "assistant", "content": "zzz"}]]  # fmt: skip
+    judge = _judge(tmp_path)
+    reward = JudgeReward(judge)
+    assert reward(prompts, completions) == [-1.0, 1.0, 0.0, -1.0, 0.0, 1.0]  # win rates 0, 1, ½ -> -1, 1, 0
+    assert judge.calls == reward.calls_per_step(groups=2, group_size=3) == 2 * 3
+    assert reward(prompts, completions) == [-1.0, 1.0, 0.0, -1.0, 0.0, 1.0] and judge.calls == 6  # cached
+    knock = JudgeReward(_judge(tmp_path / "k"), "knockout")
+    assert knock(prompts, completions)[1] == 1.0 and knock.calls_per_step(2, 3) == 2 * 2
+    assert knock.judge.calls == 4
+    ref = JudgeReward(_judge(tmp_path / "r"), "reference")
+    assert ref(prompts, completions, reference=["bb"] * 6) == [-1.0, 1.0, 0.0, -1.0, 0.0, 1.0]
+    assert ref.judge.calls == ref.calls_per_step(2, 3) == 6
+    with pytest.raises(KeyError, match="reference"):
+        ref(prompts, completions)
+    # Two dataset rows with one prompt: runs of equal prompts would merge them; GRPO's group size keeps two.
+    blocks = JudgeReward(_judge(tmp_path / "b"), group_size=2)
+    assert blocks(["p"] * 4, ["a", "bb", "ccc", "d"]) == [-1.0, 1.0, 1.0, -1.0]
+    assert blocks.judge.calls == 2
+    with pytest.raises(ValueError, match="do not share one prompt"):
+        blocks(["p", "q"], ["a", "b"])
+
+
+def test_grpo_trainer_trains_a_tiny_policy_with_the_judge_as_its_reward(tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tasks.models.config import TinyModelConfig
+    from tasks.models.tiny import build_tiny_model
+
+    texts = ["Say something short.", "Say something long.", "one two three four five six seven eight"] * 20
+    config = TinyModelConfig(vocab_size=320, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
+    policy = build_tiny_model(texts, config, str(tmp_path / "policy"))
+    judge = _judge(tmp_path)
+    reward = JudgeReward(judge, group_size=4)
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": t}]} for t in texts[:8]])
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=4, generation_batch_size=8,
+        max_completion_length=12, max_steps=2, learning_rate=1e-3, report_to=[], logging_steps=1, use_cpu=True,
+        temperature=1.0, top_k=0, save_strategy="no",
+    )  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    tokenizer.padding_side = "left"
+    trainer = GRPOTrainer(model=policy, reward_funcs=[reward], args=args, train_dataset=dataset,
+                          processing_class=tokenizer)  # fmt: skip
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert logged and all(-1.0 <= entry["reward"] <= 1.0 for entry in logged)
+    assert any(f"rewards/{reward.__name__}/mean" in entry for entry in logged)
+    # One generation of 2 prompts x 4 completions serves both steps (generation_batch_size 8, batch 4):
+    # 2 x 4·3/2 = 12 comparisons, fewer only when a completion pair repeats (the cache answers it). The
+    # prompts repeat across dataset rows, yet each row's completions stay a group of their own.
+    assert 0 < judge.calls <= reward.calls_per_step(groups=2, group_size=4) == 12

@@ -5,6 +5,7 @@
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
+    rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
 Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
@@ -19,6 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -90,6 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--allow-tie", action="store_true", help="Read [[C]] in an `output` as a tie (0.5), for judges that call one."
     )
+
+    serve = commands.add_parser(
+        "serve", help="Serve the judge over HTTP: OpenRLHF's POST /get_reward, POST /v1/judge, GET /health."
+    )
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="rl_checkpoint", help="KIND or KIND/VERSION in --artifacts.")
+    source.add_argument("--model", help="A model folder or Hub id instead (--backend hf or vllm).")
+    source.add_argument("--endpoint", help="An OpenAI-compatible endpoint's URL serving the judge instead.")
+    serve.add_argument("--served-model", help="With --endpoint: the model name it serves.")
+    serve.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="With --checkpoint or --model.")
+    serve.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
+    serve.add_argument("--host", default="127.0.0.1", help="Address to bind; default 127.0.0.1 (this machine only).")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token-env", help="Require 'Authorization: Bearer <token>', the token read from this "
+                       "environment variable.")  # fmt: skip
+    serve.add_argument(
+        "--order", choices=("seeded", "both"), default="seeded", help="Judge each pair once or both ways."
+    )
+    serve.add_argument("--max-new-tokens", type=int, default=8192)
+    serve.add_argument("--max-concurrency", type=int, default=1, help="Requests judged at once (others wait).")
+    serve.add_argument("--max-body", type=int, default=4 << 20, help="Largest request body in bytes.")
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
@@ -226,6 +249,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
 
 
+def serve(args: argparse.Namespace) -> int:
+    """`rmr1 serve`: build the judge, bind, and answer until interrupted."""
+    from tasks.judge import PairwiseJudge
+    from tasks.judge.server import make_server
+
+    options = {"order": args.order, "max_new_tokens": args.max_new_tokens}
+    if args.endpoint:
+        if not args.served_model:
+            raise RecipeError("rmr1 serve --endpoint needs --served-model (the name the endpoint serves)")
+        judge = PairwiseJudge.from_endpoint(args.endpoint, args.served_model, **options)
+    elif args.model:
+        judge = PairwiseJudge.from_model(args.model, backend=args.backend, **options)
+    else:
+        judge = PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,
+                                            **options)  # fmt: skip
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise RecipeError(f"rmr1 serve --token-env {args.token_env}: that environment variable is empty")
+    server = make_server(judge, args.host, args.port, token=token, max_body=args.max_body,
+                         max_concurrency=args.max_concurrency)  # fmt: skip
+    print(f"rmr1: serving {judge.name} on http://{args.host}:{server.server_address[1]} "
+          f"({'bearer token required' if token else 'no token'})", flush=True)  # fmt: skip
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        judge.close()
+    return 0
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.command == "artifacts":
         store = ArtifactStore(args.artifacts)
@@ -236,6 +293,8 @@ def _command(args: argparse.Namespace) -> int:
 
         print(json.dumps(score_file(args.file, ArtifactStore(args.artifacts), args.allow_tie), indent=1))
         return 0
+    if args.command == "serve":
+        return serve(args)
     recipe = load_recipe(args.recipe, args.overrides)
     if args.command == "stage" and args.dry_run:
         print(dry_run(recipe, args.name), end="")

@@ -38,7 +38,7 @@ class Counting(LengthJudge):
 def _judge(tmp_path: Path, **options: Any) -> tuple[PairwiseJudge, Counting]:
     backend = Counting()
     cache = str(tmp_path / "cache.sqlite") if options.pop("cache", True) else None
-    return PairwiseJudge(LENGTH, "length", cache_path=cache, backend=backend, **options), backend
+    return PairwiseJudge(LENGTH, "length", cache_path=cache, engine=backend, **options), backend
 
 
 def test_compare_names_the_longer_answer_wherever_it_is_shown(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ LENGTH = JudgeConfig(backend="length", allow_tie=True)
 
 
 def _judge(tmp_path: Path) -> PairwiseJudge:
-    return PairwiseJudge(LENGTH, "length", cache_path=str(tmp_path / "cache.sqlite"), backend=LengthJudge())
+    return PairwiseJudge(LENGTH, "length", cache_path=str(tmp_path / "cache.sqlite"), engine=LengthJudge())
 
 
 def test_each_prompt_s_completions_are_compared_among_themselves_and_scaled_to_plus_minus_one(tmp_path: Path) -> None:

@@ -68,21 +68,21 @@ class PairwiseJudge:
     """A judge model behind one method, `compare_many`; build it with a `from_*` constructor."""
 
     def __init__(self, config: JudgeConfig, model: str, *, name: str | None = None, order: Order = "seeded",
-                 seed: int = 0, cache_path: str | None = None, backend: Judge | None = None) -> None:  # fmt: skip
+                 seed: int = 0, cache_path: str | None = None, engine: Judge | None = None) -> None:  # fmt: skip
         if order not in ("seeded", "both"):
             raise ValueError(f"order must be 'seeded' or 'both', got {order!r}")
         self.config, self.model, self.order, self.seed = config, model, order, seed
         self.name = name or model
         self.template = load_template_set(config.template)
         self.cache_path = cache_path
-        self._backend = backend
+        self._engine = engine  # the opened backend (tasks.evaluate.judges); opened on first use when None
         self.calls = 0  # prompts sent to the backend (cache misses)
 
     # ------------------------------------------------------------ constructors
 
     @classmethod
     def from_artifact(cls, artifacts: str | ArtifactStore, checkpoint: str = "rl_checkpoint",
-                      **options: object) -> PairwiseJudge:  # fmt: skip
+                      backend: Literal["hf", "vllm"] = "hf", **options: object) -> PairwiseJudge:  # fmt: skip
         """A checkpoint of the artifact store: `rl_checkpoint` / `sft_checkpoint` (the newest) or KIND/VERSION."""
         store = artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore(artifacts)
         kind, _, version = checkpoint.partition("/")
@@ -93,7 +93,7 @@ class PairwiseJudge:
             if not published:
                 raise LookupError(f"{store}: no {kind} published")
             ref = store.require(kind, published[-1]["version"])
-        config = _judge_config("hf", str(ref), options)
+        config = _judge_config(backend, str(ref), options)
         cache = str(options.pop("cache_path", default_cache_path(store, None, CACHE_FILE)))
         return cls(config, store.local_copy(ref), name=str(ref), cache_path=cache, **options)  # type: ignore[arg-type]
 
@@ -161,7 +161,7 @@ class PairwiseJudge:
             fresh: dict[str, Judged] = {}
             if todo:
                 self.calls += len(todo)
-                for k, output in zip(todo, self.backend.judge([inputs[k] for k in todo]), strict=True):
+                for k, output in zip(todo, self.engine.judge([inputs[k] for k in todo]), strict=True):
                     fresh[ids[k]] = output
                     if cache is not None and output.text is not None:
                         cache.put(CachedAnswer(ids[k], output.text, None, 0, output.tokens, self.name, time.time()))
@@ -171,16 +171,17 @@ class PairwiseJudge:
         return [fresh[rid] if rid in fresh else Judged(known[rid].text, known[rid].completion_tokens) for rid in ids]
 
     @property
-    def backend(self) -> Judge:
-        if self._backend is None:
+    def engine(self) -> Judge:
+        """The backend that runs the model, opened (the model loaded) on first use."""
+        if self._engine is None:
             cache = self.cache_path or os.path.join(os.path.expanduser("~"), ".cache", "rmr1", "judge_requests.sqlite")
-            self._backend = make_judge(self.config, self.model, self.name, cache)
-        return self._backend
+            self._engine = make_judge(self.config, self.model, self.name, cache)
+        return self._engine
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def __enter__(self) -> PairwiseJudge:
         return self
@@ -189,7 +190,7 @@ class PairwiseJudge:
         self.close()
 
 
-_OWN = ("name", "order", "seed", "cache_path", "backend")  # PairwiseJudge's own options; the rest is JudgeConfig
+_OWN = ("name", "order", "seed", "cache_path", "engine")  # PairwiseJudge's own options; the rest is JudgeConfig
 
 
 def _judge_config(backend: str, model: str, options: dict[str, object]) -> JudgeConfig:

@@ -1,0 +1,106 @@
+"""`rmr1 serve`'s server on 127.0.0.1 through a real HTTP client: OpenRLHF's /get_reward, /v1/judge, /health,
+a bearer token, body limits, malformed requests under load, and no secret in the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tasks.evaluate.config import JudgeConfig
+from tasks.evaluate.judges import LengthJudge
+from tasks.judge import PairwiseJudge
+from tasks.judge.server import make_server
+
+TOKEN = "s3cret-token-never-logged"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    judge = PairwiseJudge(JudgeConfig(backend="length", allow_tie=True), "length", engine=LengthJudge(),
+                          cache_path=str(tmp_path / "cache.sqlite"))  # fmt: skip
+    http = make_server(judge, token=TOKEN, max_body=20_000, max_concurrency=4)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    host, port = http.server_address[:2]
+    assert host == "127.0.0.1"
+    yield f"http://127.0.0.1:{port}"
+    http.shutdown()
+    http.server_close()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_health_judge_and_get_reward(server: str) -> None:
+    with httpx.Client(base_url=server, headers=AUTH) as client:
+        assert client.get("/health").json() == {"status": "ok", "judge": "length"}
+        answer = client.post("/v1/judge", json={"prompt": "q", "a": "short", "b": "a longer answer"}).json()
+        assert answer["verdict"] == "b" and answer["winner"] == 1 and answer["traces"][0].endswith("</answer>")
+        conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                        {"role": "user", "content": "and?"}]  # fmt: skip
+        assert client.post("/v1/judge", json={"conversation": conversation, "a": "xx", "b": "xx"}).json()[
+            "verdict"] == "tie"  # fmt: skip
+        body = {
+            "query": ["Q: one. A: long response here", "Q: two. A: no", "Q: three. A: same"],
+            "prompts": ["Q: one. A: ", "Q: two. A: ", "Q: three. A: "],
+            "labels": ["ref", "reference", "four"],  # the responses are judged against these references
+        }
+        reward = client.post("/get_reward", json=body).json()
+        assert reward["rewards"] == [1.0, -1.0, 0.0] and reward["scores"] == reward["rewards"]
+        assert reward["extra_logs"]["judge_errors"] == [0.0] * 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "headers", "status", "message"),
+    [
+        ("GET", "/health", None, {}, 401, "bearer token"),
+        ("POST", "/v1/judge", b'{"prompt": "q", "a": "x", "b": "y"}', {"Authorization": "Bearer nope"}, 401, "token"),
+        ("POST", "/v1/judge", b"{not json", AUTH, 400, "not JSON"),
+        ("POST", "/v1/judge", b"[1, 2]", AUTH, 400, "JSON object"),
+        ("POST", "/v1/judge", b'{"prompt": "q", "a": "x"}', AUTH, 400, "'a' and 'b' must be strings"),
+        ("POST", "/v1/judge", b'{"conversation": [{"role": "robot", "content": "x"}], "a": "x", "b": "y"}', AUTH,
+         400, "conversation"),
+        ("POST", "/get_reward", b'{"query": ["a"], "prompts": [], "labels": ["x"]}', AUTH, 400, "'prompts' has 0"),
+        ("POST", "/nowhere", b"{}", AUTH, 404, "no POST /nowhere"),
+        ("GET", "/v1/judge", None, AUTH, 404, "no GET"),
+        ("POST", "/v1/judge", b"x" * 30_000, AUTH, 413, "over the 20000 byte limit"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_4xx_and_a_message(
+    server: str, method: str, path: str, content: bytes | None, headers: dict[str, str], status: int, message: str
+) -> None:
+    response = httpx.request(method, server + path, content=content, headers=headers)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert httpx.get(server + "/health", headers=AUTH).status_code == 200  # still serving
+
+
+def test_hundreds_of_concurrent_requests_some_malformed(server: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def call(k: int) -> tuple[int, int, Any]:
+        with httpx.Client(base_url=server, headers=AUTH, timeout=30) as client:
+            if k % 4 == 3:  # malformed: b missing
+                response = client.post("/v1/judge", content=json.dumps({"prompt": f"q{k}", "a": "x"}))
+            else:
+                response = client.post("/v1/judge", json={"prompt": f"q{k}", "a": "x" * (k % 7), "b": "y" * 3})
+            return k, response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(call, range(300)))
+    for k, status, payload in results:
+        if k % 4 == 3:
+            assert status == 400 and "must be strings" in payload["error"]
+        else:
+            expected = "a" if k % 7 > 3 else "b" if k % 7 < 3 else "tie"
+            assert status == 200 and payload["verdict"] == expected
+    assert httpx.get(server + "/health", headers=AUTH).status_code == 200
+    assert TOKEN not in caplog.text

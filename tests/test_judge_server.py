@@ -104,3 +104,34 @@ def test_hundreds_of_concurrent_requests_some_malformed(server: str, caplog: pyt
             assert status == 200 and payload["verdict"] == expected
     assert httpx.get(server + "/health", headers=AUTH).status_code == 200
     assert TOKEN not in caplog.text
+
+
+def test_rmr1_serve_serves_a_model_folder_and_requires_its_token(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tasks.models.config import TinyModelConfig
+    from tasks.models.tiny import build_tiny_model
+
+    config = TinyModelConfig(vocab_size=320, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
+    model = build_tiny_model(["which answer is better", "short", "longer answer"], config, str(tmp_path / "tiny"))
+    env = {**os.environ, "JUDGE_TOKEN": TOKEN}
+    command = [sys.executable, "-m", "flows.cli", "serve", "--model", model, "--port", "0", "--max-new-tokens", "4",
+               "--token-env", "JUDGE_TOKEN"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"serving (\S+) on (http://127\.0\.0\.1:\d+) \(bearer token required\)", line)
+        assert match, line
+        url = match.group(2)
+        assert httpx.get(url + "/health").status_code == 401
+        answer = httpx.post(url + "/v1/judge", json={"prompt": "q", "a": "short", "b": "longer answer"},
+                            headers=AUTH, timeout=60).json()  # fmt: skip
+        assert answer["verdict"] in ("a", "b", "tie", "error") and answer["tokens"] > 0
+    finally:
+        process.terminate()
+        _, errors = process.communicate(timeout=30)
+    assert TOKEN not in errors

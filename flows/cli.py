@@ -6,6 +6,7 @@
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
     rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
+    rmr1 judge FILE --fields MAPPING --out OUT.jsonl [judge source flags as serve's]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
 Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
@@ -96,23 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="Serve the judge over HTTP: OpenRLHF's POST /get_reward, POST /v1/judge, GET /health."
     )
-    source = serve.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", default="rl_checkpoint", help="KIND or KIND/VERSION in --artifacts.")
-    source.add_argument("--model", help="A model folder or Hub id instead (--backend hf or vllm).")
-    source.add_argument("--endpoint", help="An OpenAI-compatible endpoint's URL serving the judge instead.")
-    serve.add_argument("--served-model", help="With --endpoint: the model name it serves.")
-    serve.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="With --checkpoint or --model.")
-    serve.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
+    _judge_source_arguments(serve)
     serve.add_argument("--host", default="127.0.0.1", help="Address to bind; default 127.0.0.1 (this machine only).")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token-env", help="Require 'Authorization: Bearer <token>', the token read from this "
                        "environment variable.")  # fmt: skip
-    serve.add_argument(
-        "--order", choices=("seeded", "both"), default="seeded", help="Judge each pair once or both ways."
-    )
-    serve.add_argument("--max-new-tokens", type=int, default=8192)
     serve.add_argument("--max-concurrency", type=int, default=1, help="Requests judged at once (others wait).")
     serve.add_argument("--max-body", type=int, default=4 << 20, help="Largest request body in bytes.")
+
+    judge = commands.add_parser(
+        "judge", help="Judge every pair of a json/jsonl/parquet file; write rows `rmr1 score` reads (with traces)."
+    )
+    judge.add_argument("file", help="The pairs: a json, jsonl or parquet file or folder.")
+    judge.add_argument(
+        "--fields",
+        required=True,
+        help="The field mapping as YAML/JSON, e.g. '{prompt: question, first: response_A, second: response_B, "
+        "label: winner, first_wins: [A>B], second_wins: [B>A]}' or '{prompt: q, chosen: good, rejected: bad}'.",
+    )
+    judge.add_argument("--out", required=True, help="Where to write the judgments: .jsonl or .parquet.")
+    judge.add_argument("--name", default="judged", help="The benchmark name the rows carry (a custom set's).")
+    judge.add_argument("--subset", help="A record field that splits the score.")
+    judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
+    _judge_source_arguments(judge)
 
     listing = commands.add_parser("artifacts", help="List published artifacts.")
     listing.add_argument("--kind", help="Only this artifact kind.")
@@ -249,21 +256,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
 
 
-def serve(args: argparse.Namespace) -> int:
-    """`rmr1 serve`: build the judge, bind, and answer until interrupted."""
+def _judge_source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="rl_checkpoint", help="KIND or KIND/VERSION in --artifacts.")
+    source.add_argument("--model", help="A model folder or Hub id instead (--backend hf or vllm).")
+    source.add_argument("--endpoint", help="An OpenAI-compatible endpoint's URL serving the judge instead.")
+    parser.add_argument("--served-model", help="With --endpoint: the model name it serves.")
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="With --checkpoint or --model.")
+    parser.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
+    parser.add_argument("--order", choices=("seeded", "both"), default="seeded", help="Each pair once or both ways.")
+    parser.add_argument("--max-new-tokens", type=int, default=8192)
+
+
+def _open_judge(args: argparse.Namespace) -> Any:
+    """The PairwiseJudge the source flags name (a checkpoint of the store, a model, or an endpoint)."""
     from tasks.judge import PairwiseJudge
-    from tasks.judge.server import make_server
 
     options = {"order": args.order, "max_new_tokens": args.max_new_tokens}
     if args.endpoint:
         if not args.served_model:
-            raise RecipeError("rmr1 serve --endpoint needs --served-model (the name the endpoint serves)")
-        judge = PairwiseJudge.from_endpoint(args.endpoint, args.served_model, **options)
-    elif args.model:
-        judge = PairwiseJudge.from_model(args.model, backend=args.backend, **options)
-    else:
-        judge = PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,
-                                            **options)  # fmt: skip
+            raise RecipeError(f"rmr1 {args.command} --endpoint needs --served-model (the name the endpoint serves)")
+        cache = os.path.join(ArtifactStore(args.artifacts).root, ".request_cache", "judge_api.sqlite")
+        return PairwiseJudge.from_endpoint(args.endpoint, args.served_model, cache_path=cache, **options)
+    if args.model:
+        cache = os.path.join(ArtifactStore(args.artifacts).root, ".request_cache", "judge_api.sqlite")
+        return PairwiseJudge.from_model(args.model, backend=args.backend, cache_path=cache, **options)
+    return PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,
+                                        **options)  # fmt: skip
+
+
+def judge_command(args: argparse.Namespace) -> int:
+    """`rmr1 judge`: every pair of a file judged, the rows written for `rmr1 score`."""
+    from tasks.judge.files import judge_file
+    from tasks.records.fields import FieldMap
+
+    try:
+        mapping = yaml.safe_load(args.fields)
+        fields = FieldMap(**mapping) if isinstance(mapping, dict) else None
+    except (yaml.YAMLError, TypeError) as error:
+        raise RecipeError(f"--fields: {error}") from None
+    if fields is None:
+        raise RecipeError("--fields: expected a mapping, e.g. '{prompt: q, chosen: good, rejected: bad}'")
+    fields.check()
+    with _open_judge(args) as judge:
+        written = judge_file(args.file, fields, judge, args.out, name=args.name, subset=args.subset,
+                             max_bad_rows=args.max_bad_rows)  # fmt: skip
+        print(f"rmr1: judge: {written} judgements by {judge.name} in {args.out} ({judge.calls} sent, the rest cached)")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`rmr1 serve`: build the judge, bind, and answer until interrupted."""
+    from tasks.judge.server import make_server
+
+    judge = _open_judge(args)
     token = None
     if args.token_env:
         token = os.environ.get(args.token_env)
@@ -295,6 +341,8 @@ def _command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         return serve(args)
+    if args.command == "judge":
+        return judge_command(args)
     recipe = load_recipe(args.recipe, args.overrides)
     if args.command == "stage" and args.dry_run:
         print(dry_run(recipe, args.name), end="")

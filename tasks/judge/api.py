@@ -45,6 +45,7 @@ class Judgment:
     votes: tuple[str, ...]  # per shown order and sample: "a", "b", "tie" or "error"
     traces: tuple[str | None, ...]  # the judge's outputs, in the same order (None: not judged)
     tokens: int  # output tokens of the traces (cached ones included)
+    shown: tuple[str, ...] = ()  # where a was shown ("A" or "B") for each vote: orders in turn, samples within
 
     @property
     def winner(self) -> int | None:
@@ -108,8 +109,8 @@ class PairwiseJudge:
                       max_in_flight: int = 16, **options: object) -> PairwiseJudge:  # fmt: skip
         """Any OpenAI-compatible endpoint serving the judge (the evaluate stage's client, limits and retries)."""
         endpoint = EndpointConfig(base_url=base_url, api_key_env=api_key_env, max_in_flight=max_in_flight)
-        config = _judge_config("openai", model, {**options, "endpoint": endpoint})
-        options.pop("endpoint", None)
+        options["endpoint"] = endpoint
+        config = _judge_config("openai", model, options)  # takes the JudgeConfig keys out of `options`
         return cls(config, model, **options)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ judging
@@ -129,15 +130,15 @@ class PairwiseJudge:
                     seed = hash_seed(self.config.seed, key, a_at, sample) if self.config.samples > 1 else None
                     shown.append((index, a_at, JudgeInput(messages, answer_a, answer_b, seed)))
         outputs = self._judge([s[2] for s in shown])
-        votes: list[list[tuple[str, str | None, int]]] = [[] for _ in pairs]
+        votes: list[list[tuple[str, str | None, int, str]]] = [[] for _ in pairs]
         for (index, a_at, _), output in zip(shown, outputs, strict=True):
             verdict = parse_eval_verdict(output.text, self.config.allow_tie) if output.text is not None else None
             vote = "error" if verdict in (None, Verdict.ERROR) else "tie" if verdict == Verdict.TIE else (
                 "a" if verdict == a_at else "b")  # fmt: skip
-            votes[index].append((vote, output.text, output.tokens))
+            votes[index].append((vote, output.text, output.tokens, a_at))
         return [
-            Judgment(combine([v for v, _, _ in cast]), tuple(v for v, _, _ in cast), tuple(t for _, t, _ in cast),
-                     sum(n for _, _, n in cast))
+            Judgment(combine([v[0] for v in cast]), tuple(v[0] for v in cast), tuple(v[1] for v in cast),
+                     sum(v[2] for v in cast), tuple(v[3] for v in cast))
             for cast in votes
         ]  # fmt: skip
 

@@ -75,3 +75,34 @@ def test_grpo_trainer_trains_a_tiny_policy_with_the_judge_as_its_reward(tmp_path
     # 2 x 4·3/2 = 12 comparisons, fewer only when a completion pair repeats (the cache answers it). The
     # prompts repeat across dataset rows, yet each row's completions stay a group of their own.
     assert 0 < judge.calls <= reward.calls_per_step(groups=2, group_size=4) == 12
+
+
+def test_verl_compute_score_judges_against_the_reference_through_an_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from tasks.judge import verl
+    from tasks.standins.teacher import StandinTeacher
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("RMR1_JUDGE_CACHE", str(tmp_path / "verl.sqlite"))
+    monkeypatch.setattr(verl, "_JUDGES", {})
+    with pytest.raises(RuntimeError, match="RMR1_JUDGE_URL"):
+        asyncio.run(verl.compute_score("ds", "answer", "ref", {"question": "q"}))
+    with StandinTeacher() as server:  # judges by length
+        monkeypatch.setenv("RMR1_JUDGE_URL", server.base_url)
+        monkeypatch.setenv("RMR1_JUDGE_MODEL", "judge")
+
+        async def batch() -> list[dict[str, float]]:  # verl awaits many at once on its own loop
+            return await asyncio.gather(
+                verl.compute_score("ds", "a much longer answer", "ref", {"question": "q"}),
+                verl.compute_score("ds", "no", "the reference", {"question": "q"}),
+            )
+
+        won, lost = asyncio.run(batch())
+        assert won["score"] == 1.0 and won["judge_verdict"] == "a"
+        assert lost["score"] == -1.0 and lost["judge_error"] == 0.0
+        sent = len(server.request_log())
+        asyncio.run(batch())
+        assert len(server.request_log()) == sent == 2  # cached

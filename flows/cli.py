@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token-env", help="Require 'Authorization: Bearer <token>', the token read from this "
                        "environment variable.")  # fmt: skip
-    serve.add_argument("--max-concurrency", type=int, default=1, help="Requests judged at once (others wait).")
+    serve.add_argument(
+        "--max-concurrency", type=int, default=64, help="Requests admitted at once (others wait); judged in batches."
+    )
     serve.add_argument("--max-body", type=int, default=4 << 20, help="Largest request body in bytes.")
 
     judge = commands.add_parser(

@@ -9,8 +9,9 @@
 - `GET /health`.
 
 It binds 127.0.0.1 unless told otherwise, can require a bearer token (compared in constant time, never
-logged), caps request bodies, judges at most `max_concurrency` requests at once (the rest wait), and
-answers a bad request with a 4xx and a message instead of failing.
+logged), caps request bodies, admits at most `max_concurrency` requests at once (the rest wait), judges
+the requests waiting together in one batch (one worker thread runs the model), and answers a bad request
+with a 4xx and a message instead of failing.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import queue
 import threading
+from concurrent.futures import Future
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tasks.judge.api import PairwiseJudge
+from tasks.judge.api import Judgment, PairwiseJudge
 from tasks.judge.ranking import against_reference
 
 MAX_BODY = 4 << 20  # bytes: long reasoning traces, a batch of them
+ENDPOINT_WORKERS = 8  # batches in flight at once when the judge is an endpoint
 log = logging.getLogger(__name__)
 
 
@@ -84,10 +88,54 @@ def judge_pair(judge: PairwiseJudge, body: dict[str, Any]) -> dict[str, Any]:
 ROUTES = {"/get_reward": get_reward, "/v1/judge": judge_pair}
 
 
+class Batched:
+    """The judge behind worker threads: request threads queue their pairs, a worker judges everything queued
+    in one `compare_many` (the backend batches it: requests in flight, or one generate call) and hands each
+    request its judgments. A model loaded here has one worker, so only one thread ever touches it."""
+
+    def __init__(self, judge: PairwiseJudge, max_pairs: int = 512) -> None:
+        self.judge, self.name, self.max_pairs = judge, judge.name, max_pairs
+        self.queue: queue.Queue[tuple[list[Any], Future[list[Judgment]]]] = queue.Queue()
+        # A model in this process: one worker. An endpoint: a few batches in flight at once, so requests that
+        # arrive while one batch waits on the network do not wait for it.
+        workers = ENDPOINT_WORKERS if judge.config.backend == "openai" else 1
+        for index in range(workers):
+            threading.Thread(target=self._work, daemon=True, name=f"rmr1-judge-{index}").start()
+
+    def compare_many(self, pairs: list[Any]) -> list[Judgment]:
+        future: Future[list[Judgment]] = Future()
+        self.queue.put((list(pairs), future))
+        return future.result()
+
+    def compare(self, conversation: Any, a: str, b: str) -> Judgment:
+        return self.compare_many([(conversation, a, b)])[0]
+
+    def _work(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while sum(len(p) for p, _ in batch) < self.max_pairs:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                judged = self.judge.compare_many([pair for pairs, _ in batch for pair in pairs])
+            except Exception as error:  # a bug: every waiting request answers 500, the worker goes on
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            start = 0
+            for pairs, future in batch:
+                future.set_result(judged[start : start + len(pairs)])
+                start += len(pairs)
+
+
 def make_server(judge: PairwiseJudge, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
-                max_body: int = MAX_BODY, max_concurrency: int = 1) -> ThreadingHTTPServer:  # fmt: skip
-    """A threading HTTP server for `judge` (not started: call `serve_forever`, e.g. in a thread)."""
+                max_body: int = MAX_BODY, max_concurrency: int = 64) -> ThreadingHTTPServer:  # fmt: skip
+    """A threading HTTP server for `judge` (not started: call `serve_forever`, e.g. in a thread); at most
+    `max_concurrency` requests are admitted to the judge at once, and those waiting together are judged together."""
     gate = threading.BoundedSemaphore(max_concurrency)
+    batched = Batched(judge)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -138,7 +186,7 @@ def make_server(judge: PairwiseJudge, host: str = "127.0.0.1", port: int = 0, *,
                 if not isinstance(body, dict):
                     raise BadRequest("body must be a JSON object")
                 with gate:
-                    payload = route(judge, body)
+                    payload = route(batched, body)  # type: ignore[arg-type]
                 self._send(HTTPStatus.OK, payload)
             except BadRequest as error:
                 self._send(error.status, {"error": str(error)})

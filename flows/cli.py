@@ -273,15 +273,16 @@ def _judge_source_arguments(parser: argparse.ArgumentParser) -> None:
 def _open_judge(args: argparse.Namespace) -> Any:
     """The PairwiseJudge the source flags name (a checkpoint of the store, a model, or an endpoint)."""
     from tasks.judge import PairwiseJudge
+    from tasks.judge.api import CACHE_FILE
+    from tasks.llm.cache import default_cache_path
 
     options = {"order": args.order, "max_new_tokens": args.max_new_tokens}
+    cache = default_cache_path(ArtifactStore(args.artifacts), None, CACHE_FILE)  # where from_artifact keeps it
     if args.endpoint:
         if not args.served_model:
             raise RecipeError(f"rmr1 {args.command} --endpoint needs --served-model (the name the endpoint serves)")
-        cache = os.path.join(ArtifactStore(args.artifacts).root, ".request_cache", "judge_api.sqlite")
         return PairwiseJudge.from_endpoint(args.endpoint, args.served_model, cache_path=cache, **options)
     if args.model:
-        cache = os.path.join(ArtifactStore(args.artifacts).root, ".request_cache", "judge_api.sqlite")
         return PairwiseJudge.from_model(args.model, backend=args.backend, cache_path=cache, **options)
     return PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,
                                         **options)  # fmt: skip

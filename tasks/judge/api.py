@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from data_contracts import ArtifactStore
+from data_contracts.store import cache_dir
 from tasks.evaluate.config import JudgeConfig
 from tasks.evaluate.judges import Judge, Judged, JudgeInput, hash_seed, make_judge
 from tasks.judge_protocol import Turn, Verdict, load_template_set, parse_eval_verdict, render_judge_messages
@@ -175,7 +176,7 @@ class PairwiseJudge:
     def engine(self) -> Judge:
         """The backend that runs the model, opened (the model loaded) on first use."""
         if self._engine is None:
-            cache = self.cache_path or os.path.join(os.path.expanduser("~"), ".cache", "rmr1", "judge_requests.sqlite")
+            cache = self.cache_path or os.path.join(cache_dir(), "judge_requests.sqlite")
             self._engine = make_judge(self.config, self.model, self.name, cache)
         return self._engine
 

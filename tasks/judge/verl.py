@@ -21,17 +21,20 @@ import asyncio
 import os
 from typing import Any
 
+from data_contracts.store import cache_dir
 from tasks.judge.api import PairwiseJudge
 
 _JUDGES: dict[tuple[str, str], PairwiseJudge] = {}
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "rmr1", "verl_judge.sqlite")
 
 
 def _judge(url: str, model: str) -> PairwiseJudge:
     if (url, model) not in _JUDGES:
         key_env = os.environ.get("RMR1_JUDGE_KEY_ENV", "OPENAI_API_KEY")
         _JUDGES[url, model] = PairwiseJudge.from_endpoint(
-            url, model, api_key_env=key_env, cache_path=os.environ.get("RMR1_JUDGE_CACHE", CACHE)
+            url,
+            model,
+            api_key_env=key_env,
+            cache_path=os.environ.get("RMR1_JUDGE_CACHE") or os.path.join(cache_dir(), "verl_judge.sqlite"),
         )
     return _JUDGES[url, model]
 

@@ -5,9 +5,8 @@
 
 The stand-in teacher (its own process, answering after `--latency` s) is the judge's endpoint. The raw
 client sends the judge's exact messages with a semaphore of `--concurrency`; the server (`rmr1 serve` in its
-own process, requests waiting together judged in one batch) gets `--concurrency` threads sharing one pooled
-httpx client, each pair once (a fresh cache per run). Raw, server, raw, server in one run; the ratio uses
-the means.
+own process, `--max-in-flight` the same) gets `--concurrency` requests at once from one pooled async httpx
+client, each pair once (a fresh cache per run). Raw, server, raw, server in one run; the ratio uses the means.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -60,26 +58,31 @@ async def raw(base_url: str, items: list[tuple[str, str, str]], concurrency: int
 def served(base_url: str, items: list[tuple[str, str, str]], concurrency: int, work: Path) -> float:
     """`rmr1 serve --endpoint` in its own process, as deployed; the clients share one pooled httpx client."""
     command = [sys.executable, "-m", "flows.cli", "serve", "--endpoint", base_url, "--served-model", "judge",
-               "--port", "0", "--artifacts", str(work), "--max-concurrency", str(concurrency)]  # fmt: skip
+               "--port", "0", "--artifacts", str(work), "--max-concurrency", str(concurrency),
+               "--max-in-flight", str(concurrency)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     match = re.search(r"on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
     assert match, "rmr1 serve did not start"
     url = match.group(1) + "/v1/judge"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    client = httpx.Client(timeout=60, limits=limits)  # one pooled client, as the raw side has one
 
-    def one(item: tuple[str, str, str]) -> None:
-        response = client.post(url, json={"prompt": item[0], "a": item[1], "b": item[2]})
-        assert response.status_code == 200 and response.json()["verdict"] != "error", response.text
+    async def drive() -> float:  # one pooled async client, as the raw side has
+        gate = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+            async def one(item: tuple[str, str, str]) -> None:
+                async with gate:
+                    response = await client.post(url, json={"prompt": item[0], "a": item[1], "b": item[2]})
+                assert response.status_code == 200 and response.json()["verdict"] != "error", response.text
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one(item) for item in items))
+            return time.perf_counter() - started
 
     try:
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(one, items))
-        elapsed = time.perf_counter() - started
+        elapsed = asyncio.run(drive())
     finally:
-        client.close()
         process.terminate()
         process.wait(timeout=30)
     return len(items) / elapsed

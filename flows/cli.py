@@ -264,6 +264,7 @@ def _judge_source_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model", help="A model folder or Hub id instead (--backend hf or vllm).")
     source.add_argument("--endpoint", help="An OpenAI-compatible endpoint's URL serving the judge instead.")
     parser.add_argument("--served-model", help="With --endpoint: the model name it serves.")
+    parser.add_argument("--max-in-flight", type=int, default=16, help="With --endpoint: requests in flight at once.")
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="With --checkpoint or --model.")
     parser.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
     parser.add_argument("--order", choices=("seeded", "both"), default="seeded", help="Each pair once or both ways.")
@@ -281,7 +282,8 @@ def _open_judge(args: argparse.Namespace) -> Any:
     if args.endpoint:
         if not args.served_model:
             raise RecipeError(f"rmr1 {args.command} --endpoint needs --served-model (the name the endpoint serves)")
-        return PairwiseJudge.from_endpoint(args.endpoint, args.served_model, cache_path=cache, **options)
+        return PairwiseJudge.from_endpoint(args.endpoint, args.served_model, cache_path=cache,
+                                           max_in_flight=args.max_in_flight, **options)  # fmt: skip
     if args.model:
         return PairwiseJudge.from_model(args.model, backend=args.backend, cache_path=cache, **options)
     return PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,

@@ -20,6 +20,7 @@ from tasks.judge import PairwiseJudge
 from tasks.judge.server import make_server
 
 TOKEN = "s3cret-token-never-logged"
+Q = [{"role": "user", "content": "Which answer is better?"}]
 
 
 @pytest.fixture
@@ -135,3 +136,67 @@ def test_rmr1_serve_serves_a_model_folder_and_requires_its_token(tmp_path: Path)
         process.terminate()
         _, errors = process.communicate(timeout=30)
     assert TOKEN not in errors
+
+
+def test_an_endpoint_judge_answers_concurrent_requests_within_one_in_flight_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests to an endpoint judge are not batched together: each sends its own calls through the judge's one
+    connection, whose `max_in_flight` holds across all of them; a pair asked again is answered from the cache."""
+    from tasks.standins.teacher import StandinTeacher
+
+    monkeypatch.setenv("JUDGE_KEY", "sk-test-not-a-secret")
+    teacher = StandinTeacher(latency_s=0.3)
+    base_url = teacher.start()
+    judge = PairwiseJudge.from_endpoint(base_url, "standin", api_key_env="JUDGE_KEY", max_in_flight=3,
+                                        cache_path=str(tmp_path / "cache.sqlite"))  # fmt: skip
+    http = make_server(judge, max_concurrency=16)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/v1/judge"
+
+    def call(k: int) -> str:
+        body = {"prompt": f"question {k}", "a": "brief", "b": "a much longer answer " * (1 + k % 3)}
+        return httpx.post(url, json=body, timeout=60).json()["verdict"]
+
+    try:
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            assert list(pool.map(call, range(12))) == ["b"] * 12  # the stand-in prefers the longer answer
+            arrivals = sorted(entry["t"] for entry in teacher.request_log())
+            assert len(arrivals) == judge.calls == 12
+            # each slot sends its next request only after an answer (0.3 s later): any 0.29 s holds <= 3 arrivals
+            assert max(sum(1 for t in arrivals if start <= t < start + 0.29) for start in arrivals) <= 3
+            assert list(pool.map(call, range(12))) == ["b"] * 12
+        assert len(teacher.request_log()) == judge.calls == 12  # nothing sent twice
+    finally:
+        http.shutdown()
+        http.server_close()
+        judge.close()
+        teacher.stop()
+
+
+def test_a_local_model_judges_requests_waiting_together_in_one_batch(tmp_path: Path) -> None:
+    """`Batched`: one worker thread calls the judge; requests queued meanwhile share its next call."""
+    from tasks.judge.server import Batched
+
+    calls: list[int] = []
+    gate = threading.Event()
+
+    class Slow(LengthJudge):
+        def judge(self, inputs: Any, on_done: Any = None) -> Any:
+            calls.append(len(inputs))
+            gate.wait(10)  # the first call holds the worker until every request is queued
+            return super().judge(inputs, on_done)
+
+    judge = PairwiseJudge(JudgeConfig(backend="length", allow_tie=True), "length", engine=Slow())
+    batched = Batched(judge)
+    with ThreadPoolExecutor(max_workers=9) as pool:
+        futures = [pool.submit(batched.compare, Q, "", "yyy")]
+        while not calls:  # the worker is inside its first call
+            threading.Event().wait(0.01)
+        futures += [pool.submit(batched.compare, Q, "x" * k, "yyy") for k in range(1, 9)]
+        while batched.queue.qsize() < 8:  # the other eight wait together
+            threading.Event().wait(0.01)
+        gate.set()
+        verdicts = [future.result(timeout=30).verdict for future in futures]
+    assert verdicts == ["b", "b", "b", "tie", "a", "a", "a", "a", "a"]
+    assert calls == [1, 8]  # two calls to the model for nine requests

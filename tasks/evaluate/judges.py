@@ -11,8 +11,8 @@ model's context minus `max_new_tokens` is not judged (None, counted in `notes`),
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from tasks.evaluate.config import JudgeConfig
 from tasks.judge_protocol import Turn
 from tasks.judge_protocol.verdicts import TIE_TAG, VERDICT_TAGS
 from tasks.llm.cache import RequestCache
-from tasks.llm.client import TeacherRequest, resolve_api_key, send_requests
+from tasks.llm.client import EndpointSession, TeacherRequest, resolve_api_key
 
 LENGTH_JUDGE = "length-baseline"
 Done = Callable[[int], None] | None  # told how many more prompts were judged, as they finish
@@ -47,6 +47,7 @@ class Judged:
 
     text: str | None
     tokens: int = 0
+    cached: bool = False  # answered from a request cache: nothing was generated or paid for now
 
 
 class Judge(Protocol):
@@ -210,13 +211,17 @@ class VllmJudge:
 
 
 class OpenAIJudge:
-    """An OpenAI-compatible endpoint, through the same client, limits, retries and request cache as distill."""
+    """An OpenAI-compatible endpoint, through the same client, limits, retries and request cache as distill.
+    The connection and the cache stay open until `close`, and `judge` may be called from several threads."""
 
     def __init__(self, config: JudgeConfig, cache_path: str) -> None:
         assert config.endpoint is not None
         self.config, self.endpoint = config, config.endpoint
         self.name, self.notes, self.cache_path = config.model, Counter[str](), cache_path
         self.api_key = resolve_api_key(self.endpoint)
+        self._session: EndpointSession | None = None
+        self._cache: RequestCache | None = None
+        self._lock = threading.Lock()
 
     def requests(self, inputs: Sequence[JudgeInput]) -> list[TeacherRequest]:
         """The judge's model and decoding (no top_p: the provider's default) over each input's messages."""
@@ -231,19 +236,29 @@ class OpenAIJudge:
             if on_done is not None:
                 on_done(1)
 
-        with RequestCache(self.cache_path) as cache:
-            sending = send_requests(self.requests(inputs), self.endpoint, cache, api_key=self.api_key, on_outcome=done)
-            outcomes, _ = asyncio.run(sending)
+        with self._lock:  # opened once, on first use
+            if self._session is None:
+                self._cache = RequestCache(self.cache_path)
+                self._session = EndpointSession(self.endpoint, self.api_key)
+            session, cache = self._session, self._cache
+        assert cache is not None
+        outcomes, _ = session.send(self.requests(inputs), cache, on_outcome=done)
         for outcome in outcomes:
             if outcome.status == "failed":
-                self.notes[f"request_{outcome.failure_category}"] += 1
+                with self._lock:
+                    self.notes[f"request_{outcome.failure_category}"] += 1
         return [
-            Judged(outcome.text, outcome.completion_tokens) if outcome.status == "ok" else Judged(None)
+            Judged(outcome.text, outcome.completion_tokens, outcome.cached) if outcome.status == "ok" else Judged(None)
             for outcome in outcomes
         ]
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+            if self._cache is not None:
+                self._cache.close()
+            self._session = self._cache = None
 
 
 def make_judge(config: JudgeConfig, model: str, name: str, cache_path: str) -> Judge:

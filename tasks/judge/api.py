@@ -21,9 +21,11 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from data_contracts import ArtifactStore
@@ -79,6 +81,8 @@ class PairwiseJudge:
         self.cache_path = cache_path
         self._engine = engine  # the opened backend (tasks.evaluate.judges); opened on first use when None
         self.calls = 0  # prompts sent to the backend (cache misses)
+        self._cache: RequestCache | None = None
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------ constructors
 
@@ -149,41 +153,64 @@ class PairwiseJudge:
         return ("A",) if hashlib.sha256(f"{self.seed}:{key}".encode()).digest()[0] % 2 == 0 else ("B",)
 
     def _request_id(self, item: JudgeInput) -> str:
-        judge = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("endpoint", "batch_size")}
-        payload = {"judge": judge, "model": self.name, "template": self.template.fingerprint,
+        payload = {"judge": self._judge_key, "model": self.name, "template": self.template.fingerprint,
                    "messages": item.messages, "seed": item.seed}  # fmt: skip
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
+    @cached_property
+    def _judge_key(self) -> dict[str, object]:
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("endpoint", "batch_size")}
+
     def _judge(self, inputs: list[JudgeInput]) -> list[Judged]:
+        """The backend's outputs for `inputs`; answers already in the cache are not generated again. An endpoint
+        judge's own request cache (the distill client's, in the same file) is that cache; a local model's
+        answers are kept here."""
+        if self.config.backend == "openai":
+            outputs = self.engine.judge(inputs)
+            with self._lock:
+                self.calls += sum(not output.cached for output in outputs)
+            return outputs
         ids = [self._request_id(i) for i in inputs]
-        cache = RequestCache(self.cache_path) if self.cache_path else None
-        try:
-            known = cache.get_many(ids) if cache is not None else {}
-            todo = sorted({rid: k for k, rid in enumerate(ids) if rid not in known}.values())
-            fresh: dict[str, Judged] = {}
-            if todo:
+        cache = self._open_cache()
+        known = cache.get_many(ids) if cache is not None else {}
+        todo = sorted({rid: k for k, rid in enumerate(ids) if rid not in known}.values())
+        fresh: dict[str, Judged] = {}
+        if todo:
+            with self._lock:
                 self.calls += len(todo)
-                for k, output in zip(todo, self.engine.judge([inputs[k] for k in todo]), strict=True):
-                    fresh[ids[k]] = output
-                    if cache is not None and output.text is not None:
-                        cache.put(CachedAnswer(ids[k], output.text, None, 0, output.tokens, self.name, time.time()))
-        finally:
-            if cache is not None:
-                cache.close()
-        return [fresh[rid] if rid in fresh else Judged(known[rid].text, known[rid].completion_tokens) for rid in ids]
+            for k, output in zip(todo, self.engine.judge([inputs[k] for k in todo]), strict=True):
+                fresh[ids[k]] = output
+                if cache is not None and output.text is not None:
+                    cache.put(CachedAnswer(ids[k], output.text, None, 0, output.tokens, self.name, time.time()))
+        return [
+            fresh[rid] if rid in fresh else Judged(known[rid].text, known[rid].completion_tokens, cached=True)
+            for rid in ids
+        ]
+
+    def _open_cache(self) -> RequestCache | None:
+        """The durable cache, opened on first use and kept open until `close` (each thread has its connection)."""
+        with self._lock:
+            if self._cache is None and self.cache_path:
+                self._cache = RequestCache(self.cache_path)
+            return self._cache
 
     @property
     def engine(self) -> Judge:
         """The backend that runs the model, opened (the model loaded) on first use."""
-        if self._engine is None:
-            cache = self.cache_path or os.path.join(cache_dir(), "judge_requests.sqlite")
-            self._engine = make_judge(self.config, self.model, self.name, cache)
-        return self._engine
+        with self._lock:
+            if self._engine is None:
+                cache = self.cache_path or os.path.join(cache_dir(), "judge_requests.sqlite")
+                self._engine = make_judge(self.config, self.model, self.name, cache)
+            return self._engine
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
 
     def __enter__(self) -> PairwiseJudge:
         return self

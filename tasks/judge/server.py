@@ -9,9 +9,10 @@
 - `GET /health`.
 
 It binds 127.0.0.1 unless told otherwise, can require a bearer token (compared in constant time, never
-logged), caps request bodies, admits at most `max_concurrency` requests at once (the rest wait), judges
-the requests waiting together in one batch (one worker thread runs the model), and answers a bad request
-with a 4xx and a message instead of failing.
+logged), caps request bodies, admits at most `max_concurrency` requests at once (the rest wait), and answers
+a bad request with a 4xx and a message instead of failing. A model loaded here judges the requests waiting
+together in one batch (one worker thread runs it); an endpoint judge sends each request's calls at once,
+through one pooled connection with its own bound on requests in flight (`--max-in-flight`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from tasks.judge.api import Judgment, PairwiseJudge
 from tasks.judge.ranking import against_reference
 
 MAX_BODY = 4 << 20  # bytes: long reasoning traces, a batch of them
-ENDPOINT_WORKERS = 8  # batches in flight at once when the judge is an endpoint
 log = logging.getLogger(__name__)
 
 
@@ -89,18 +89,14 @@ ROUTES = {"/get_reward": get_reward, "/v1/judge": judge_pair}
 
 
 class Batched:
-    """The judge behind worker threads: request threads queue their pairs, a worker judges everything queued
-    in one `compare_many` (the backend batches it: requests in flight, or one generate call) and hands each
-    request its judgments. A model loaded here has one worker, so only one thread ever touches it."""
+    """A model loaded in this process, behind one worker thread: request threads queue their pairs, the worker
+    judges everything queued in one `compare_many` (one batched generate call) and hands each request its
+    judgments. Only that thread ever touches the model."""
 
     def __init__(self, judge: PairwiseJudge, max_pairs: int = 512) -> None:
         self.judge, self.name, self.max_pairs = judge, judge.name, max_pairs
         self.queue: queue.Queue[tuple[list[Any], Future[list[Judgment]]]] = queue.Queue()
-        # A model in this process: one worker. An endpoint: a few batches in flight at once, so requests that
-        # arrive while one batch waits on the network do not wait for it.
-        workers = ENDPOINT_WORKERS if judge.config.backend == "openai" else 1
-        for index in range(workers):
-            threading.Thread(target=self._work, daemon=True, name=f"rmr1-judge-{index}").start()
+        threading.Thread(target=self._work, daemon=True, name="rmr1-judge").start()
 
     def compare_many(self, pairs: list[Any]) -> list[Judgment]:
         future: Future[list[Judgment]] = Future()
@@ -135,10 +131,13 @@ def make_server(judge: PairwiseJudge, host: str = "127.0.0.1", port: int = 0, *,
     """A threading HTTP server for `judge` (not started: call `serve_forever`, e.g. in a thread); at most
     `max_concurrency` requests are admitted to the judge at once, and those waiting together are judged together."""
     gate = threading.BoundedSemaphore(max_concurrency)
-    batched = Batched(judge)
+    # A local model: batched by one worker. An endpoint: each request sends its own calls through the judge's
+    # one connection (thread-safe, its in-flight bound shared), so no request waits for another's batch.
+    batched = Batched(judge) if judge.config.backend in ("hf", "vllm") else judge
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK would add ~40 ms
 
         def log_message(self, format: str, *args: Any) -> None:  # the request line only: never a header
             log.debug("%s %s", self.address_string(), format % args)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -52,7 +53,7 @@ class TemplateSet:
     user_single: str
     user_multi: str
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """First 16 hex chars of a sha256 over name, version, family and the three texts."""
         payload = [self.name, self.version, self.family, self.system, self.user_single, self.user_multi]

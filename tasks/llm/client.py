@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -300,7 +301,7 @@ class _Sender:
         self,
         cfg: EndpointConfig,
         cache: RequestCache,
-        client: Any,
+        connection: Connection,
         stats: RunStats,
         budget_usd: float | None,
         spent_usd: float,
@@ -308,11 +309,11 @@ class _Sender:
     ) -> None:
         self.cfg = cfg
         self.cache = cache
-        self.client = client
+        self.client = connection.client
         self.stats = stats
         self.budget_usd = budget_usd
         self.spent_usd = spent_usd
-        self.limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        self.limiter = connection.limiter
         self.rng = random.Random()
         self._api_key = api_key
         self._budget_logged = False
@@ -456,6 +457,60 @@ def _make_client(cfg: EndpointConfig, api_key: str) -> Any:
     )
 
 
+@dataclass
+class Connection:
+    """What every call to one endpoint shares: the pooled client, the bound on requests in flight and the
+    rate limiter. `send_requests` opens one per call unless given one (see `EndpointSession`)."""
+
+    client: Any
+    gate: asyncio.Semaphore
+    limiter: RateLimiter
+
+    @classmethod
+    def open(cls, cfg: EndpointConfig, api_key: str) -> Connection:
+        limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        return cls(_make_client(cfg, api_key), asyncio.Semaphore(cfg.max_in_flight), limiter)
+
+
+class EndpointSession:
+    """One endpoint kept open across many `send_requests` calls, from any thread: one event loop in its own
+    thread, one `Connection` (a pooled client: no new TLS context and connections per call), and at most
+    `max_in_flight` requests in flight across all the calls running at once. Close it when done."""
+
+    def __init__(self, cfg: EndpointConfig, api_key: str) -> None:
+        self.cfg, self._api_key, self._pid = cfg, api_key, os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="rmr1-endpoint")
+        self._thread.start()
+
+        async def open_connection() -> Connection:  # made on the loop that will use it
+            return Connection.open(cfg, api_key)
+
+        self._connection = asyncio.run_coroutine_threadsafe(open_connection(), self._loop).result()
+
+    def send(
+        self,
+        requests: Sequence[TeacherRequest],
+        cache: RequestCache,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> tuple[list[Outcome], RunStats]:
+        """`send_requests` on the session's loop and connection; blocks the calling thread until done."""
+        if os.getpid() != self._pid:
+            raise RuntimeError("an EndpointSession cannot be used in a forked child: open a new one there")
+        sending = send_requests(requests, self.cfg, cache, api_key=self._api_key, on_outcome=on_outcome,
+                                connection=self._connection)  # fmt: skip
+        return asyncio.run_coroutine_threadsafe(sending, self._loop).result()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        if os.getpid() == self._pid:
+            asyncio.run_coroutine_threadsafe(self._connection.client.close(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+
 async def send_requests(
     requests: Sequence[TeacherRequest],
     cfg: EndpointConfig,
@@ -465,6 +520,7 @@ async def send_requests(
     on_outcome: Callable[[Outcome], None] | None = None,
     budget_usd: float | None = None,
     spent_usd: float = 0.0,
+    connection: Connection | None = None,
 ) -> tuple[list[Outcome], RunStats]:
     """One Outcome per request, in the order of `requests`, and the run's totals.
 
@@ -474,7 +530,8 @@ async def send_requests(
     reaches `budget_usd`, the requests not yet sent come back `failed` / `budget_exhausted` (requests
     already in flight may overshoot the budget by their own cost). Identical requests are sent once.
     Only an exception from `on_outcome` or from the cache itself (a full disk) propagates — answers
-    already committed stay committed — and a ValueError when `cfg.base_url` is None.
+    already committed stay committed — and a ValueError when `cfg.base_url` is None. A `connection` shared
+    with other calls is used and left open; without one, this call opens its own and closes it.
     """
     started = time.perf_counter()
     stats = RunStats(requests=len(requests))
@@ -494,23 +551,30 @@ async def send_requests(
             if on_outcome is not None:
                 on_outcome(outcome)
 
+    # A call on a shared connection is one of many small ones (a server's requests): its lines are debug.
+    level = logging.INFO if connection is None else logging.DEBUG
     cached = cache.get_many(positions)
     for answer in cached.values():
         settle(cached_outcome(answer, cfg))
     pending = [requests[indices[0]] for request_id, indices in positions.items() if request_id not in cached]
-    log.info(
+    log.log(
+        level,
         "teacher %s: %d requests, %d answered from the cache, %d to send (%d in flight)",
         models_of(requests), len(requests), stats.cached, len(pending), min(cfg.max_in_flight, len(pending)),
     )  # fmt: skip
 
     if pending:
-        client = _make_client(cfg, api_key)
-        sender = _Sender(cfg, cache, client, stats, budget_usd, spent_usd, api_key)
+        own = connection is None
+        connection = Connection.open(cfg, api_key) if connection is None else connection
+        sender = _Sender(cfg, cache, connection, stats, budget_usd, spent_usd, api_key)
         queue: Iterator[TeacherRequest] = iter(pending)
+        gate = connection.gate
 
         async def worker() -> None:
             for request in queue:  # shared iterator: each request is taken by exactly one worker
-                settle(await sender.send(request))
+                async with gate:  # in flight across every call sharing the connection
+                    outcome = await sender.send(request)
+                settle(outcome)
 
         workers = [asyncio.create_task(worker()) for _ in range(min(cfg.max_in_flight, len(pending)))]
         try:
@@ -519,10 +583,12 @@ async def send_requests(
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await client.close()
+            if own:
+                await connection.client.close()
 
     stats.wall_s = time.perf_counter() - started
-    log.info(
+    log.log(
+        level,
         "teacher %s: %d ok (%d cached), %d failed %s, %d retries, %d+%d tokens, $%.4f, %.1f s, %.1f answers/s",
         models_of(requests), stats.ok, stats.cached, sum(stats.failed.values()), dict(stats.failed), stats.retries,
         stats.prompt_tokens, stats.completion_tokens, stats.cost_usd, stats.wall_s, stats.throughput(),

@@ -16,6 +16,7 @@ from data_contracts.kinds import RL_CHECKPOINT
 from tasks.evaluate.config import JudgeConfig
 from tasks.evaluate.judges import Judged, JudgeInput, LengthJudge
 from tasks.judge import PairwiseJudge, against_reference, knockout, round_robin
+from tasks.judge.ranking import Candidates, comparisons, rank_many
 
 Q = [{"role": "user", "content": "Which answer is better?"}]
 LENGTH = JudgeConfig(backend="length", allow_tie=True)
@@ -27,9 +28,11 @@ class Counting(LengthJudge):
     def __init__(self) -> None:
         super().__init__()
         self.seen: Counter[tuple[str, str]] = Counter()
+        self.batches: list[int] = []  # prompts per call
 
     def judge(self, inputs: Sequence[JudgeInput], on_done: Any = None) -> list[Judged]:
         self.seen.update((i.answer_a, i.answer_b) for i in inputs)
+        self.batches.append(len(inputs))
         judged = super().judge(inputs, on_done)
         return [Judged("no verdict here", 3) if "garbled" in i.answer_a + i.answer_b else j
                 for i, j in zip(inputs, judged, strict=True)]  # fmt: skip
@@ -67,6 +70,24 @@ def test_round_robin_and_knockout_rank_by_length_with_the_stated_number_of_compa
     assert len(bracket.games) == n - 1
     assert bracket.best == by_length[0] and bracket.scores[bracket.best] == 1.0
     assert knockout(judge, Q, candidates, seed=3) == bracket  # the bracket is seeded
+
+
+def test_rank_many_judges_every_item_together_and_ranks_each_as_alone(tmp_path: Path) -> None:
+    items = [Candidates([{"role": "user", "content": f"Question {n}"}], CANDIDATES[:n], "ccc") for n in (2, 5, 6)]
+    for method in ("round_robin", "knockout", "reference"):
+        judge, backend = _judge(tmp_path / method, cache=False)
+        rankings = rank_many(judge, items, method, seed=3)  # type: ignore[arg-type]
+        alone, _ = _judge(tmp_path / f"{method}-alone", cache=False)
+        assert rankings == [rank_many(alone, [item], method, seed=3)[0] for item in items]  # type: ignore[arg-type]
+        assert [len(r.games) for r in rankings] == [comparisons(method, n) for n in (2, 5, 6)]  # type: ignore[arg-type]
+        # one call for round robin and reference; one per bracket round for knockout (5 or 6 -> 3 -> 2 -> 1)
+        assert backend.batches == (
+            [1 + 2 + 3, 1 + 1, 1 + 1] if method == "knockout" else [sum(map(len, (r.games for r in rankings)))]
+        )
+        if method != "reference":
+            assert rankings[2].best == 5 and rankings[1].best == 4  # the longest wins
+        else:
+            assert rankings[2].scores == [0.0, 0.0, 1.0, 0.5, 1.0, 1.0]  # against "ccc": longer 1, as long ½
 
 
 def test_ties_share_points_and_unparseable_verdicts_help_neither_side(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ to [−1, 1]:
   verdict is unparseable. Calls per prompt: g.
 
 The judge's cache means a comparison already judged (the same prompt and completions, in a later step or
-epoch) is never judged again. `calls_per_step(groups, g)` states the cost of one step before it is paid.
+epoch) is never judged again. `calls_per_step(groups, g)` states the cost of one step before it is paid. All
+the step's comparisons go to the judge together (one batch; one per bracket round for knockout).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from tasks.judge.api import PairwiseJudge
-from tasks.judge.ranking import against_reference, knockout, round_robin
+from tasks.judge.ranking import Candidates, comparisons, rank_many
 from tasks.judge_protocol import Turn
 
 Mode = Literal["round_robin", "knockout", "reference"]
@@ -53,27 +54,22 @@ class JudgeReward:
 
     def calls_per_step(self, groups: int, group_size: int) -> int:
         """Comparisons one step asks of the judge (before the cache): groups × (g(g−1)/2 | g−1 | g)."""
-        per_group = {"round_robin": group_size * (group_size - 1) // 2, "knockout": group_size - 1,
-                     "reference": group_size}[self.mode]  # fmt: skip
-        return groups * per_group
+        return groups * comparisons(self.mode, group_size)
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
-        rewards = [0.0] * len(completions)
+        groups = self._groups(prompts)
         references = columns.get(self.reference_column)
-        for members in self._groups(prompts):
-            conversation = _conversation(prompts[members[0]])
+        if self.mode == "reference" and references is None:
+            raise KeyError(f"mode 'reference' needs a dataset column {self.reference_column!r}")
+        items = []
+        for members in groups:
+            reference = str(references[members[0]]) if self.mode == "reference" else None
             texts = [_text(completions[i]) for i in members]
-            if self.mode == "reference":
-                if references is None:
-                    raise KeyError(f"mode 'reference' needs a dataset column {self.reference_column!r}")
-                ranking = against_reference(self.judge, conversation, texts, str(references[members[0]]))
-                scores = [2 * s - 1 for s in ranking.scores]
-            elif self.mode == "knockout":
-                scores = [2 * s - 1 for s in knockout(self.judge, conversation, texts, self.seed).scores]
-            else:
-                scores = [2 * s - 1 for s in round_robin(self.judge, conversation, texts).scores]
-            for i, score in zip(members, scores, strict=True):
-                rewards[i] = float(score)
+            items.append(Candidates(_conversation(prompts[members[0]]), texts, reference))
+        rewards = [0.0] * len(completions)
+        for members, ranking in zip(groups, rank_many(self.judge, items, self.mode, self.seed), strict=True):
+            for i, score in zip(members, ranking.scores, strict=True):
+                rewards[i] = 2 * score - 1
         return rewards
 
     def _groups(self, prompts: Sequence[Any]) -> list[list[int]]:

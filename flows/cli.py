@@ -6,7 +6,7 @@
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
     rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
-    rmr1 judge FILE --fields MAPPING --out OUT.jsonl [judge source flags as serve's]
+    rmr1 judge FILE --fields MAPPING --out OUT.jsonl [--rank round_robin|knockout|reference] [judge source flags]
 
 Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
 Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
@@ -108,16 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body", type=int, default=4 << 20, help="Largest request body in bytes.")
 
     judge = commands.add_parser(
-        "judge", help="Judge every pair of a json/jsonl/parquet file; write rows `rmr1 score` reads (with traces)."
+        "judge",
+        help="Judge every pair of a json/jsonl/parquet file (rows `rmr1 score` reads), or rank each prompt's "
+        "candidates; traces kept.",
     )
     judge.add_argument("file", help="The pairs: a json, jsonl or parquet file or folder.")
     judge.add_argument(
         "--fields",
         required=True,
         help="The field mapping as YAML/JSON, e.g. '{prompt: question, first: response_A, second: response_B, "
-        "label: winner, first_wins: [A>B], second_wins: [B>A]}' or '{prompt: q, chosen: good, rejected: bad}'.",
+        "label: winner, first_wins: [A>B], second_wins: [B>A]}' or '{prompt: q, chosen: good, rejected: bad}'; "
+        "with `candidates` (a field holding a list of answers), each prompt's candidates are ranked instead: "
+        "'{prompt: q, candidates: answers, reference: ref, id: uid}'.",
     )
     judge.add_argument("--out", required=True, help="Where to write the judgments: .jsonl or .parquet.")
+    judge.add_argument(
+        "--rank",
+        choices=("round_robin", "knockout", "reference"),
+        default="round_robin",
+        help="With `candidates`: every pair (n(n-1)/2 comparisons), a seeded bracket (n-1), or each candidate "
+        "against the `reference` field (n).",
+    )
+    judge.add_argument("--seed", type=int, default=0, help="With --rank knockout: the bracket's seed.")
     judge.add_argument("--name", default="judged", help="The benchmark name the rows carry (a custom set's).")
     judge.add_argument("--subset", help="A record field that splits the score.")
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
@@ -291,22 +303,28 @@ def _open_judge(args: argparse.Namespace) -> Any:
 
 
 def judge_command(args: argparse.Namespace) -> int:
-    """`rmr1 judge`: every pair of a file judged, the rows written for `rmr1 score`."""
-    from tasks.judge.files import judge_file
+    """`rmr1 judge`: every pair of a file judged (rows for `rmr1 score`), or every prompt's candidates ranked."""
+    from tasks.judge.files import CandidateFields, judge_file, rank_file
     from tasks.records.fields import FieldMap
 
     try:
         mapping = yaml.safe_load(args.fields)
-        fields = FieldMap(**mapping) if isinstance(mapping, dict) else None
+        if not isinstance(mapping, dict):
+            raise RecipeError("--fields: expected a mapping, e.g. '{prompt: q, chosen: good, rejected: bad}'")
+        fields = CandidateFields(**mapping) if "candidates" in mapping else FieldMap(**mapping)
     except (yaml.YAMLError, TypeError) as error:
         raise RecipeError(f"--fields: {error}") from None
-    if fields is None:
-        raise RecipeError("--fields: expected a mapping, e.g. '{prompt: q, chosen: good, rejected: bad}'")
-    fields.check()
     with _open_judge(args) as judge:
-        written = judge_file(args.file, fields, judge, args.out, name=args.name, subset=args.subset,
-                             max_bad_rows=args.max_bad_rows)  # fmt: skip
-        print(f"rmr1: judge: {written} judgements by {judge.name} in {args.out} ({judge.calls} sent, the rest cached)")
+        if isinstance(fields, CandidateFields):
+            written = rank_file(args.file, fields, judge, args.out, method=args.rank, seed=args.seed,
+                                max_bad_rows=args.max_bad_rows)  # fmt: skip
+            what = f"{written} prompts ranked ({args.rank})"
+        else:
+            fields.check()
+            written = judge_file(args.file, fields, judge, args.out, name=args.name, subset=args.subset,
+                                 max_bad_rows=args.max_bad_rows)  # fmt: skip
+            what = f"{written} judgements"
+        print(f"rmr1: judge: {what} by {judge.name} in {args.out} ({judge.calls} sent, the rest cached)")
     return 0
 
 

@@ -1,11 +1,17 @@
 """`rmr1 judge FILE` against a real OpenAI-compatible server (the stand-in judges by length): rows `rmr1 score`
-reads, traces kept, and a re-run that sends nothing."""
+reads, traces kept, and a re-run that sends nothing; N candidates per prompt ranked three ways; unreadable
+rows named; a run killed mid-way resumes without paying twice."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main as rmr1
@@ -47,3 +53,86 @@ def test_judge_a_labelled_file_score_it_and_rerun_for_free(
     assert scores["benchmark"]["score"]["score"] == pytest.approx(2 / 3)  # longer wins: right, right, wrong
     assert scores["subset"]["math"]["score"] == 1.0 and scores["subset"]["chat"]["score"] == 0.5
     assert scores["position"]["both_correct"]["score"] == pytest.approx(2 / 3)
+
+
+CANDIDATE_ROWS = [
+    {"uid": "u0", "q": "q0", "answers": ["mid size", "x", "the longest answer here"], "ref": "medium sized"},
+    {"uid": "u1", "q": "q1", "answers": ["a b c d", "a", "a b", "a b c d e f"], "ref": "a b c d e"},
+]
+
+
+@pytest.mark.parametrize("method", ["round_robin", "knockout", "reference"])
+def test_rank_candidates_per_prompt_by_the_stand_in_s_preference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    source = tmp_path / "candidates.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in CANDIDATE_ROWS))
+    out = tmp_path / "ranked.parquet"
+    fields = "{prompt: q, candidates: answers, reference: ref, id: uid}"
+    with StandinTeacher() as server:
+        command = ["judge", str(source), "--fields", fields, "--out", str(out), "--rank", method, "--endpoint",
+                   server.base_url, "--served-model", "judge", "--artifacts", str(tmp_path / "a")]  # fmt: skip
+        assert rmr1(command) == 0
+        expected = {"round_robin": 3 + 6, "knockout": 2 + 3, "reference": 3 + 4}[method]
+        assert f"2 prompts ranked ({method})" in capsys.readouterr().out
+        assert len(server.request_log()) == expected
+    rows = pq.read_table(out).to_pylist()
+    assert [r["item_id"] for r in rows] == ["u0", "u1"]
+    assert [r["best"] for r in rows] == [2, 3]  # the stand-in prefers the longer answer
+    if method == "round_robin":
+        assert [r["ranking"] for r in rows] == [[2, 0, 1], [3, 0, 2, 1]]
+        assert rows[1]["scores"] == [pytest.approx(2 / 3), 0.0, pytest.approx(1 / 3), 1.0]
+    if method == "reference":
+        assert [g["b"] for g in rows[0]["games"]] == [-1, -1, -1]  # -1: the reference
+    games = [g for r in rows for g in r["games"]]
+    assert len(games) == expected and all(g["traces"][0] and "[[" in g["traces"][0] for g in games)
+
+
+def test_unreadable_candidate_rows_are_named_with_file_row_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    source = tmp_path / "candidates.jsonl"
+    bad = [{"q": "q2", "answers": "not a list"}, {"q": "q3", "answers": ["only one"]}, {"answers": ["a", "b"]}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in CANDIDATE_ROWS + bad) + "{broken\n")
+    fields = "{prompt: q, candidates: answers}"
+    command = ["judge", str(source), "--fields", fields, "--out", str(tmp_path / "r.jsonl"), "--endpoint",
+               "http://127.0.0.1:9/v1", "--served-model", "judge", "--artifacts", str(tmp_path / "a")]  # fmt: skip
+    assert rmr1(command) == 1
+    error = capsys.readouterr().err
+    assert "4 of 6 record(s) cannot be read" in error
+    assert "candidates.jsonl, record 2: answers: expected a list, got str" in error
+    assert "record 3: answers: 1 candidate(s); ranking needs at least 2" in error and "record 4: q: missing" in error
+    assert not (tmp_path / "r.jsonl").exists()
+    assert rmr1([*command[:3], "{prompt: q, answers: x}", *command[4:]]) == 2  # not a mapping we know
+    assert "answers" in capsys.readouterr().err
+
+
+def test_a_killed_rmr1_judge_resumes_without_paying_twice(tmp_path: Path) -> None:
+    """SIGKILL mid-run, then the same command: only requests in flight at the kill are sent again."""
+    source = tmp_path / "candidates.jsonl"
+    rows = [{"q": f"question {k}", "answers": [f"answer {k} " + "x" * n for n in range(1, 6)]} for k in range(8)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    with StandinTeacher(latency_s=0.05) as server:
+        fields = "{prompt: q, candidates: answers}"
+        command = [sys.executable, "-m", "flows.cli", "judge", str(source), "--fields", fields,
+                   "--out", str(tmp_path / "ranked.jsonl"), "--endpoint", server.base_url, "--served-model", "judge",
+                   "--max-in-flight", "2", "--artifacts", str(tmp_path / "a")]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        while len(server.request_log()) < 30:  # of 8 x 10 comparisons
+            assert process.poll() is None, "finished before it could be killed"
+            time.sleep(0.01)
+        process.kill()
+        process.wait()
+        assert not (tmp_path / "ranked.jsonl").exists()  # nothing half-written
+        before = len(server.request_log())
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr
+        sent = [entry["request_id"] for entry in server.request_log()]
+    assert len(set(sent)) == 80  # every comparison answered
+    assert len(sent) - 80 <= 2  # only what was in flight at the kill went twice
+    assert f"({len(sent) - before} sent, the rest cached)" in finished.stdout
+    ranked = [json.loads(line) for line in (tmp_path / "ranked.jsonl").read_text().splitlines()]
+    assert [r["best"] for r in ranked] == [4] * 8

@@ -1,26 +1,35 @@
-"""`rmr1 judge FILE`: judge every pair of a file (json, jsonl or parquet, read through the label-aware field
-mapping) and write one row per judgement, in the format `rmr1 score` reads (docs/evaluation.md).
+"""`rmr1 judge FILE`: judge a file (json, jsonl or parquet) of labelled pairs, or rank N candidates per prompt.
 
-The mapping says which answer the file prefers (`chosen`/`rejected`, or `first`/`second` with a `label`), so
-every row records where the preferred answer was shown (`chosen_position`), the verdict (`A`, `B`, `tie`,
-`error`) and the judge's trace (`output`): the output scores as a custom pairwise set. A re-run sends
-nothing already answered (the judge's cache), so a killed run resumes where it stopped.
+- Pairs (`judge_file`), read through the label-aware field mapping: one row per judgement, in the format
+  `rmr1 score` reads (docs/evaluation.md). The mapping says which answer the file prefers (`chosen`/`rejected`,
+  or `first`/`second` with a `label`), so every row records where the preferred answer was shown
+  (`chosen_position`), the verdict (`A`, `B`, `tie`, `error`) and the judge's trace (`output`): the output
+  scores as a custom pairwise set.
+- Candidates (`rank_file`), read through `CandidateFields` (the context as in the pair mapping, a field with
+  a list of answers, optionally a reference answer): one row per prompt with the ranking (best first), a
+  score per candidate and every game behind it, traces included.
+
+A re-run sends nothing already answered (the judge's cache), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from tasks.config import ConfigError
 from tasks.evaluate.benchmarks import pairwise
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.judge.api import Judgment, PairwiseJudge
-from tasks.records.fields import FieldMap
+from tasks.judge.ranking import Candidates, Method, Ranking, rank_many
+from tasks.records.fields import FieldMap, RowError, map_context, text_value
+from tasks.records.reader import BadRow
 
 BATCH = 256  # pairs per compare_many call: one progress step, and what a kill can lose before the cache has it
 
@@ -55,6 +64,12 @@ def judge_file(path: str, fields: FieldMap, judge: PairwiseJudge, out: str, *, n
             for comparison, judgment in zip(batch, judgments, strict=True):
                 rows += _rows(comparison, judgment, judge)
             progress.update(len(batch))
+    _write(rows, out)
+    return len(rows)
+
+
+def _write(rows: list[dict[str, Any]], out: str) -> None:
+    """Write `rows` to `out` (.jsonl or .parquet) whole or not at all."""
     partial = f"{out}.partial"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     if out.endswith(".parquet"):
@@ -63,4 +78,82 @@ def judge_file(path: str, fields: FieldMap, judge: PairwiseJudge, out: str, *, n
         with open(partial, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     os.replace(partial, out)  # the output is whole or absent
+
+
+@dataclass(frozen=True)
+class CandidateFields:
+    """Where N candidate answers to one prompt lie in a record."""
+
+    candidates: str  # a field holding a list of answers (strings)
+    prompt: str | None = None  # the context, as in the pair mapping: prompt field(s), or a conversation field
+    conversation: str | None = None
+    system: str | None = None
+    reference: str | None = None  # a field with a reference answer, for `--rank reference`
+    id: str | None = None  # a field naming the row in the output (default: file#record)
+
+    def check(self, method: Method) -> None:
+        if (self.prompt is None) == (self.conversation is None):
+            raise ConfigError("fields.prompt", "map exactly one of `prompt` (text fields) or `conversation` (messages)")
+        if method == "reference" and self.reference is None:
+            raise ConfigError("fields.reference", "ranking against a reference needs the field that holds it")
+
+
+def read_candidates(record: dict[str, Any], fields: CandidateFields, method: Method) -> Candidates:
+    """One record as Candidates; RowError names the record field that is wrong."""
+    conversation = map_context(record, fields.prompt, fields.conversation, fields.system)
+    texts = record.get(fields.candidates)
+    if not isinstance(texts, list):
+        raise RowError(
+            fields.candidates, "missing" if texts is None else f"expected a list, got {type(texts).__name__}"
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise RowError(fields.candidates, f"candidate {index} is not a non-empty text")
+    least = 1 if method == "reference" else 2
+    if len(texts) < least:
+        raise RowError(fields.candidates, f"{len(texts)} candidate(s); ranking needs at least {least}")
+    reference = text_value(record, fields.reference) if method == "reference" and fields.reference else None
+    return Candidates(conversation, texts, reference)
+
+
+def rank_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str, *, method: Method = "round_robin",
+              seed: int = 0, max_bad_rows: float = 0.0) -> int:  # fmt: skip
+    """Rank the candidates of every record of `path` (a file or folder); write one row per record to `out`
+    (.jsonl or .parquet) and return how many. Unreadable records stop the run (file, record and field named)
+    unless within `max_bad_rows`."""
+    if not out.endswith((".jsonl", ".parquet")):
+        raise ValueError(f"{out}: write .jsonl or .parquet")
+    fields.check(method)
+    items: list[tuple[str, Candidates]] = []
+    errors: list[str] = []
+    read = 0
+    for where, prefix, records in pairwise.file_sources(path):
+        for row, record in records:
+            read += 1
+            try:
+                if isinstance(record, BadRow):
+                    raise RowError(record.where, record.reason)
+                name = f"{prefix}#{row}" if fields.id is None else str(record.get(fields.id, f"{prefix}#{row}"))
+                items.append((name, read_candidates(record, fields, method)))
+            except RowError as error:
+                errors.append(f"{where}, record {row}: {error}")
+    pairwise.check_bad_rows(path, errors, read, max_bad_rows)
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=len(items), desc=f"rank ({method})", unit="prompt") as progress:
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            rankings = rank_many(judge, [item for _, item in batch], method, seed)
+            rows += [
+                _ranked_row(name, ranking, method, judge) for (name, _), ranking in zip(batch, rankings, strict=True)
+            ]
+            progress.update(len(batch))
+    _write(rows, out)
     return len(rows)
+
+
+def _ranked_row(name: str, ranking: Ranking, method: Method, judge: PairwiseJudge) -> dict[str, Any]:
+    games = [{"a": g.a, "b": g.b, "verdict": g.judgment.verdict, "votes": list(g.judgment.votes),
+              "shown": list(g.judgment.shown), "traces": list(g.judgment.traces), "tokens": g.judgment.tokens}
+             for g in ranking.games]  # fmt: skip
+    return {"item_id": name, "method": method, "judge": judge.name, "best": ranking.best,
+            "ranking": ranking.order, "scores": ranking.scores, "games": games}  # fmt: skip

@@ -210,25 +210,32 @@ class MappedPair:
     domain: str | None = None  # from `fields.domain`, when mapped
 
 
-def map_record(record: dict[str, Any], fields: FieldMap) -> MappedPair:
-    """Read one record through `fields` (a checked mapping); RowError names the record field that is wrong."""
-    conversation_field = fields.conversation or fields.prompt
-    assert conversation_field is not None, "FieldMap.check() was not run"
-    if fields.conversation is not None:
-        name = _name(fields.conversation)
-        conversation = message_turns(message_list(record, name), name)
+def map_context(record: dict[str, Any], prompt: str | None, conversation: str | None, system: str | None) -> list[Turn]:
+    """The context before the answers: the `conversation` field's messages, or the `prompt` field(s) (joined by
+    a blank line) as one user turn after an optional `system` field; RowError names the field that is wrong."""
+    conversation_field = conversation or prompt
+    assert conversation_field is not None, "the mapping was not checked: it names no prompt or conversation"
+    if conversation is not None:
+        name = _name(conversation)
+        turns = message_turns(message_list(record, name), name)
     else:
         names = [name.strip() for name in conversation_field.split(",") if name.strip()]
         parts = [text_value(record, name, allow_empty=True).strip() for name in names]
         question = "\n\n".join(part for part in parts if part)
         if not question:
             raise RowError(",".join(names), "empty text")
-        conversation = [{"role": "user", "content": question}]
-        if fields.system is not None:
-            system = text_value(record, _name(fields.system), allow_empty=True)
-            if system.strip():
-                conversation = [{"role": "system", "content": system}, *conversation]
-    check_conversation(conversation, conversation_field.split(",")[0].strip())
+        turns = [{"role": "user", "content": question}]
+        if system is not None:
+            system_text = text_value(record, _name(system), allow_empty=True)
+            if system_text.strip():
+                turns = [{"role": "system", "content": system_text}, *turns]
+    check_conversation(turns, conversation_field.split(",")[0].strip())
+    return turns
+
+
+def map_record(record: dict[str, Any], fields: FieldMap) -> MappedPair:
+    """Read one record through `fields` (a checked mapping); RowError names the record field that is wrong."""
+    conversation = map_context(record, fields.prompt, fields.conversation, fields.system)
     domain = None
     if fields.domain is not None:
         domain = text_value(record, _name(fields.domain)).strip()

@@ -43,7 +43,7 @@ ALL = "all"  # the subset of every pair when the mapping names no subset field
 log = logging.getLogger(__name__)
 
 
-def _sources(config: BenchmarkSource) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
+def sources(config: BenchmarkSource) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
     """(where, id prefix, records) per file or Hub split."""
     if config.hub_id is not None:
         split = config.split or SPLIT
@@ -51,9 +51,14 @@ def _sources(config: BenchmarkSource) -> Iterator[tuple[str, str, Iterator[tuple
         yield name, split, records
         return
     assert config.path is not None
-    root = config.path if os.path.isdir(config.path) else os.path.dirname(config.path)
-    for path in benchmark_files(config.path, FILES):
-        yield path, os.path.relpath(path, root), file_records(path, keep_bad=True)
+    yield from file_sources(config.path)
+
+
+def file_sources(path: str) -> Iterator[tuple[str, str, Iterator[tuple[int, Record | BadRow]]]]:
+    """(file, its path under `path`, records) for a file or each file of a folder; bad records kept."""
+    root = path if os.path.isdir(path) else os.path.dirname(path)
+    for file in benchmark_files(path, FILES):
+        yield file, os.path.relpath(file, root), file_records(file, keep_bad=True)
 
 
 def load(config: BenchmarkSource) -> list[Comparison]:
@@ -61,19 +66,17 @@ def load(config: BenchmarkSource) -> list[Comparison]:
     assert config.fields is not None
     comparisons: list[Comparison] = []
     errors: list[str] = []
-    bad, read, ties = 0, 0, Counter[str]()
-    for where, prefix, records in _sources(config):
+    read, ties = 0, Counter[str]()
+    for where, prefix, records in sources(config):
         for row, record in records:
             read += 1
             if isinstance(record, BadRow):
-                bad += 1
                 errors.append(f"{where}, record {row}: {record.where}: {record.reason}")
                 continue
             try:
                 pair = map_record(record, config.fields)
                 subset = _subset(record, config.subset)
             except RowError as error:
-                bad += 1
                 errors.append(f"{where}, record {row}: {error}")
                 continue
             if pair.winner == "tie":
@@ -93,19 +96,26 @@ def load(config: BenchmarkSource) -> list[Comparison]:
                     category=subset,
                 )
             )
-    if bad > config.max_bad_rows * read:
+    check_bad_rows(config.name, errors, read, config.max_bad_rows)
+    for where, count in ties.items():
+        log.info("%s: %s: %d pair(s) labelled a tie left out", config.name, where, count)
+    return comparisons
+
+
+def check_bad_rows(name: str, errors: list[str], read: int, max_bad_rows: float) -> None:
+    """Stop (BenchmarkError naming the first few, each with file, record and field) when more than
+    `max_bad_rows` of the `read` records could not be read; else warn once about those left out."""
+    bad = len(errors)
+    if bad > max_bad_rows * read:
         raise BenchmarkError(
-            f"{config.name}: {bad} of {read} record(s) cannot be read through the field mapping (max_bad_rows "
-            f"{config.max_bad_rows:g}); fix them or the mapping. First {min(bad, SHOWN_ERRORS)}: "
+            f"{name}: {bad} of {read} record(s) cannot be read through the field mapping (max_bad_rows "
+            f"{max_bad_rows:g}); fix them or the mapping. First {min(bad, SHOWN_ERRORS)}: "
             + "; ".join(errors[:SHOWN_ERRORS])
         )
     if errors:
         shown = "; ".join(errors[:SHOWN_ERRORS])
-        log.warning("%s: %d of %d record(s) left out (max_bad_rows %g); first: %s", config.name, bad, read,
-                    config.max_bad_rows, shown)  # fmt: skip
-    for where, count in ties.items():
-        log.info("%s: %s: %d pair(s) labelled a tie left out", config.name, where, count)
-    return comparisons
+        log.warning("%s: %d of %d record(s) left out (max_bad_rows %g); first: %s", name, bad, read, max_bad_rows,
+                    shown)  # fmt: skip
 
 
 def _subset(record: Record, field: str | None) -> str:

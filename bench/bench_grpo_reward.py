@@ -1,7 +1,7 @@
 """TRL's GRPOTrainer training a tiny policy with a trained judge checkpoint as its reward (`JudgeReward`).
 
     python bench/bench_grpo_reward.py --artifacts ARTIFACTS [--checkpoint rl_checkpoint] [--mode round_robin]
-                                      [--steps 4] [--group-size 4] [--prompts 2] [--max-new-tokens 32]
+                                      [--steps 4] [--group-size 4] [--prompts 2] [--max-new-tokens 320]
 
 The judge is `PairwiseJudge.from_artifact` (the newest `rl_checkpoint` of the store, or KIND/VERSION) on the
 hf backend; the policy is a tiny random-init Qwen2 built offline. Every reward call is recorded: the
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="The judge's budget per verdict.")
+    parser.add_argument("--max-new-tokens", type=int, default=320, help="The judge's budget (the smoke recipe's).")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-grpo-")
     judge = PairwiseJudge.from_artifact(args.artifacts, args.checkpoint, max_new_tokens=args.max_new_tokens,

@@ -1,7 +1,7 @@
 """`rmr1 serve` with the openai backend beside the raw client: the same pairs judged through the reward server
 (POST /v1/judge, concurrent HTTP clients) and sent straight to the endpoint with `AsyncOpenAI`.
 
-    python bench/bench_serve.py [--pairs 400] [--latency 0.2] [--concurrency 32]
+    python bench/bench_serve.py [--pairs 400] [--latency 0.2] [--concurrency 32] [--batch 1]
 
 The stand-in teacher (its own process, answering after `--latency` s) is the judge's endpoint. The raw
 client sends the judge's exact messages with a semaphore of `--concurrency`; the server (`rmr1 serve` in its
@@ -55,8 +55,10 @@ async def raw(base_url: str, items: list[tuple[str, str, str]], concurrency: int
     return len(items) / elapsed
 
 
-def served(base_url: str, items: list[tuple[str, str, str]], concurrency: int, work: Path) -> float:
-    """`rmr1 serve --endpoint` in its own process, as deployed; the clients share one pooled httpx client."""
+def served(base_url: str, items: list[tuple[str, str, str]], concurrency: int, work: Path, batch: int = 1) -> float:
+    """`rmr1 serve --endpoint` in its own process, as deployed; the clients share one pooled httpx client. With
+    `batch` > 1, OpenRLHF's way: POST /get_reward with `batch` responses each (judged against their labels),
+    `concurrency // batch` requests at once, so as many pairs are in flight."""
     command = [sys.executable, "-m", "flows.cli", "serve", "--endpoint", base_url, "--served-model", "judge",
                "--port", "0", "--artifacts", str(work), "--max-concurrency", str(concurrency),
                "--max-in-flight", str(concurrency)]  # fmt: skip
@@ -64,20 +66,29 @@ def served(base_url: str, items: list[tuple[str, str, str]], concurrency: int, w
     assert process.stdout is not None
     match = re.search(r"on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
     assert match, "rmr1 serve did not start"
-    url = match.group(1) + "/v1/judge"
+    url = match.group(1)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async def drive() -> float:  # one pooled async client, as the raw side has
-        gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(max(1, concurrency // batch))
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
 
-            async def one(item: tuple[str, str, str]) -> None:
+            async def one(chunk: list[tuple[str, str, str]]) -> None:
+                if batch == 1:
+                    (prompt, a, b), route = chunk[0], "/v1/judge"
+                    body: dict[str, object] = {"prompt": prompt, "a": a, "b": b}
+                else:
+                    route = "/get_reward"
+                    body = {"query": [p + a for p, a, _ in chunk], "prompts": [p for p, _, _ in chunk],
+                            "labels": [b for _, _, b in chunk]}  # fmt: skip
                 async with gate:
-                    response = await client.post(url, json={"prompt": item[0], "a": item[1], "b": item[2]})
-                assert response.status_code == 200 and response.json()["verdict"] != "error", response.text
+                    response = await client.post(url + route, json=body)
+                assert response.status_code == 200, response.text
+                answer = response.json()
+                assert answer["verdict"] != "error" if batch == 1 else not answer["extra_logs"]["judge_errors"][0]
 
             started = time.perf_counter()
-            await asyncio.gather(*(one(item) for item in items))
+            await asyncio.gather(*(one(items[k : k + batch]) for k in range(0, len(items), batch)))
             return time.perf_counter() - started
 
     try:
@@ -92,7 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=400)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=32, help="Pairs in flight at once.")
+    parser.add_argument("--batch", type=int, default=1, help="Pairs per request: 1 is /v1/judge, more /get_reward.")
     args = parser.parse_args()
     os.environ["OPENAI_API_KEY"] = KEY
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -102,14 +114,15 @@ def main() -> None:
     try:
         for attempt in range(2):
             raws.append(asyncio.run(raw(base_url, items, args.concurrency)))
-            serves.append(served(base_url, items, args.concurrency, work / f"artifacts-{attempt}"))
+            serves.append(served(base_url, items, args.concurrency, work / f"artifacts-{attempt}", args.batch))
     finally:
         process.terminate()
     mean_raw, mean_served = sum(raws) / 2, sum(serves) / 2
     print(f"{args.pairs} pairs, {args.concurrency} at once, stand-in latency {args.latency:g} s")
     print(f"raw AsyncOpenAI      {mean_raw:7.1f} pairs/s  ({', '.join(f'{r:.1f}' for r in raws)})")
     ratio = mean_served / mean_raw
-    print(f"rmr1 serve /v1/judge {mean_served:7.1f} pairs/s  ({', '.join(f'{r:.1f}' for r in serves)})  "
+    route = "/v1/judge  " if args.batch == 1 else f"/get_reward x{args.batch}"
+    print(f"rmr1 serve {route}{mean_served:7.1f} pairs/s  ({', '.join(f'{r:.1f}' for r in serves)})  "
           f"{ratio:.2f}x raw; target >= 0.95: {'MET' if ratio >= 0.95 else 'NOT MET'}")  # fmt: skip
 
 

@@ -125,12 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument(
         "--rank",
         choices=("round_robin", "knockout", "reference"),
-        default="round_robin",
-        help="With `candidates`: every pair (n(n-1)/2 comparisons), a seeded bracket (n-1), or each candidate "
-        "against the `reference` field (n).",
+        help="With `candidates` (default round_robin): every pair (n(n-1)/2 comparisons), a seeded bracket "
+        "(n-1), or each candidate against the `reference` field (n).",
     )
-    judge.add_argument("--seed", type=int, default=0, help="With --rank knockout: the bracket's seed.")
-    judge.add_argument("--name", default="judged", help="The benchmark name the rows carry (a custom set's).")
+    judge.add_argument("--seed", type=int, help="With --rank knockout: the bracket's seed (default 0).")
+    judge.add_argument("--name", help="The benchmark name the rows carry (a custom set's); default 'judged'.")
     judge.add_argument("--subset", help="A record field that splits the score.")
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
     _judge_source_arguments(judge)
@@ -276,7 +275,7 @@ def _judge_source_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model", help="A model folder or Hub id instead (--backend hf or vllm).")
     source.add_argument("--endpoint", help="An OpenAI-compatible endpoint's URL serving the judge instead.")
     parser.add_argument("--served-model", help="With --endpoint: the model name it serves.")
-    parser.add_argument("--max-in-flight", type=int, default=16, help="With --endpoint: requests in flight at once.")
+    parser.add_argument("--max-in-flight", type=int, help="With --endpoint: requests in flight at once (default 16).")
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="With --checkpoint or --model.")
     parser.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
     parser.add_argument("--order", choices=("seeded", "both"), default="seeded", help="Each pair once or both ways.")
@@ -290,12 +289,14 @@ def _open_judge(args: argparse.Namespace) -> Any:
     from tasks.llm.cache import default_cache_path
 
     options = {"order": args.order, "max_new_tokens": args.max_new_tokens}
+    if args.max_in_flight is not None and not args.endpoint:
+        raise RecipeError(f"rmr1 {args.command}: --max-in-flight is for --endpoint judges")
     cache = default_cache_path(ArtifactStore(args.artifacts), None, CACHE_FILE)  # where from_artifact keeps it
     if args.endpoint:
         if not args.served_model:
             raise RecipeError(f"rmr1 {args.command} --endpoint needs --served-model (the name the endpoint serves)")
         return PairwiseJudge.from_endpoint(args.endpoint, args.served_model, cache_path=cache,
-                                           max_in_flight=args.max_in_flight, **options)  # fmt: skip
+                                           max_in_flight=args.max_in_flight or 16, **options)  # fmt: skip
     if args.model:
         return PairwiseJudge.from_model(args.model, backend=args.backend, cache_path=cache, **options)
     return PairwiseJudge.from_artifact(ArtifactStore(args.artifacts), args.checkpoint, backend=args.backend,
@@ -304,7 +305,7 @@ def _open_judge(args: argparse.Namespace) -> Any:
 
 def judge_command(args: argparse.Namespace) -> int:
     """`rmr1 judge`: every pair of a file judged (rows for `rmr1 score`), or every prompt's candidates ranked."""
-    from tasks.judge.files import CandidateFields, judge_file, rank_file
+    from tasks.judge.files import CandidateFields, check_out, judge_file, rank_file
     from tasks.records.fields import FieldMap
 
     try:
@@ -314,14 +315,25 @@ def judge_command(args: argparse.Namespace) -> int:
         fields = CandidateFields(**mapping) if "candidates" in mapping else FieldMap(**mapping)
     except (yaml.YAMLError, TypeError) as error:
         raise RecipeError(f"--fields: {error}") from None
+    ranking = isinstance(fields, CandidateFields)
+    ignored = ["--name", "--subset"] if ranking else ["--rank", "--seed"]
+    given = [flag for flag in ignored if getattr(args, flag[2:]) is not None]
+    if given:
+        mode = "ranking candidates (the mapping has `candidates`)" if ranking else "judging pairs"
+        raise RecipeError(f"rmr1 judge: {' and '.join(given)} mean nothing when {mode}")
+    method = args.rank or "round_robin"
+    if isinstance(fields, CandidateFields):
+        fields.check(method)
+    else:
+        fields.check()
+    check_out(args.out)  # before a model is opened
     with _open_judge(args) as judge:
         if isinstance(fields, CandidateFields):
-            written = rank_file(args.file, fields, judge, args.out, method=args.rank, seed=args.seed,
+            written = rank_file(args.file, fields, judge, args.out, method=method, seed=args.seed or 0,
                                 max_bad_rows=args.max_bad_rows)  # fmt: skip
-            what = f"{written} prompts ranked ({args.rank})"
+            what = f"{written} prompts ranked ({method})"
         else:
-            fields.check()
-            written = judge_file(args.file, fields, judge, args.out, name=args.name, subset=args.subset,
+            written = judge_file(args.file, fields, judge, args.out, name=args.name or "judged", subset=args.subset,
                                  max_bad_rows=args.max_bad_rows)  # fmt: skip
             what = f"{written} judgements"
         print(f"rmr1: judge: {what} by {judge.name} in {args.out} ({judge.calls} sent, the rest cached)")

@@ -138,3 +138,36 @@ def test_a_checkpoint_from_the_artifact_store_judges_with_the_hf_backend(tmp_pat
     assert isinstance(result.traces[0], str) and result.tokens > 0
     again = PairwiseJudge.from_artifact(store, "rl_checkpoint/0123", max_new_tokens=6)
     assert again.compare(Q, "short answer", "a longer answer") == result and again.calls == 0  # cached
+
+
+def test_an_endpoint_judge_counts_a_repeated_prompt_once_pickles_and_works_in_a_forked_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import pickle
+
+    from tasks.judge.rewards import JudgeReward
+    from tasks.standins.teacher import StandinTeacher
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with StandinTeacher() as server:  # prefers the longer answer
+        judge = PairwiseJudge.from_endpoint(server.base_url, "judge", cache_path=str(tmp_path / "cache.sqlite"))
+        pair = (Q, "short", "a longer answer")
+        assert [j.verdict for j in judge.compare_many([pair, pair])] == ["b", "b"]
+        assert judge.calls == 1 == len(server.request_log())  # the same prompt twice: sent and counted once
+        clone = pickle.loads(pickle.dumps(JudgeReward(judge)))  # e.g. to a worker process
+        assert clone.judge.compare(Q, "x", "a longer y").verdict == "b" and clone.judge.calls == 2
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child inherits the judge: it opens its own connection instead of the parent's loop
+            try:
+                verdict = judge.compare(Q, "tiny", "a much longer reply").verdict
+            except BaseException as error:  # reported to the parent
+                verdict = repr(error)
+            os.write(write, verdict.encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1000) == b"b"
+        assert judge.compare(Q, "p", "a longer q").verdict == "b"  # the parent's connection still works
+        judge.close()
+        clone.judge.close()

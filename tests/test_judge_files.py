@@ -127,6 +127,7 @@ def test_a_killed_rmr1_judge_resumes_without_paying_twice(tmp_path: Path) -> Non
         process.kill()
         process.wait()
         assert not (tmp_path / "ranked.jsonl").exists()  # nothing half-written
+        time.sleep(0.5)  # a request already on the wire is logged by now
         before = len(server.request_log())
         finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert finished.returncode == 0, finished.stderr
@@ -136,3 +137,63 @@ def test_a_killed_rmr1_judge_resumes_without_paying_twice(tmp_path: Path) -> Non
     assert f"({len(sent) - before} sent, the rest cached)" in finished.stdout
     ranked = [json.loads(line) for line in (tmp_path / "ranked.jsonl").read_text().splitlines()]
     assert [r["best"] for r in ranked] == [4] * 8
+
+
+def test_failed_requests_write_nothing_and_a_re_run_sends_only_those(tmp_path: Path, monkeypatch) -> None:
+    from tasks.evaluate.config import JudgeConfig
+    from tasks.judge import PairwiseJudge
+    from tasks.judge.files import CandidateFields, JudgeFileError, rank_file
+    from tasks.llm.config import EndpointConfig
+    from tasks.standins.teacher import Faults
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    source = tmp_path / "candidates.jsonl"
+    rows = [{"q": f"q{k}", "answers": [f"{k}" + "x" * n for n in range(1, 5)]} for k in range(6)]  # 6 x 6 games
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fields, out = CandidateFields(candidates="answers", prompt="q"), str(tmp_path / "ranked.jsonl")
+
+    def judge(url: str, retries: int) -> PairwiseJudge:
+        endpoint = EndpointConfig(base_url=url, max_retries=retries, backoff_initial_s=0.01, backoff_max_s=0.02)
+        config = JudgeConfig(backend="openai", model="judge", endpoint=endpoint)
+        return PairwiseJudge(config, "judge", cache_path=str(tmp_path / "cache.sqlite"))
+
+    with StandinTeacher(faults=Faults(rate_500=0.3, seed=1)) as server:
+        with judge(server.base_url, 0) as first, pytest.raises(JudgeFileError, match=r"judge request\(s\) failed"):
+            rank_file(str(source), fields, first, out)
+        assert not Path(out).exists()
+        log = server.request_log()
+        failed = {e["request_id"] for e in log if e["outcome"] != "ok"}
+        assert 0 < len(failed) < 36 and len(log) == 36
+        with judge(server.base_url, 20) as second:
+            assert rank_file(str(source), fields, second, out) == 6
+        again = server.request_log()[36:]
+        assert {e["request_id"] for e in again} == failed  # answered comparisons were not sent again
+    assert all(json.loads(line)["best"] == 3 for line in Path(out).read_text().splitlines())
+
+
+def test_ids_must_be_present_and_unique_and_flags_must_fit_the_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    source = tmp_path / "candidates.jsonl"
+    rows = [{"uid": "x", "q": "q", "answers": ["a", "bb"]}, {"uid": "x", "q": "q2", "answers": ["a", "bb"]}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["judge", str(source), "--out", str(tmp_path / "r.jsonl"), "--endpoint", "http://127.0.0.1:9/v1",
+            "--served-model", "judge", "--artifacts", str(tmp_path / "a")]  # fmt: skip
+    assert rmr1([*base, "--fields", "{prompt: q, candidates: answers, id: uid}"]) == 1
+    assert "record 1: uid: id 'x' is also " in capsys.readouterr().err
+    source.write_text(json.dumps({"q": "q", "answers": ["a", "bb"]}) + "\n")
+    assert rmr1([*base, "--fields", "{prompt: q, candidates: answers, id: uid}"]) == 1
+    assert "record 0: uid: missing" in capsys.readouterr().err
+    assert rmr1([*base, "--fields", "{prompt: q, candidates: answers}", "--name", "x"]) == 2
+    assert "--name mean nothing when ranking candidates" in capsys.readouterr().err
+    assert rmr1([*base, "--fields", "{prompt: q, chosen: a, rejected: b}", "--rank", "knockout"]) == 2
+    assert "--rank mean nothing when judging pairs" in capsys.readouterr().err
+    assert rmr1([*base, "--fields", "{prompt: q, candidates: ''}"]) == 2
+    assert "fields.candidates: expected a record field name" in capsys.readouterr().err
+    local = [*base[:4], "--model", str(tmp_path / "no-model"), "--max-in-flight", "4"]
+    assert rmr1([*local, "--fields", "{prompt: q, candidates: answers}"]) == 2
+    assert "--max-in-flight is for --endpoint judges" in capsys.readouterr().err
+    source.write_text("")
+    assert rmr1([*base, "--fields", "{prompt: q, candidates: answers}"]) == 1
+    assert "no records to rank" in capsys.readouterr().err

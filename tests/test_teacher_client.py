@@ -728,3 +728,70 @@ def test_throughput_is_at_least_95_percent_of_the_raw_client(tmp_path):
         server.terminate()
         server.wait()
     assert max(rates["ours"]) >= 0.95 * max(rates["raw"]), rates
+
+
+# --- EndpointSession: one connection for many calls, from many threads ----------------------------------
+
+
+def test_a_session_bounds_in_flight_across_threads_and_runs_callbacks_in_the_callers_context(start_teacher, tmp_path):
+    import contextvars
+    import threading
+
+    from tasks.llm.client import EndpointSession
+
+    teacher, url = start_teacher(latency_s=0.3)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    session = EndpointSession(fast_cfg(url, max_in_flight=4), FAKE_KEY)
+    tag = contextvars.ContextVar("tag", default="none")
+    seen: list[str] = []
+
+    def call(name: str) -> None:
+        tag.set(name)
+        outcomes, _ = session.send(judge_requests(6, tag=name), cache, on_outcome=lambda _: seen.append(tag.get()))
+        assert all(o.status == "ok" for o in outcomes)
+
+    threads = [threading.Thread(target=call, args=(f"t{k}",)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    arrivals = sorted(e["t"] for e in teacher.request_log())
+    assert len(arrivals) == 18
+    assert max(sum(1 for t in arrivals if start <= t < start + 0.29) for start in arrivals) <= 4  # one bound for all
+    assert sorted(seen) == sorted([f"t{k}" for k in range(3)] * 6)  # each callback saw its caller's context
+    session.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        session.send(judge_requests(1), cache)
+    session.close()  # idempotent
+
+
+def test_closing_a_session_releases_callers_still_waiting(start_teacher, tmp_path):
+    import concurrent.futures
+    import threading
+
+    from tasks.llm.client import EndpointSession
+
+    _, url = start_teacher(latency_s=30)
+    threads_before = sum(t.name == "rmr1-endpoint" for t in threading.enumerate())
+    session = EndpointSession(fast_cfg(url, timeout_s=60), FAKE_KEY)
+    cache = RequestCache(str(tmp_path / "cache.sqlite"))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(session.send, judge_requests(2), cache)
+        time.sleep(0.3)
+        started = time.perf_counter()
+        session.close()
+        with pytest.raises(concurrent.futures.CancelledError):
+            waiting.result(timeout=10)
+    assert time.perf_counter() - started < 10
+    assert sum(t.name == "rmr1-endpoint" for t in threading.enumerate()) == threads_before  # its loop stopped
+
+
+def test_a_session_that_cannot_open_leaves_no_thread_behind():
+    import threading
+
+    from tasks.llm.client import EndpointSession
+
+    before = sum(t.name == "rmr1-endpoint" for t in threading.enumerate())
+    with pytest.raises(ValueError, match="base_url"):
+        EndpointSession(fast_cfg(None), FAKE_KEY)
+    assert sum(t.name == "rmr1-endpoint" for t in threading.enumerate()) == before

@@ -12,6 +12,8 @@ model's context minus `max_new_tokens` is not judged (None, counted in `notes`),
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -212,15 +214,16 @@ class VllmJudge:
 
 class OpenAIJudge:
     """An OpenAI-compatible endpoint, through the same client, limits, retries and request cache as distill.
-    The connection and the cache stay open until `close`, and `judge` may be called from several threads."""
+    The connection and the cache stay open until `close`, `judge` may be called from several threads, and a
+    forked child opens its own. `quiet`: the per-call summary lines are debug (a server's many small calls)."""
 
-    def __init__(self, config: JudgeConfig, cache_path: str) -> None:
+    def __init__(self, config: JudgeConfig, cache_path: str, quiet: bool = False) -> None:
         assert config.endpoint is not None
         self.config, self.endpoint = config, config.endpoint
         self.name, self.notes, self.cache_path = config.model, Counter[str](), cache_path
         self.api_key = resolve_api_key(self.endpoint)
-        self._session: EndpointSession | None = None
-        self._cache: RequestCache | None = None
+        self.log_level = logging.DEBUG if quiet else logging.INFO
+        self._open: tuple[int, EndpointSession, RequestCache] | None = None  # (pid, session, cache)
         self._lock = threading.Lock()
 
     def requests(self, inputs: Sequence[JudgeInput]) -> list[TeacherRequest]:
@@ -236,37 +239,49 @@ class OpenAIJudge:
             if on_done is not None:
                 on_done(1)
 
-        with self._lock:  # opened once, on first use
-            if self._session is None:
-                self._cache = RequestCache(self.cache_path)
-                self._session = EndpointSession(self.endpoint, self.api_key)
-            session, cache = self._session, self._cache
-        assert cache is not None
+        _, session, cache = self._opened()
         outcomes, _ = session.send(self.requests(inputs), cache, on_outcome=done)
-        for outcome in outcomes:
-            if outcome.status == "failed":
-                with self._lock:
-                    self.notes[f"request_{outcome.failure_category}"] += 1
+        failed = Counter(f"request_{o.failure_category}" for o in outcomes if o.status == "failed")
+        if failed:
+            with self._lock:
+                self.notes.update(failed)
         return [
             Judged(outcome.text, outcome.completion_tokens, outcome.cached) if outcome.status == "ok" else Judged(None)
             for outcome in outcomes
         ]
 
+    def _opened(self) -> tuple[int, EndpointSession, RequestCache]:
+        """The session and cache of this process, opened on first use (again in a forked child)."""
+        opened = self._open
+        if opened is not None and opened[0] == os.getpid():
+            return opened  # the path every call takes: no lock
+        with self._lock:
+            if self._open is None or self._open[0] != os.getpid():
+                session = EndpointSession(self.endpoint, self.api_key, self.log_level)
+                self._open = (os.getpid(), session, RequestCache(self.cache_path))
+            return self._open
+
     def close(self) -> None:
         with self._lock:
-            if self._session is not None:
-                self._session.close()
-            if self._cache is not None:
-                self._cache.close()
-            self._session = self._cache = None
+            opened, self._open = self._open, None
+        if opened is not None and opened[0] == os.getpid():
+            opened[1].close()
+            opened[2].close()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled (e.g. to a worker): the session reopens there
+        return {**self.__dict__, "_open": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
-def make_judge(config: JudgeConfig, model: str, name: str, cache_path: str) -> Judge:
-    """The backend `config.backend` for `model` (a local folder or Hub id; the served name for openai)."""
+def make_judge(config: JudgeConfig, model: str, name: str, cache_path: str, quiet: bool = False) -> Judge:
+    """The backend `config.backend` for `model` (a local folder or Hub id; the served name for openai);
+    `quiet`: an endpoint's per-call summary lines are debug."""
     if config.backend == "length":
         return LengthJudge()
     if config.backend == "openai":
-        return OpenAIJudge(config, cache_path)
+        return OpenAIJudge(config, cache_path, quiet)
     if config.backend == "hf":
         return HfJudge(model, config, name)
     return VllmJudge(model, config, name)

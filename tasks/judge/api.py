@@ -38,6 +38,8 @@ from tasks.llm.config import EndpointConfig
 
 Order = Literal["seeded", "both"]
 CACHE_FILE = "judge_api.sqlite"
+LOCAL_CHUNK_BATCHES = 4  # hf: answers are committed to the cache every this many batches
+VLLM_CHUNK = 1024  # vllm: prompts per generate call, committed together
 
 
 @dataclass(frozen=True)
@@ -163,22 +165,26 @@ class PairwiseJudge:
 
     def _judge(self, inputs: list[JudgeInput]) -> list[Judged]:
         """The backend's outputs for `inputs`; answers already in the cache are not generated again. An endpoint
-        judge's own request cache (the distill client's, in the same file) is that cache; a local model's
-        answers are kept here."""
+        judge's own request cache (the distill client's, in the same file) is that cache, each answer committed
+        as it arrives; a local model's answers are kept here, committed after every few of its batches."""
         if self.config.backend == "openai":
             outputs = self.engine.judge(inputs)
+            sent = {(json.dumps(i.messages), i.seed) for i, o in zip(inputs, outputs, strict=True) if not o.cached}
             with self._lock:
-                self.calls += sum(not output.cached for output in outputs)
+                self.calls += len(sent)  # identical prompts are sent once
             return outputs
         ids = [self._request_id(i) for i in inputs]
         cache = self._open_cache()
         known = cache.get_many(ids) if cache is not None else {}
         todo = sorted({rid: k for k, rid in enumerate(ids) if rid not in known}.values())
         fresh: dict[str, Judged] = {}
-        if todo:
+        # what a kill can lose: a few hf batches, or one large vLLM call (it schedules its own batches)
+        step = VLLM_CHUNK if self.config.backend == "vllm" else LOCAL_CHUNK_BATCHES * max(self.config.batch_size, 1)
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
             with self._lock:
-                self.calls += len(todo)
-            for k, output in zip(todo, self.engine.judge([inputs[k] for k in todo]), strict=True):
+                self.calls += len(chunk)
+            for k, output in zip(chunk, self.engine.judge([inputs[k] for k in chunk]), strict=True):
                 fresh[ids[k]] = output
                 if cache is not None and output.text is not None:
                     cache.put(CachedAnswer(ids[k], output.text, None, 0, output.tokens, self.name, time.time()))
@@ -197,11 +203,20 @@ class PairwiseJudge:
     @property
     def engine(self) -> Judge:
         """The backend that runs the model, opened (the model loaded) on first use."""
+        engine = self._engine
+        if engine is not None:
+            return engine  # the path every call takes: no lock
         with self._lock:
             if self._engine is None:
                 cache = self.cache_path or os.path.join(cache_dir(), "judge_requests.sqlite")
-                self._engine = make_judge(self.config, self.model, self.name, cache)
+                self._engine = make_judge(self.config, self.model, self.name, cache, quiet=True)
             return self._engine
+
+    def failed_requests(self) -> dict[str, int]:
+        """Requests the backend could not answer so far, by reason (an endpoint's timeouts, rate limits, ...):
+        those judgments are errors, and are not cached, so asking again sends them again."""
+        notes = getattr(self._engine, "notes", None) or {}
+        return {k.removeprefix("request_"): v for k, v in notes.items() if k.startswith("request_") and v}
 
     def close(self) -> None:
         with self._lock:
@@ -211,6 +226,12 @@ class PairwiseJudge:
             if self._cache is not None:
                 self._cache.close()
                 self._cache = None
+
+    def __getstate__(self) -> dict[str, object]:  # pickled (e.g. to a worker): the cache reopens there
+        return {**self.__dict__, "_cache": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state, _lock=threading.RLock())
 
     def __enter__(self) -> PairwiseJudge:
         return self

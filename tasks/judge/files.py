@@ -23,15 +23,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from data_contracts.errors import UserError
 from tasks.config import ConfigError
 from tasks.evaluate.benchmarks import pairwise
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.judge.api import Judgment, PairwiseJudge
-from tasks.judge.ranking import Candidates, Method, Ranking, rank_many
-from tasks.records.fields import FieldMap, RowError, map_context, text_value
+from tasks.judge.ranking import Candidates, Method, Ranking, comparisons, rank_many
+from tasks.records.fields import FieldMap, RowError, label_key, map_context, text_value
 from tasks.records.reader import BadRow
 
-BATCH = 256  # pairs per compare_many call: one progress step, and what a kill can lose before the cache has it
+BATCH = 256  # comparisons per compare_many call: one progress step
 
 
 def _rows(comparison: Any, judgment: Judgment, judge: PairwiseJudge) -> list[dict[str, Any]]:
@@ -52,8 +53,7 @@ def _rows(comparison: Any, judgment: Judgment, judge: PairwiseJudge) -> list[dic
 def judge_file(path: str, fields: FieldMap, judge: PairwiseJudge, out: str, *, name: str = "judged",
                subset: str | None = None, max_bad_rows: float = 0.0) -> int:  # fmt: skip
     """Judge every labelled pair of `path`, write the rows to `out` (.jsonl or .parquet); the rows written."""
-    if not out.endswith((".jsonl", ".parquet")):
-        raise ValueError(f"{out}: write .jsonl or .parquet")
+    check_out(out)
     config = BenchmarkConfig(name=name, path=path, fields=fields, subset=subset, max_bad_rows=max_bad_rows)
     comparisons = pairwise.load(config)
     rows: list[dict[str, Any]] = []
@@ -64,8 +64,24 @@ def judge_file(path: str, fields: FieldMap, judge: PairwiseJudge, out: str, *, n
             for comparison, judgment in zip(batch, judgments, strict=True):
                 rows += _rows(comparison, judgment, judge)
             progress.update(len(batch))
+    _check_requests(judge, out)
     _write(rows, out)
     return len(rows)
+
+
+def check_out(out: str) -> None:
+    if not out.endswith((".jsonl", ".parquet")):
+        raise ConfigError("--out", f"{out}: write .jsonl or .parquet")
+
+
+def _check_requests(judge: PairwiseJudge, out: str) -> None:
+    """Requests an endpoint could not answer (timeouts, rate limits after every retry) would be rows marked
+    `error` and games lost: nothing is written, and a re-run sends only those (the rest is cached)."""
+    failed = judge.failed_requests()
+    if failed:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(failed.items()))
+        raise JudgeFileError(f"{sum(failed.values())} judge request(s) failed ({reasons}); {out} not written. "
+                             "Run again: the answered comparisons are cached, only these are sent.")  # fmt: skip
 
 
 def _write(rows: list[dict[str, Any]], out: str) -> None:
@@ -80,6 +96,10 @@ def _write(rows: list[dict[str, Any]], out: str) -> None:
     os.replace(partial, out)  # the output is whole or absent
 
 
+class JudgeFileError(UserError, ValueError):
+    """A run of `rmr1 judge` that cannot finish as asked: unreadable records, no records, failed requests."""
+
+
 @dataclass(frozen=True)
 class CandidateFields:
     """Where N candidate answers to one prompt lie in a record."""
@@ -89,9 +109,13 @@ class CandidateFields:
     conversation: str | None = None
     system: str | None = None
     reference: str | None = None  # a field with a reference answer, for `--rank reference`
-    id: str | None = None  # a field naming the row in the output (default: file#record)
+    id: str | None = None  # a field naming the row in the output, unique (default: file#record)
 
     def check(self, method: Method) -> None:
+        for key in ("candidates", "prompt", "conversation", "system", "reference", "id"):
+            value = getattr(self, key)
+            if (key == "candidates" or value is not None) and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"fields.{key}", f"expected a record field name, got {value!r}")
         if (self.prompt is None) == (self.conversation is None):
             raise ConfigError("fields.prompt", "map exactly one of `prompt` (text fields) or `conversation` (messages)")
         if method == "reference" and self.reference is None:
@@ -116,16 +140,14 @@ def read_candidates(record: dict[str, Any], fields: CandidateFields, method: Met
     return Candidates(conversation, texts, reference)
 
 
-def rank_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str, *, method: Method = "round_robin",
-              seed: int = 0, max_bad_rows: float = 0.0) -> int:  # fmt: skip
-    """Rank the candidates of every record of `path` (a file or folder); write one row per record to `out`
-    (.jsonl or .parquet) and return how many. Unreadable records stop the run (file, record and field named)
-    unless within `max_bad_rows`."""
-    if not out.endswith((".jsonl", ".parquet")):
-        raise ValueError(f"{out}: write .jsonl or .parquet")
+def load_candidates(path: str, fields: CandidateFields, method: Method, max_bad_rows: float = 0.0
+                    ) -> list[tuple[str, Candidates]]:  # fmt: skip
+    """(item id, candidates) of every record of `path` (a file or folder). Unreadable records stop the run
+    (file, record and field named) unless within `max_bad_rows`; ids must be unique."""
     fields.check(method)
     items: list[tuple[str, Candidates]] = []
     errors: list[str] = []
+    seen: dict[str, str] = {}  # item id -> where it was read
     read = 0
     for where, prefix, records in pairwise.file_sources(path):
         for row, record in records:
@@ -133,20 +155,50 @@ def rank_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str
             try:
                 if isinstance(record, BadRow):
                     raise RowError(record.where, record.reason)
-                name = f"{prefix}#{row}" if fields.id is None else str(record.get(fields.id, f"{prefix}#{row}"))
-                items.append((name, read_candidates(record, fields, method)))
+                name = f"{prefix}#{row}" if fields.id is None else _item_id(record, fields.id)
+                candidates = read_candidates(record, fields, method)
             except RowError as error:
                 errors.append(f"{where}, record {row}: {error}")
+                continue
+            if name in seen:
+                raise JudgeFileError(f"{where}, record {row}: {fields.id}: id {name!r} is also {seen[name]}")
+            seen[name] = f"{where}, record {row}"
+            items.append((name, candidates))
     pairwise.check_bad_rows(path, errors, read, max_bad_rows)
+    if not items:
+        raise JudgeFileError(f"{path}: no records to rank")
+    return items
+
+
+def _item_id(record: dict[str, Any], field: str) -> str:
+    value = label_key(record.get(field))
+    if not value:
+        raise RowError(field, "missing" if record.get(field) is None else "expected a text or integer id")
+    return value
+
+
+def rank_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str, *, method: Method = "round_robin",
+              seed: int = 0, max_bad_rows: float = 0.0) -> int:  # fmt: skip
+    """Rank the candidates of every record of `path` (see `load_candidates`); write one row per record to `out`
+    (.jsonl or .parquet) and return how many. About `BATCH` comparisons go to the judge at a time."""
+    check_out(out)
+    items = load_candidates(path, fields, method, max_bad_rows)
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(items), desc=f"rank ({method})", unit="prompt") as progress:
-        for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
+        start = 0
+        while start < len(items):
+            end, size = start, 0
+            while end < len(items) and (end == start or size + comparisons(method, len(items[end][1].texts)) <= BATCH):
+                size += comparisons(method, len(items[end][1].texts))
+                end += 1
+            batch = items[start:end]
             rankings = rank_many(judge, [item for _, item in batch], method, seed)
             rows += [
                 _ranked_row(name, ranking, method, judge) for (name, _), ranking in zip(batch, rankings, strict=True)
             ]
             progress.update(len(batch))
+            start = end
+    _check_requests(judge, out)
     _write(rows, out)
     return len(rows)
 

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tasks.judge.api import Judgment, PairwiseJudge
-from tasks.judge.ranking import against_reference
+from tasks.judge.ranking import Candidates, rank_many
 
 MAX_BODY = 4 << 20  # bytes: long reasoning traces, a batch of them
 log = logging.getLogger(__name__)
@@ -52,17 +52,18 @@ def _texts(body: dict[str, Any], key: str, count: int | None = None) -> list[str
 
 
 def get_reward(judge: PairwiseJudge, body: dict[str, Any]) -> dict[str, Any]:
-    """OpenRLHF's /get_reward: each response (its query without the prompt) against its reference label."""
+    """OpenRLHF's /get_reward: each response (its query without the prompt) against its reference label, all
+    of the request's comparisons judged together."""
     queries = _texts(body, "query")
     prompts = _texts(body, "prompts", len(queries))
     labels = _texts(body, "labels", len(queries))
-    rewards: list[float] = []
-    errors = 0
+    items = []
     for query, prompt, label in zip(queries, prompts, labels, strict=True):
         response = query[len(prompt) :] if query.startswith(prompt) else query
-        ranking = against_reference(judge, [{"role": "user", "content": prompt}], [response], label)
-        errors += ranking.games[0].judgment.verdict == "error"
-        rewards.append(2 * ranking.scores[0] - 1)
+        items.append(Candidates([{"role": "user", "content": prompt}], [response], label))
+    rankings = rank_many(judge, items, "reference")  # type: ignore[arg-type]
+    rewards = [2 * ranking.scores[0] - 1 for ranking in rankings]
+    errors = sum(ranking.games[0].judgment.verdict == "error" for ranking in rankings)
     return {"rewards": rewards, "scores": rewards, "extra_logs": {"judge_errors": [float(errors)] * len(rewards)}}
 
 
@@ -129,7 +130,8 @@ class Batched:
 def make_server(judge: PairwiseJudge, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
                 max_body: int = MAX_BODY, max_concurrency: int = 64) -> ThreadingHTTPServer:  # fmt: skip
     """A threading HTTP server for `judge` (not started: call `serve_forever`, e.g. in a thread); at most
-    `max_concurrency` requests are admitted to the judge at once, and those waiting together are judged together."""
+    `max_concurrency` requests are admitted to the judge at once. A local model judges the requests waiting
+    together in one batch; an endpoint judge sends each request's calls as it comes."""
     gate = threading.BoundedSemaphore(max_concurrency)
     # A local model: batched by one worker. An endpoint: each request sends its own calls through the judge's
     # one connection (thread-safe, its in-flight bound shared), so no request waits for another's batch.

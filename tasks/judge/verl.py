@@ -19,24 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from typing import Any
 
 from data_contracts.store import cache_dir
 from tasks.judge.api import PairwiseJudge
 
 _JUDGES: dict[tuple[str, str], PairwiseJudge] = {}
+_LOCK = threading.Lock()
 
 
 def _judge(url: str, model: str) -> PairwiseJudge:
-    if (url, model) not in _JUDGES:
-        key_env = os.environ.get("RMR1_JUDGE_KEY_ENV", "OPENAI_API_KEY")
-        _JUDGES[url, model] = PairwiseJudge.from_endpoint(
-            url,
-            model,
-            api_key_env=key_env,
-            cache_path=os.environ.get("RMR1_JUDGE_CACHE") or os.path.join(cache_dir(), "verl_judge.sqlite"),
-        )
-    return _JUDGES[url, model]
+    """One judge (one pooled connection) per endpoint and model, for the whole process."""
+    with _LOCK:
+        if (url, model) not in _JUDGES:
+            key_env = os.environ.get("RMR1_JUDGE_KEY_ENV", "OPENAI_API_KEY")
+            cache = os.environ.get("RMR1_JUDGE_CACHE") or os.path.join(cache_dir(), "verl_judge.sqlite")
+            _JUDGES[url, model] = PairwiseJudge.from_endpoint(url, model, api_key_env=key_env, cache_path=cache)
+        return _JUDGES[url, model]
 
 
 async def compute_score(

@@ -12,6 +12,8 @@ API key reach an outcome, a log line, an exception message or the statistics.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import email.utils
 import hashlib
 import logging
@@ -475,10 +477,14 @@ class Connection:
 class EndpointSession:
     """One endpoint kept open across many `send_requests` calls, from any thread: one event loop in its own
     thread, one `Connection` (a pooled client: no new TLS context and connections per call), and at most
-    `max_in_flight` requests in flight across all the calls running at once. Close it when done."""
+    `max_in_flight` requests in flight across all the calls running at once. `close` cancels the calls still
+    waiting (they raise CancelledError). A forked child cannot use its parent's session: open a new one."""
 
-    def __init__(self, cfg: EndpointConfig, api_key: str) -> None:
-        self.cfg, self._api_key, self._pid = cfg, api_key, os.getpid()
+    def __init__(self, cfg: EndpointConfig, api_key: str, log_level: int = logging.INFO) -> None:
+        self.cfg, self.log_level, self._api_key, self._pid = cfg, log_level, api_key, os.getpid()
+        self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="rmr1-endpoint")
         self._thread.start()
@@ -486,7 +492,11 @@ class EndpointSession:
         async def open_connection() -> Connection:  # made on the loop that will use it
             return Connection.open(cfg, api_key)
 
-        self._connection = asyncio.run_coroutine_threadsafe(open_connection(), self._loop).result()
+        try:
+            self._connection = asyncio.run_coroutine_threadsafe(open_connection(), self._loop).result()
+        except BaseException:
+            self._stop_loop()
+            raise
 
     def send(
         self,
@@ -494,21 +504,49 @@ class EndpointSession:
         cache: RequestCache,
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> tuple[list[Outcome], RunStats]:
-        """`send_requests` on the session's loop and connection; blocks the calling thread until done."""
+        """`send_requests` on the session's loop and connection; blocks the calling thread until done.
+        `on_outcome` runs on the loop's thread, in a copy of the caller's context (Prefect's run and settings)."""
         if os.getpid() != self._pid:
             raise RuntimeError("an EndpointSession cannot be used in a forked child: open a new one there")
-        sending = send_requests(requests, self.cfg, cache, api_key=self._api_key, on_outcome=on_outcome,
-                                connection=self._connection)  # fmt: skip
-        return asyncio.run_coroutine_threadsafe(sending, self._loop).result()
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("EndpointSession.send from its own loop's thread would wait on itself")
+        report = on_outcome
+        if on_outcome is not None:
+            context, callback = contextvars.copy_context(), on_outcome
+            report = lambda outcome: context.run(callback, outcome)  # noqa: E731
+        if self._closed:
+            raise RuntimeError("this EndpointSession is closed")
+        sending = send_requests(requests, self.cfg, cache, api_key=self._api_key, on_outcome=report,
+                                connection=self._connection, log_level=self.log_level)  # fmt: skip
+        # No lock on this path (many request threads share it): set.add is atomic, and a `close` that ran since
+        # the check above either sees this future among the pending or is seen below.
+        future = asyncio.run_coroutine_threadsafe(sending, self._loop)
+        self._pending.add(future)
+        if self._closed:
+            future.cancel()
+        try:
+            return future.result()
+        finally:
+            self._pending.discard(future)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        if os.getpid() == self._pid:
-            asyncio.run_coroutine_threadsafe(self._connection.client.close(), self._loop).result()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+        """Cancel the calls still waiting, close the client and stop the loop (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        pending = list(self._pending)
+        if os.getpid() != self._pid:
+            return  # a forked child never touches its parent's loop
+        for future in pending:
+            future.cancel()  # the task is cancelled on the loop; its caller gets CancelledError at once
+        asyncio.run_coroutine_threadsafe(self._connection.client.close(), self._loop).result()
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 async def send_requests(
@@ -521,6 +559,7 @@ async def send_requests(
     budget_usd: float | None = None,
     spent_usd: float = 0.0,
     connection: Connection | None = None,
+    log_level: int = logging.INFO,
 ) -> tuple[list[Outcome], RunStats]:
     """One Outcome per request, in the order of `requests`, and the run's totals.
 
@@ -531,7 +570,8 @@ async def send_requests(
     already in flight may overshoot the budget by their own cost). Identical requests are sent once.
     Only an exception from `on_outcome` or from the cache itself (a full disk) propagates — answers
     already committed stay committed — and a ValueError when `cfg.base_url` is None. A `connection` shared
-    with other calls is used and left open; without one, this call opens its own and closes it.
+    with other calls is used and left open; without one, this call opens its own and closes it. The two
+    summary lines are logged at `log_level` (a server's many small calls: DEBUG).
     """
     started = time.perf_counter()
     stats = RunStats(requests=len(requests))
@@ -551,14 +591,12 @@ async def send_requests(
             if on_outcome is not None:
                 on_outcome(outcome)
 
-    # A call on a shared connection is one of many small ones (a server's requests): its lines are debug.
-    level = logging.INFO if connection is None else logging.DEBUG
     cached = cache.get_many(positions)
     for answer in cached.values():
         settle(cached_outcome(answer, cfg))
     pending = [requests[indices[0]] for request_id, indices in positions.items() if request_id not in cached]
     log.log(
-        level,
+        log_level,
         "teacher %s: %d requests, %d answered from the cache, %d to send (%d in flight)",
         models_of(requests), len(requests), stats.cached, len(pending), min(cfg.max_in_flight, len(pending)),
     )  # fmt: skip
@@ -588,7 +626,7 @@ async def send_requests(
 
     stats.wall_s = time.perf_counter() - started
     log.log(
-        level,
+        log_level,
         "teacher %s: %d ok (%d cached), %d failed %s, %d retries, %d+%d tokens, $%.4f, %.1f s, %.1f answers/s",
         models_of(requests), stats.ok, stats.cached, sum(stats.failed.values()), dict(stats.failed), stats.retries,
         stats.prompt_tokens, stats.completion_tokens, stats.cost_usd, stats.wall_s, stats.throughput(),

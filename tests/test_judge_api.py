@@ -3,7 +3,6 @@ ties and unparseable verdicts; the cache never pays twice; an hf checkpoint from
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,12 +10,11 @@ from typing import Any
 
 import pytest
 
-from data_contracts import ArtifactStore
-from data_contracts.kinds import RL_CHECKPOINT
 from tasks.evaluate.config import JudgeConfig
 from tasks.evaluate.judges import Judged, JudgeInput, LengthJudge
 from tasks.judge import PairwiseJudge, against_reference, knockout, round_robin
 from tasks.judge.ranking import Candidates, comparisons, rank_many
+from tests.helpers.judges import publish_tiny_judge
 
 Q = [{"role": "user", "content": "Which answer is better?"}]
 LENGTH = JudgeConfig(backend="length", allow_tie=True)
@@ -118,19 +116,7 @@ def test_the_same_comparison_is_never_paid_for_twice(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_from_the_artifact_store_judges_with_the_hf_backend(tmp_path: Path) -> None:
-    from tasks.judge_protocol import load_template_set
-    from tasks.models.config import TinyModelConfig
-    from tasks.models.tiny import build_tiny_model
-
-    template = load_template_set("cor-instruct-v1")
-    texts = [template.system or "", template.user_single, "short answer", "a longer answer"]
-    config = TinyModelConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
-    model = build_tiny_model(texts, config, str(tmp_path / "tiny"))
-    store = ArtifactStore(tmp_path / "artifacts")
-    with store.folder_writer(RL_CHECKPOINT, "0123456789abcdef", upstream={}, config={}, code_version="test") as w:
-        for entry in Path(model).iterdir():
-            shutil.copy(entry, Path(w.path) / entry.name)
-        w.commit({})
+    store = publish_tiny_judge(tmp_path, ["short answer", "a longer answer"])
     judge = PairwiseJudge.from_artifact(store, "rl_checkpoint", max_new_tokens=6)
     assert judge.name == "rl_checkpoint/0123456789abcdef"
     result = judge.compare(Q, "short answer", "a longer answer")

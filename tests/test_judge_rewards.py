@@ -113,29 +113,16 @@ def test_grpo_with_a_judge_checkpoint_from_the_store_on_the_hf_backend(tmp_path:
     """The issue's check (bench/bench_grpo_reward.py) on a tiny checkpoint published as `rl_checkpoint`: rewards
     reach the trainer, each step asks for calls_per_step comparisons, and no judge prompt is generated twice."""
     import importlib.util
-    import shutil
     import sys
 
-    from data_contracts import ArtifactStore
-    from data_contracts.kinds import RL_CHECKPOINT
-    from tasks.judge_protocol import load_template_set
-    from tasks.models.config import TinyModelConfig
-    from tasks.models.tiny import build_tiny_model
+    from tests.helpers.judges import publish_tiny_judge
 
     spec = importlib.util.spec_from_file_location("bench_grpo_reward", ROOT / "bench" / "bench_grpo_reward.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench  # its dataclass looks its module up while being defined
     spec.loader.exec_module(bench)
-    template = load_template_set("cor-instruct-v1")
-    config = TinyModelConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
-    model = build_tiny_model([template.system or "", template.user_single, *bench.PROMPTS], config,
-                             str(tmp_path / "judge-model"))  # fmt: skip
-    store = ArtifactStore(tmp_path / "artifacts")
-    with store.folder_writer(RL_CHECKPOINT, "0123456789abcdef", upstream={}, config={}, code_version="test") as w:
-        for entry in Path(model).iterdir():
-            shutil.copy(entry, Path(w.path) / entry.name)
-        w.commit({})
+    store = publish_tiny_judge(tmp_path, bench.PROMPTS)
     judge = PairwiseJudge.from_artifact(store, "rl_checkpoint", max_new_tokens=4)
     result = bench.run(judge, str(tmp_path / "work"), steps=2, group_size=3, prompt_count=2, completion_tokens=6)
     assert result["steps"] == 2 and [c["expected"] for c in result["calls"]] == [2 * 3, 2 * 3]

@@ -4,8 +4,12 @@ An artifact is a folder of `part-*.parquet` files plus `_manifest.json`, which i
 without a manifest is not published and no reader ever looks inside it. On a local disk the whole folder
 is written under a hidden temporary name and renamed into place, so a killed writer leaves nothing
 visible and two concurrent publishers of the same version leave exactly one artifact (the loser of the
-rename drops its copy). On object stores (any fsspec URL) rename is not atomic, so parts are written in
-place and the manifest, written last, is the commit point.
+rename drops its copy). On object stores (any fsspec URL) rename is not atomic, so each publisher puts its
+files under its own attempt prefix (`<version>/<attempt>/part-*.parquet`; the manifest's `key` of each file)
+and then creates the manifest with a conditional write that fails when it exists (S3's `If-None-Match: *`,
+fsspec's `pipe_file(mode="create")`). Exactly one create succeeds: its manifest lists only its own, complete
+files; a loser removes its attempt. This relies on the store honouring conditional creates (AWS S3 since
+2024, MinIO, moto; fsspec's memory and local filesystems); readers only ever follow a manifest.
 
 Folder artifacts (model checkpoints, `FolderKind`) follow the same rules: files first, manifest last,
 one rename on local disks.
@@ -43,6 +47,7 @@ DEFAULT_ROOT = "./artifacts"
 ROOT_ENV = "RMR1_ARTIFACTS"
 ROWS_PER_PART = 100_000
 TEMP_PREFIX = ".tmp-"  # a writer's folder until commit; hidden from readers
+ATTEMPT_PREFIX = "attempt-"  # object stores: one publisher's files under <version>/, listed by the manifest that won
 STALE_TEMP_SECONDS = 24 * 3600  # a temporary folder this old belongs to a writer that was killed
 CACHE_ENV = "RMR1_CACHE"  # downloads of remote folder artifacts, scratch space for remote roots
 
@@ -116,7 +121,7 @@ class ArtifactStore:
         folder = self.folder(ref.kind, ref.version)
         tables = []
         for part in manifest["files"]:
-            with self.fs.open(f"{folder}/{part['path']}", "rb") as handle:
+            with self.fs.open(f"{folder}/{file_key(part)}", "rb") as handle:
                 tables.append(pq.read_table(handle, columns=columns))
         return pa.concat_tables(tables)
 
@@ -126,7 +131,7 @@ class ArtifactStore:
         bad = []
         for part in self.manifest(ref)["files"]:
             digest = hashlib.sha256()
-            with self.fs.open(f"{folder}/{part['path']}", "rb") as handle:
+            with self.fs.open(f"{folder}/{file_key(part)}", "rb") as handle:
                 for block in iter(lambda h=handle: h.read(1 << 20), b""):
                     digest.update(block)
             if digest.hexdigest() != part["sha256"]:
@@ -213,11 +218,17 @@ class ArtifactStore:
             return target
         partial = f"{target}{TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
         try:
-            self.fs.get(folder, partial, recursive=True)
-            for entry in self.manifest(ref)["files"]:
-                if file_sha256(os.path.join(partial, entry["path"])) != entry["sha256"]:
+            os.makedirs(partial)
+            manifest = self.manifest(ref)
+            for entry in manifest["files"]:  # the manifest's files only, at their paths: never a losing attempt's
+                local = os.path.join(partial, entry["path"])
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                self.fs.get_file(f"{folder}/{file_key(entry)}", local)
+                if file_sha256(local) != entry["sha256"]:
                     source = self.uri(folder)
                     raise OSError(f"{ref}: {entry['path']} downloaded from {source} does not match its sha256")
+            with open(os.path.join(partial, MANIFEST), "w") as handle:  # last: marks the download complete
+                json.dump(manifest, handle, indent=2)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.rename(partial, target)
         except OSError:
@@ -428,17 +439,27 @@ def _publish(
                 raise
             shutil.rmtree(folder, ignore_errors=True)
         return
-    # Object stores cannot rename a folder atomically: move the files, then write the manifest last.
+    # Object stores cannot rename a folder atomically: this attempt's files go under their own prefix, then the
+    # manifest is created only if no other publisher created it first (a conditional write).
     if store.get(kind, version) is None:
+        attempt = f"{ATTEMPT_PREFIX}{uuid.uuid4().hex[:12]}"
         for entry in files:
-            source, target = f"{folder}/{entry['path']}", f"{final}/{entry['path']}"
+            source, target = f"{folder}/{entry['path']}", f"{final}/{attempt}/{entry['path']}"
             store.fs.put_file(source, target) if upload else store.fs.mv(source, target)
-        with store.fs.open(f"{final}/{MANIFEST}", "w") as handle:
-            json.dump(manifest, handle, indent=2)
+        listed = {**manifest, "files": [{**entry, "key": f"{attempt}/{entry['path']}"} for entry in files]}
+        try:
+            store.fs.pipe_file(f"{final}/{MANIFEST}", json.dumps(listed, indent=2).encode(), mode="create")
+        except FileExistsError:  # another publisher's manifest is in place: theirs stands, ours goes
+            store.fs.rm(f"{final}/{attempt}", recursive=True)
     if upload:
         shutil.rmtree(folder, ignore_errors=True)
-    else:
+    elif store.fs.exists(folder):
         store.fs.rm(folder, recursive=True)
+
+
+def file_key(entry: Mapping[str, Any]) -> str:
+    """Where a manifest's file lies under its artifact folder: its attempt's key on object stores, else its path."""
+    return str(entry.get("key") or entry["path"])
 
 
 def _remove(store: ArtifactStore, folder: str) -> None:

@@ -80,6 +80,54 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         hub.stop()
 
 
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real S3-compatible server (moto's server mode, in its own process) on 127.0.0.1 for the session; this
+    process's botocore points at it while it runs. Yields the environment a child process needs to use it."""
+    home = tmp_path_factory.mktemp("s3-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(home / "server.log", "w")  # noqa: SIM115 (kept open for the server's lifetime)
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=log)  # fmt: skip
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": url}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/moto-api/", timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            yield {**os.environ, **env}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def s3_root(s3_server: dict[str, str]) -> str:
+    """A fresh bucket on the session's S3 server: `s3://<bucket>/artifacts`."""
+    import uuid
+
+    import s3fs
+
+    bucket = f"rmr1-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    return f"s3://{bucket}/artifacts"
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real `prefect server start` on 127.0.0.1 for the session; yields the environment that points at it."""

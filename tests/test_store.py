@@ -38,6 +38,7 @@ from data_contracts import (
     rejects_contract,
 )
 from data_contracts.kinds import EVAL_SCORES, PREFERENCE_PAIRS, SFT_CHECKPOINT
+from data_contracts.store import file_key
 from tests.helpers.store_worker import pair_rows
 
 WORKER = Path(__file__).parent / "helpers" / "store_worker.py"
@@ -540,7 +541,7 @@ def test_a_memory_url_root_publishes_and_reads_back(memory_store: ArtifactStore)
     manifest = memory_store.manifest(ref)
     assert [part["rows"] for part in manifest["files"]] == [10, 10, 5]
     for part in manifest["files"]:
-        data = fsspec.filesystem("memory").cat_file(f"{memory_store.root}/{KIND}/v1/{part['path']}")
+        data = fsspec.filesystem("memory").cat_file(f"{memory_store.root}/{KIND}/v1/{file_key(part)}")
         assert part["sha256"] == hashlib.sha256(data).hexdigest()
     assert memory_store.verify(ref) == []
     assert [m["version"] for m in memory_store.list()] == ["v1"]
@@ -737,7 +738,8 @@ def test_a_folder_artifact_on_a_memory_url_uploads_its_files_and_downloads_them_
     assert Path(local, "nested", "extra.txt").read_text() == "x"
     assert local.startswith(os.environ["RMR1_CACHE"])
     shutil.rmtree(local)
-    memory_store.fs.pipe_file(f"{memory_store.folder(ref.kind, ref.version)}/model.safetensors", b"tampered")
+    weights = next(e for e in memory_store.manifest(ref)["files"] if e["path"] == "model.safetensors")
+    memory_store.fs.pipe_file(f"{memory_store.folder(ref.kind, ref.version)}/{file_key(weights)}", b"tampered")
     with pytest.raises(OSError, match=r"model\.safetensors downloaded from memory://.* does not match its sha256"):
         memory_store.local_copy(ref)
     assert not Path(local).exists() and os.listdir(Path(local).parent) == []  # no partial download left

@@ -1,0 +1,157 @@
+"""Artifacts on a real S3-compatible server (moto's server mode on 127.0.0.1, started by the suite) through
+s3fs: publish, read, list and lineage; folder artifacts up and down; concurrent publishers of one version
+(threads and processes) leave exactly one valid artifact; the smoke recipe through filter on `s3://`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from data_contracts import ArtifactStore
+from data_contracts.kinds import PREFERENCE_PAIRS, SFT_CHECKPOINT
+from data_contracts.store import ATTEMPT_PREFIX, MANIFEST
+from tests.helpers.store_worker import pair_rows
+
+WORKER = Path(__file__).parent / "helpers" / "store_worker.py"
+KIND = PREFERENCE_PAIRS.kind
+
+
+def _table(start: int = 0, count: int = 50) -> pa.Table:
+    return pa.Table.from_pylist(pair_rows(start, count), schema=PREFERENCE_PAIRS.schema)
+
+
+def test_publish_read_list_lineage_and_a_folder_artifact_on_s3(
+    s3_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RMR1_CACHE", str(tmp_path / "cache"))  # downloads of remote checkpoints
+    store = ArtifactStore(s3_root)
+    assert not store.local and store.get(KIND, "v1") is None
+    with store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=20) as writer:
+        writer.write_valid(_table())
+        assert store.get(KIND, "v1") is None  # nothing visible before the manifest
+        ref = writer.commit({"rows_out": 50})
+    assert ref.uri == f"{s3_root}/{KIND}/v1"
+    assert store.read_table(ref).to_pylist() == pair_rows(0, 50)
+    assert store.verify(ref) == [] and [p["rows"] for p in store.manifest(ref)["files"]] == [20, 20, 10]
+    with store.folder_writer(SFT_CHECKPOINT, "c1-on-s3", upstream={KIND: "v1"}) as folder:
+        Path(folder.path, "config.json").write_text("{}")
+        Path(folder.path, "model.safetensors").write_bytes(b"weights")
+        Path(folder.path, "tokenizer.json").write_text("{}")
+        Path(folder.path, "tokenizer_config.json").write_text("{}")
+        checkpoint = folder.commit()
+    local = store.local_copy(checkpoint)
+    assert Path(local, "model.safetensors").read_bytes() == b"weights"
+    assert sorted(os.listdir(local)) == [MANIFEST, "config.json", "model.safetensors", "tokenizer.json",
+                                         "tokenizer_config.json"]  # fmt: skip
+    assert store.local_copy(checkpoint) == local  # downloaded once
+    assert [(depth, m["kind"]) for depth, m, _ in store.lineage(checkpoint)] == [(0, SFT_CHECKPOINT.kind), (1, KIND)]
+    assert [m["version"] for m in store.list()] == ["v1", "c1-on-s3"]
+    assert store.find(KIND, "v") == ref
+
+
+def _one_artifact(store: ArtifactStore, candidates: list[list[dict[str, object]]]) -> None:
+    """One published v1, intact, holding exactly one publisher's rows, and nothing else in its folder."""
+    ref = store.require(KIND, "v1")
+    assert store.verify(ref) == [] and store.read_table(ref).to_pylist() in candidates
+    folder = store.folder(KIND, "v1")
+    entries = sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False, refresh=True))
+    if store.local:
+        assert entries == [MANIFEST, *[p["path"] for p in store.manifest(ref)["files"]]]
+    else:  # the winner's attempt only: every loser removed its own
+        assert len(entries) == 2 and entries[0] == MANIFEST and entries[1].startswith(ATTEMPT_PREFIX), entries
+        assert all(p["key"].startswith(entries[1] + "/") for p in store.manifest(ref)["files"])
+    assert [m["version"] for m in store.list(KIND)] == ["v1"]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_threads_publishing_one_version_at_once_leave_exactly_one_artifact(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    root = str(tmp_path / "artifacts") if where == "local" else request.getfixturevalue("s3_root")
+    store = ArtifactStore(root)
+    writers = [store.writer(PREFERENCE_PAIRS, "v1", config={"writer": k}) for k in range(6)]
+    for k, writer in enumerate(writers):  # different rows each, so a mix of two publishers would show
+        writer.write_valid(_table(1000 * k, 40 + k))
+    barrier = threading.Barrier(len(writers))
+    errors: list[BaseException] = []
+
+    def commit(writer) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            writer.commit()
+        except BaseException as error:  # collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=commit, args=(w,)) for w in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    _one_artifact(store, [pair_rows(1000 * k, 40 + k) for k in range(6)])
+
+
+def test_processes_publishing_one_version_at_once_on_s3_leave_exactly_one_artifact(
+    s3_root: str, s3_server: dict[str, str], tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    command = [sys.executable, str(WORKER), "race", s3_root, "v1", str(go), "--api", "writer"]
+    env = {**s3_server, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(4)]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        go.touch()
+        outputs = [child.communicate(timeout=120)[0] for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    refs = {json.dumps(json.loads(out.split("ref ", 1)[1]), sort_keys=True) for out in outputs}
+    assert len(refs) == 1 and all(child.returncode == 0 for child in children)
+    _one_artifact(ArtifactStore(s3_root), [pair_rows(0, 200)])
+
+
+def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_lineage_back(
+    s3_root: str, s3_server: dict[str, str], tmp_path: Path
+) -> None:
+    """`rmr1 run --artifacts s3://...`: every artifact (tables and the SFT checkpoint folder) on the S3 server,
+    a re-run that publishes nothing, and the lineage read back from S3."""
+    from tests.conftest import ROOT, TINY_TRAINING
+
+    env = {**s3_server, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("RMR1_ARTIFACTS", None)
+    overrides = [arg for setting in [*TINY_TRAINING, "pull.sources.0.rows=80"] for arg in ("--set", setting)]
+    command = [sys.executable, "-m", "flows.cli", "run", "--recipe", str(ROOT / "recipes" / "smoke.yaml"), "--to",
+               "sft", "--artifacts", s3_root, *overrides]  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    first = run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    store = ArtifactStore(s3_root)
+    kinds = {m["kind"]: m["version"] for m in store.list()}
+    assert {"preference_pairs", "teacher_traces", "sft_examples", "filter_rejects", "sft_checkpoint"} <= set(kinds)
+    assert not (tmp_path / "artifacts").exists()  # nothing written to a local root
+    checkpoint = store.require("sft_checkpoint", kinds["sft_checkpoint"])
+    assert store.verify(checkpoint) == []
+    assert Path(store.local_copy(checkpoint), "config.json").is_file()  # the uploaded weights come back whole
+    chain = [m["kind"] for _, m, _ in store.lineage(checkpoint)]
+    assert chain[0] == "sft_checkpoint" and "sft_examples" in chain and "preference_pairs" in chain
+    plan = subprocess.run([sys.executable, "-m", "flows.cli", "plan", *command[4:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert plan.returncode == 0 and "will run" not in plan.stdout and "sft_checkpoint/" in plan.stdout, plan.stdout
+    created = {m["version"]: m["created_at"] for m in store.list()}
+    again = run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {m["version"]: m["created_at"] for m in ArtifactStore(s3_root).list()} == created  # nothing new
+    lineage = subprocess.run([sys.executable, "-m", "flows.cli", "artifacts", "--artifacts", s3_root, "--lineage",
+                              "sft_checkpoint"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert lineage.returncode == 0 and f"sft_checkpoint/{kinds['sft_checkpoint']}" in lineage.stdout

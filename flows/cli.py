@@ -305,6 +305,8 @@ def _value_lines(column: str, text: str, chars: int) -> list[str]:
 def show_rows(store: ArtifactStore, target: str, rows: int = 5, where: Sequence[str] = (),
               chars: int = SHOW_CHARS) -> str:  # fmt: skip
     """Rows of a published table artifact, one block per row (`column: value`), those matching every `where`."""
+    if rows < 0:
+        raise RecipeError(f"--rows {rows}: expected 0 or more")
     ref = resolve_artifact(store, target, "show")
     if ref.kind in FOLDER_KINDS:
         raise ArtifactNotFound(f"show {ref}: a folder of files (a model checkpoint), not rows; see {ref.uri}")

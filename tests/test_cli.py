@@ -308,6 +308,8 @@ def test_show_prints_the_rows_that_match_every_where_one_block_each_long_values_
     assert main([*show, "filter_rejects/abc", "--where", "swapped=true"]) == 2
     error = capsys.readouterr().err
     assert "--where 'swapped=true': filter_rejects/abc123 has no column 'swapped'; its columns: pair_id, " in error
+    assert main([*show, "filter_rejects/abc", "--rows", "-1"]) == 2
+    assert "--rows -1: expected 0 or more" in capsys.readouterr().err
     assert main([*show, "filter_rejects/abc", "--where", "domain"]) == 2
     assert "expected COL=VALUE" in capsys.readouterr().err
     assert main([*show, "filter_rejects/ab"]) == 2  # two versions start with ab

@@ -4,11 +4,13 @@
     rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
+    rmr1 show KIND[/VERSION] [--rows N] [--where COL=VALUE ...] [--chars N] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
     rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
     rmr1 judge FILE --fields MAPPING --out OUT.jsonl [--rank round_robin|knockout|reference] [judge source flags]
 
-Prefect is imported only by the commands that run flows, so `rmr1 artifacts` and `rmr1 plan` answer at once.
+Prefect is imported only by the commands that run flows, so `rmr1 artifacts`, `rmr1 show` and `rmr1 plan` answer
+at once.
 Errors a user can fix (`UserError`: a bad recipe key, too many rejected rows, a missing upstream artifact)
 end with one clear line and their exit code (2 for usage, 1 for a failed run), also when raised inside a flow
 (Prefect's tracebacks for it stay in the Prefect logs, off the terminal); anything else is a bug and keeps its
@@ -24,20 +26,25 @@ import logging
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from data_contracts import ArtifactStore
+from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
+from data_contracts.kinds import FOLDER_KINDS
 from data_contracts.store import ArtifactNotFound
 from data_contracts.versioning import canonical_json, plain
 from flows.prefect_internals import user_error_tracebacks_off_the_terminal
 from flows.recipe import Recipe, RecipeError, load_recipe
 from tasks.hub import describe
+from tasks.trace_samples import cut
 from tasks.train.config import LaunchConfig
 
+SHOW_CHARS = 1000  # rmr1 show: characters of a value printed before it is cut
+SHOW_WIDTH = 100  # rmr1 show: lines wrapped at this width
 STAGES_HELP = "a stage name as `rmr1 plan` lists them; a wrong one is answered with the list"
 
 
@@ -142,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="Print the chain from the sources to this artifact (KIND alone: the newest of that kind) instead.",
     )
     listing.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
+
+    show = commands.add_parser("show", help="Print rows of a published artifact, one block per row.")
+    show.add_argument(
+        "target", metavar="KIND[/VERSION]", help="KIND alone: the newest; a unique version prefix will do."
+    )
+    show.add_argument("--rows", type=int, default=5, help="How many rows to print (default 5).")
+    show.add_argument(
+        "--where", action="append", default=[], metavar="COL=VALUE",
+        help="Only rows whose column, as printed, equals VALUE (repeatable: all must match).",
+    )  # fmt: skip
+    show.add_argument("--chars", type=int, default=SHOW_CHARS, help="Characters shown per value before it is cut "
+                      f"(default {SHOW_CHARS}; 0: everything).")  # fmt: skip
+    show.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
     return parser
 
 
@@ -175,19 +195,24 @@ def _sources(config: Any) -> str:
     return shown
 
 
-def show_lineage(store: ArtifactStore, target: str) -> str:
-    """The chain from the sources to KIND/VERSION (a unique version prefix will do; KIND alone: the newest),
-    one artifact per line: version, created-at, code version and a hash of the recipe section that made it."""
+def resolve_artifact(store: ArtifactStore, target: str, option: str) -> ArtifactRef:
+    """KIND/VERSION (a unique version prefix will do) or KIND alone (the newest of that kind), as `option` names it."""
     kind, _, prefix = target.partition("/")
     if not kind:
-        raise ArtifactNotFound(f"--lineage {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
+        raise ArtifactNotFound(f"{option} {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
     if not prefix:
         published = store.list(kind)
         if not published:
-            raise ArtifactNotFound(f"--lineage {kind}: nothing of that kind is published under {store}")
+            raise ArtifactNotFound(f"{option} {kind}: nothing of that kind is published under {store}")
         prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
+    return store.find(kind, prefix)
+
+
+def show_lineage(store: ArtifactStore, target: str) -> str:
+    """The chain from the sources to KIND/VERSION (a unique version prefix will do; KIND alone: the newest),
+    one artifact per line: version, created-at, code version and a hash of the recipe section that made it."""
     lines = []
-    for depth, manifest, repeated in store.lineage(store.find(kind, prefix)):
+    for depth, manifest, repeated in store.lineage(resolve_artifact(store, target, "--lineage")):
         indent = "   " * (depth - 1) + "└─ " if depth else ""
         name = f"{manifest['kind']}/{manifest['version']}"
         if repeated:
@@ -247,6 +272,59 @@ def _launcher(launch: LaunchConfig) -> str:
     return (
         "torchrun (gloo)" if launch.device == "cpu" else f"accelerate launch --config_file {launch.accelerate_config}"
     )
+
+
+def as_text(value: Any) -> str:
+    """A cell as `rmr1 show` prints it and `--where` compares it: text as is, anything else as JSON (null, true, 1)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _conditions(where: Sequence[str], ref: ArtifactRef, columns: Sequence[str]) -> list[tuple[str, str]]:
+    conditions = []
+    for condition in where:
+        column, equals, value = condition.partition("=")
+        if not equals:
+            raise RecipeError(f"--where {condition!r}: expected COL=VALUE, e.g. --where domain=chat")
+        if column not in columns:
+            raise RecipeError(
+                f"--where {condition!r}: {ref} has no column {column!r}; its columns: {', '.join(columns)}"
+            )
+        conditions.append((column, value))
+    return conditions
+
+
+def _value_lines(column: str, text: str, chars: int) -> list[str]:
+    """`column: value` on one line when it fits, else the value wrapped below it (cut with a note of its length)."""
+    shown = cut(text, chars)
+    if "\n" not in shown and len(column) + 2 + len(shown) <= SHOW_WIDTH:
+        return [f"{column}: {shown}"]
+    wrapped = [piece for line in shown.split("\n") for piece in textwrap.wrap(line, SHOW_WIDTH - 2) or [""]]
+    return [f"{column}:", *(f"  {piece}" for piece in wrapped)]
+
+
+def show_rows(store: ArtifactStore, target: str, rows: int = 5, where: Sequence[str] = (),
+              chars: int = SHOW_CHARS) -> str:  # fmt: skip
+    """Rows of a published table artifact, one block per row (`column: value`), those matching every `where`."""
+    if rows < 0:
+        raise RecipeError(f"--rows {rows}: expected 0 or more")
+    ref = resolve_artifact(store, target, "show")
+    if ref.kind in FOLDER_KINDS:
+        raise ArtifactNotFound(f"show {ref}: a folder of files (a model checkpoint), not rows; see {ref.uri}")
+    table = store.read_table(ref)
+    conditions = _conditions(where, ref, table.column_names)
+    if conditions:
+        numbered = enumerate(row for batch in table.to_batches() for row in batch.to_pylist())
+        matches = [(index, row) for index, row in numbered if all(as_text(row[c]) == v for c, v in conditions)]
+        matching, picked = len(matches), matches[:rows]
+    else:
+        matching, picked = table.num_rows, list(enumerate(table.slice(0, rows).to_pylist()))
+    which = f"{matching} of {table.num_rows} rows match {' and '.join(where)}" if where else f"{table.num_rows} rows"
+    lines = [f"{ref}: {which}; showing {len(picked)}"]
+    for index, row in picked:
+        lines += ["", f"── row {index} ──"]
+        for column, value in row.items():
+            lines += _value_lines(column, as_text(value), chars)
+    return "\n".join(lines)
 
 
 def headline_scores(store: ArtifactStore, version: str) -> str:
@@ -368,6 +446,9 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "artifacts":
         store = ArtifactStore(args.artifacts)
         print(show_lineage(store, args.lineage) if args.lineage else list_artifacts(store, args.kind))
+        return 0
+    if args.command == "show":
+        print(show_rows(ArtifactStore(args.artifacts), args.target, args.rows, args.where, args.chars))
         return 0
     if args.command == "score":
         from tasks.evaluate.predictions import score_file

@@ -78,8 +78,9 @@ def prefect_progress(key: str, description: str) -> ProgressCallback:
 
 
 def report_stage(step: Step, result: StageResult | None, store: ArtifactStore) -> None:
-    """Leave the stage's tables, artifact links, curves and a summary in the Prefect UI (a skipped stage: the
-    summary only, which names the versions and folders it reused; its tables are on the run that made them)."""
+    """Leave the stage's tables, artifact links, curves, markdown (reports, sample traces) and a summary in the
+    Prefect UI (a skipped stage: the summary only, which names the versions and folders it reused; its tables
+    are on the run that made them)."""
     key = step.name.replace("_", "-")
     if result is not None and result.outputs:
         describe = result.describe()
@@ -92,7 +93,7 @@ def report_stage(step: Step, result: StageResult | None, store: ArtifactStore) -
             )
             if kind in FOLDER_KINDS and store.fs.exists(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}"):
                 create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, f"{step.name} curves"))
-        for name, markdown in step.stage.markdown(result).items():
+        for name, markdown in step.stage.markdown(result, store).items():
             create_markdown_artifact(key=f"{key}-{name}", markdown=markdown, description=describe)
     rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in step.outputs.items())
     create_markdown_artifact(

@@ -99,7 +99,8 @@ class Stage:
     run: Callable[[StageRun], StageResult]  # publishes exactly `versions`; never checks whether to skip
     enabled: Callable[[Recipe], bool] = _trains  # False: the recipe leaves this stage out
     tables: Callable[[StageResult], Tables] = _no_tables  # UI tables, counts first
-    markdown: Callable[[StageResult], dict[str, str]] = lambda result: {}  # UI markdown by key suffix
+    # UI markdown by key suffix, from the result and what it published (sample traces are read back from the store)
+    markdown: Callable[[StageResult, ArtifactStore], dict[str, str]] = lambda result, store: {}
     left_out: str = "the recipe has no pull section (no training stages)"  # why `enabled` may say False
     # Pins the moving references (Hub branches and tags) in the parts of the recipe this stage reads to their
     # commit shas (`tasks/hub.py`); the plan applies it before computing versions, and the steps get that recipe.

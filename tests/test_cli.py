@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,62 @@ def test_lineage_prints_the_chain_from_the_sources(tmp_path: Path, capsys: pytes
     assert capsys.readouterr().out.splitlines() == lines
     assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", "rl_checkpoint"]) == 2
     assert "--lineage rl_checkpoint: nothing of that kind is published" in capsys.readouterr().err
+
+
+def test_show_prints_the_rows_that_match_every_where_one_block_each_long_values_cut_and_wrapped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+
+    from data_contracts import ArtifactStore, publish_table
+    from data_contracts.kinds import FILTER_REJECTS
+    from flows.cli import SHOW_CHARS, SHOW_WIDTH, main
+
+    long_reason = "format: <eval> " + " ".join(f"word{i}" for i in range(600))
+    rows = [{"pair_id": f"p{i}", "request_id": f"r{i}", "teacher_pass": 1 + i % 2, "teacher_model": "teacher",
+             "domain": "math" if i % 2 else "chat", "source": "synthetic", "reason": long_reason if i == 3 else "short"}
+            for i in range(6)]  # fmt: skip
+    store = ArtifactStore(tmp_path)
+    publish_table(store, FILTER_REJECTS, "abc123", pa.Table.from_pylist(rows, schema=FILTER_REJECTS.schema))
+    publish_table(store, FILTER_REJECTS, "abd456", pa.Table.from_pylist(rows[:1], schema=FILTER_REJECTS.schema))
+    show = ["show", "--artifacts", str(tmp_path)]
+
+    assert (
+        main([*show, "filter_rejects/abc", "--where", "domain=math", "--where", "teacher_pass=2", "--rows", "2"]) == 0
+    )
+    out = capsys.readouterr().out
+    blocks = out.split("\n\n")
+    assert blocks[0] == "filter_rejects/abc123: 3 of 6 rows match domain=math and teacher_pass=2; showing 2"
+    assert blocks[1].splitlines() == [
+        "── row 1 ──", "pair_id: p1", "request_id: r1", "teacher_pass: 2", "teacher_model: teacher", "domain: math",
+        "source: synthetic", "reason: short",
+    ]  # fmt: skip
+    reason = blocks[2].split("reason:\n")[1].splitlines()
+    assert blocks[2].startswith("── row 3 ──\npair_id: p3\n")
+    assert all(line.startswith("  ") and len(line) <= SHOW_WIDTH for line in reason)
+    assert f"  [… {len(long_reason) - SHOW_CHARS:,} characters cut; {len(long_reason):,} in all …]" in reason
+    assert reason[0].startswith("  format: <eval> word0 word1 ") and len(reason[0]) >= SHOW_WIDTH - 8  # wrapped
+    assert reason[-1].endswith("word599")  # the end of a long value too, not only its start
+
+    assert main([*show, "filter_rejects/abc", "--where", "pair_id=p3", "--chars", "0"]) == 0
+    whole = capsys.readouterr().out
+    assert "characters cut" not in whole and " ".join(whole.split("reason:\n")[1].split()) == long_reason
+    assert main([*show, "filter_rejects/abc", "--where", "swapped=true"]) == 2
+    error = capsys.readouterr().err
+    assert "--where 'swapped=true': filter_rejects/abc123 has no column 'swapped'; its columns: pair_id, " in error
+    assert main([*show, "filter_rejects/abc", "--rows", "-1"]) == 2
+    assert "--rows -1: expected 0 or more" in capsys.readouterr().err
+    assert main([*show, "filter_rejects/abc", "--where", "domain"]) == 2
+    assert "expected COL=VALUE" in capsys.readouterr().err
+    assert main([*show, "filter_rejects/ab"]) == 2  # two versions start with ab
+    assert re.search(
+        r"filter_rejects/ab: expected one published artifact, found ab.\d+, ab.\d+", capsys.readouterr().err
+    )
+
+    # The command as a user runs it: rows on stdout, and Prefect never imported.
+    command = [*show, "filter_rejects/abd"]
+    code = f"import sys; from flows.cli import main; main({command!r}); print('prefect' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "filter_rejects/abd456: 1 rows; showing 1"
+    assert done.stdout.splitlines()[-1] == "False"

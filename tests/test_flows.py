@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,13 @@ from data_contracts import ArtifactStore
 from flows.plan import STAGE_NAMES, MissingUpstream
 from flows.recipe import load_recipe
 from flows.stages import pipeline_flow, split_flow
+from tasks.distill.stage import trace_outcome
+from tasks.evaluate.stage import judgment_outcome
+from tasks.judge_protocol import trace_sections
 from tasks.recipe import Recipe
+from tasks.trace_samples import PER_GROUP
 from tests.conftest import ROOT, TINY_TRAINING
+from tests.test_trace_samples import FENCE
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 
@@ -63,6 +70,64 @@ async def _read_back(pipeline_run_id: Any) -> dict[str, Any]:
             stages[flows[run.flow_id]] = {"run": run, "tasks": {t.name for t in tasks},
                                           "artifacts": {a.key: a for a in artifacts}}  # fmt: skip
         return {"pipeline": pipeline, "flow": flows[pipeline.flow_id], "stages": stages}
+
+
+def assert_samples_intact(markdown: str, rows: list[dict[str, Any]], group: str, outcome: Callable[..., str],
+                          heading: str, text: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every group and outcome of `rows` has its section and count; each sample a heading matches (`heading`: a
+    regex whose groups are the row's id fields) is shown with every section of its `text` whole, in order."""
+    blocks: list[str] = []
+
+    def set_aside(match: re.Match[str]) -> str:  # a trace may hold markdown of its own: read the layout around it
+        blocks.append(match.group(2))
+        return f"<block {len(blocks) - 1}>"
+
+    layout = FENCE.sub(set_aside, markdown)
+    for name in sorted({row[group] for row in rows}):
+        section = layout.split(f"\n## {name}\n")[1].split("\n## ")[0]
+        counts = Counter(outcome(row) for row in rows if row[group] == name)
+        for label, count in counts.items():
+            assert f"### {label}: {min(count, PER_GROUP)} of {count}" in section, (name, label)
+    shown = []
+    for sample in layout.split("\n#### ")[1:]:
+        ids = re.match(heading, sample)
+        assert ids is not None, sample[:200]
+        row = next(r for r in rows if tuple(str(r[k]) for k in ids.groupdict()) == tuple(ids.groupdict().values()))
+        sections = trace_sections(row[text])
+        assert re.findall(r"^\*\*(\w+)\*\*", sample, flags=re.M) == [name for name, _ in sections]
+        texts = [blocks[int(index)] for index in re.findall(r"<block (\d+)>", sample)]
+        assert [t for t in texts if len(t) < 1000] == [t for _, t in sections if len(t) < 1000]  # longer ones are cut
+        shown.append(row)
+    assert shown
+    return shown
+
+
+def assert_traces_readable_in_prefect(ui: dict[str, Any], store: ArtifactStore, versions: dict[str, str]) -> None:
+    """The sample traces of distill, filter and evaluate, read back through the Prefect client, against the rows."""
+    traces = store.read_table(store.require("teacher_traces", versions["teacher_traces"])).to_pylist()
+    distilled = str(ui["stages"]["distill"]["artifacts"]["distill-traces"].data)
+    shown = assert_samples_intact(distilled, traces, "domain", trace_outcome,
+                                  r"pair `(?P<pair_id>[^`]+)` · pass (?P<teacher_pass>\d)", "response")  # fmt: skip
+    assert {row["domain"] for row in shown} == {"chat", "safety", "code", "math"} & {r["domain"] for r in traces}
+
+    kept = store.read_table(store.require("sft_examples", versions["sft_examples"])).to_pylist()
+    rejects = store.read_table(store.require("filter_rejects", versions["filter_rejects"])).to_pylist()
+    by_request = {row["request_id"]: row for row in traces}
+    rows = [{**row, "outcome": "kept", "text": row["assistant"]} for row in kept]
+    rows += [{**row, "outcome": "rejected", "text": by_request[row["request_id"]]["response"]} for row in rejects]
+    filtered = str(ui["stages"]["filter"]["artifacts"]["filter-traces"].data)
+    shown = assert_samples_intact(filtered, rows, "domain", lambda row: row["outcome"],
+                                  r"pair `(?P<pair_id>[^`]+)` · pass (?P<teacher_pass>\d)", "text")  # fmt: skip
+    assert rejects and any(row["outcome"] == "rejected" for row in shown)
+    for row in shown:
+        if row["outcome"] == "rejected":
+            assert f"- reason: `{row['reason']}`" in filtered
+
+    predictions = store.read_table(store.require("eval_predictions", versions["eval_predictions"])).to_pylist()
+    judged = str(ui["stages"]["evaluate"]["artifacts"]["evaluate-judgments"].data)
+    shown = assert_samples_intact(judged, predictions, "benchmark", judgment_outcome,
+                                  r"`[^`]+` · `(?P<comparison_id>[^`]+)`", "output")  # fmt: skip
+    assert {row["benchmark"] for row in shown} == {"rewardbench", "rm_bench", "rmb"}
 
 
 def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(tmp_path: Path) -> None:
@@ -145,6 +210,7 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     assert report is not None and "RM-R1-Qwen2.5-Instruct-7B" in str(report.data)
     evaluate_progress = Artifact.get("evaluate-progress")
     assert evaluate_progress is not None and float(evaluate_progress.data) == 100.0
+    assert_traces_readable_in_prefect(ui, store, versions)
 
 
 def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -> None:

@@ -33,12 +33,14 @@ from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
 from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
+from tasks.judge_protocol.verdicts import VERDICT_TAGS
 from tasks.llm.batch import send_batch
 from tasks.llm.cache import RequestCache, default_cache_path
 from tasks.llm.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables, reads
 from tasks.standins.teacher import STANDIN_MODEL, StandinTeacher
+from tasks.trace_samples import Sample, inline, pick, samples_markdown
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "distill-1"
@@ -336,6 +338,38 @@ def distill_tables(result: StageResult) -> Tables:
     return {"counts": result.stats["counts"], "by-pass": by_pass, "totals": [result.stats["totals"]]}
 
 
+# Sample traces in the UI: by the distillation filter rule (docs/method.md §3), or the request failed.
+MATCHES, MISSES, FAILED = "verdict matches the label", "verdict misses the label", "request failed"
+_SAMPLE_COLUMNS = ["pair_id", "teacher_pass", "teacher_model", "status", "failure_reason", "response",
+                   "finish_reason", "winner", "domain", "source", "completion_tokens"]  # fmt: skip
+
+
+def trace_outcome(row: Mapping[str, Any]) -> str:
+    if row["status"] != "ok":
+        return FAILED
+    return MATCHES if filter_verdict_matches(row["response"] or "", row["winner"]) else MISSES
+
+
+def _trace_sample(row: Mapping[str, Any]) -> Sample:
+    facts = {"label": VERDICT_TAGS[row["winner"]], "failure": row["failure_reason"], "teacher": row["teacher_model"],
+             "source": row["source"], "finish_reason": row["finish_reason"],
+             "completion_tokens": row["completion_tokens"]}  # fmt: skip
+    return Sample(f"pair {inline(row['pair_id'])} · pass {row['teacher_pass']}", facts, row["response"])
+
+
+def traces_markdown(rows: list[dict[str, Any]], ref: str) -> str:
+    """A few teacher traces per domain and outcome (matches the label, misses it, failed with the reason)."""
+    picked = pick(rows, lambda r: (r["domain"], trace_outcome(r)), key=lambda r: f"{r['pair_id']}:{r['teacher_pass']}")
+    intro = f"Teacher traces of `{ref}` (every row: `rmr1 show {ref} --where domain=chat`)."
+    return samples_markdown("distill: sample traces", intro, picked, _trace_sample, (MATCHES, MISSES, FAILED),
+                            per="domain", key="pair id and pass")  # fmt: skip
+
+
+def distill_markdown(result: StageResult, store: ArtifactStore) -> dict[str, str]:
+    ref = result.outputs[TEACHER_TRACES.kind]
+    return {"traces": traces_markdown(store.read_table(ref, columns=_SAMPLE_COLUMNS).to_pylist(), str(ref))}
+
+
 def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
     return {TEACHER_TRACES.kind: distill_version(recipe.distill, inputs[DISTILL_SET.kind])}
 
@@ -361,5 +395,6 @@ STAGE = Stage(
     run=_run,
     enabled=lambda recipe: recipe.distills,
     tables=distill_tables,
+    markdown=distill_markdown,
     left_out=NO_DISTILLATION,
 )

@@ -48,6 +48,7 @@ from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verd
 from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables
+from tasks.trace_samples import Sample, inline, pick, samples_markdown
 
 # Bump when the predictions (CODE_VERSION) or the scores (SCORING_VERSION) for the same inputs would change.
 CODE_VERSION = "evaluate-1"
@@ -389,6 +390,40 @@ def evaluate_tables(result: StageResult) -> Tables:
     return tables
 
 
+# Sample judgments in the UI, by outcome (docs/method.md §3: unparseable = neither tag or both).
+RIGHT, WRONG, TIE, UNPARSEABLE = "right", "wrong", "tie", "unparseable"
+_SAMPLE_COLUMNS = ["benchmark", "subset", "comparison_id", "chosen_position", "swapped", "output", "verdict", "score"]
+
+
+def judgment_outcome(row: Mapping[str, Any]) -> str:
+    if row["verdict"] == "error":
+        return UNPARSEABLE
+    if row["verdict"] == "tie":
+        return TIE
+    return RIGHT if row["score"] == 1.0 else WRONG
+
+
+def _judgment_sample(row: Mapping[str, Any]) -> Sample:
+    facts = {"chosen answer shown as": row["chosen_position"], "verdict": row["verdict"], "score": row["score"],
+             "order": "reversed (both orders)" if row["swapped"] else None}  # fmt: skip
+    return Sample(f"{inline(row['subset'])} · {inline(row['comparison_id'])}", facts, row["output"])
+
+
+def judgments_markdown(rows: list[dict[str, Any]], ref: str) -> str:
+    """A few judgments per benchmark and outcome (right, wrong, unparseable; ties when the judge may call one)."""
+    picked = pick(rows, lambda r: (r["benchmark"], judgment_outcome(r)), key=lambda r: r["comparison_id"])
+    intro = f"Judgments of `{ref}` (all of them: `rmr1 show {ref} --where benchmark=NAME --where verdict=error`)."
+    return samples_markdown("evaluate: sample judgments", intro, picked, _judgment_sample, (RIGHT, WRONG, UNPARSEABLE),
+                            per="benchmark", key="comparison id")  # fmt: skip
+
+
+def evaluate_markdown(result: StageResult, store: ArtifactStore) -> dict[str, str]:
+    """The report, and sample judgments read back from the published predictions."""
+    ref = result.outputs[EVAL_PREDICTIONS.kind]
+    rows = store.read_table(ref, columns=_SAMPLE_COLUMNS).to_pylist()
+    return {"report": result.stats["report"], "judgments": judgments_markdown(rows, str(ref))}
+
+
 def _reads(recipe: Recipe) -> tuple[str, ...]:
     """The checkpoint kind the judge uses (sft_checkpoint or rl_checkpoint), if it judges with one."""
     assert recipe.evaluate is not None
@@ -443,7 +478,7 @@ STAGE = Stage(
     run=_run,
     enabled=lambda recipe: recipe.evaluate is not None,
     tables=evaluate_tables,
-    markdown=lambda result: {"report": result.stats["report"]},
+    markdown=evaluate_markdown,
     left_out="the recipe has no evaluate section",
     resolve=pin_hub_references,
 )

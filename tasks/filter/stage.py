@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import FILTER_REJECTS, SFT_EXAMPLES, TEACHER_TRACES
 from tasks.filter.config import FilterConfig
 from tasks.judge_protocol import filter_verdict_matches, trace_format_problem
+from tasks.judge_protocol.verdicts import VERDICT_TAGS
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Stage, StageResult, StageRun, reads
+from tasks.trace_samples import Sample, inline, pick, samples_markdown
 
 # Bump when the rows this stage writes for the same inputs would change.
 CODE_VERSION = "filter-1"
@@ -119,6 +122,42 @@ def pass_rates(traces: list[dict[str, Any]], examples: list[dict[str, Any]]) -> 
     ]
 
 
+KEPT, REJECTED = "kept", "rejected"
+
+
+def _trace_sample(row: Mapping[str, Any]) -> Sample:
+    facts = {"reason": row.get("reason"), "label": VERDICT_TAGS.get(row["winner"]), "teacher": row["teacher_model"],
+             "source": row["source"]}  # fmt: skip
+    return Sample(f"pair {inline(row['pair_id'])} · pass {row['teacher_pass']}", facts, row["response"])
+
+
+def traces_markdown(kept: list[dict[str, Any]], rejected: list[dict[str, Any]],
+                    traces: Mapping[str, Mapping[str, Any]], refs: Mapping[str, str]) -> str:  # fmt: skip
+    """A few kept and rejected traces per domain, each rejected one with its reason; `traces` holds the rejected
+    ones' teacher_traces rows (response, winner) by request id, as filter_rejects keeps lineage and reason only."""
+    rows = [{**row, "outcome": KEPT, "response": row["assistant"]} for row in kept]
+    rows += [{**traces.get(row["request_id"], {"winner": None, "response": None}), **row, "outcome": REJECTED}
+             for row in rejected]  # fmt: skip
+    picked = pick(rows, lambda r: (r["domain"], r["outcome"]), key=lambda r: f"{r['pair_id']}:{r['teacher_pass']}")
+    rejects = refs[FILTER_REJECTS.kind]
+    intro = f"Kept (`{refs[SFT_EXAMPLES.kind]}`) and rejected (`{rejects}`, with the reason; `rmr1 show {rejects}`)."
+    return samples_markdown("filter: sample traces", intro, picked, _trace_sample, (KEPT, REJECTED), per="domain",
+                            key="pair id and pass")  # fmt: skip
+
+
+def filter_markdown(result: StageResult, store: ArtifactStore) -> dict[str, str]:
+    """Sample traces, read back from what the run published (the rejected ones' text from its teacher_traces)."""
+    kept_ref, rejects_ref = result.outputs[SFT_EXAMPLES.kind], result.outputs[FILTER_REJECTS.kind]
+    kept = store.read_table(kept_ref, columns=[c for c in SFT_EXAMPLES.schema.names if c not in ("system", "user")])
+    rejected = store.read_table(rejects_ref).to_pylist()
+    traces_ref = store.require(TEACHER_TRACES.kind, store.manifest(rejects_ref)["upstream"][TEACHER_TRACES.kind])
+    traces = store.read_table(traces_ref, columns=["request_id", "response", "winner"])
+    ids = pa.array([row["request_id"] for row in rejected], pa.string())
+    by_id = {row["request_id"]: row for row in traces.filter(pc.is_in(traces["request_id"], ids)).to_pylist()}
+    refs = {kind: str(ref) for kind, ref in result.outputs.items()}
+    return {"traces": traces_markdown(kept.to_pylist(), rejected, by_id, refs)}
+
+
 def _versions(recipe: Recipe, inputs: Mapping[str, ArtifactRef]) -> dict[str, str]:
     return filter_versions(recipe.filter, inputs[TEACHER_TRACES.kind])
 
@@ -136,5 +175,6 @@ STAGE = Stage(
     run=_run,
     enabled=lambda recipe: recipe.distills,
     tables=lambda result: {"pass-rates": result.stats["pass_rates"]},
+    markdown=filter_markdown,
     left_out=NO_DISTILLATION,
 )

@@ -17,7 +17,7 @@ from tasks.judge_protocol.templates import (
     render_judge_messages,
     render_user_message,
 )
-from tasks.judge_protocol.traces import render_pass2_hint, trace_format_problem
+from tasks.judge_protocol.traces import render_pass2_hint, trace_format_problem, trace_sections
 from tasks.judge_protocol.verdicts import (
     FILTER_WINDOW,
     RL_WINDOW,
@@ -51,5 +51,6 @@ __all__ = [
     "render_user_message",
     "rl_reward",
     "trace_format_problem",
+    "trace_sections",
     "verdict_winner",
 ]

@@ -1,7 +1,8 @@
 """What a judge trace must look like, and the pass-2 hint that asks a second teacher to correct one.
 
 `trace_format_problem` checks the Chain-of-Rubrics layout of docs/method.md §2 (type, rubric+justify or
-solution, eval, answer); `render_pass2_hint` builds the suffix docs/method.md §5 appends for the second
+solution, eval, answer); `trace_sections` cuts a trace into those tagged sections for people to read;
+`render_pass2_hint` builds the suffix docs/method.md §5 appends for the second
 teacher: the correct verdict and the previous (wrong) judgement. Pure functions; never raise on text.
 """
 
@@ -16,6 +17,9 @@ from tasks.judge_protocol.verdicts import VERDICT_TAGS, Winner
 PASS2_HINT_FILE = Path(__file__).parent / "templates" / "hints" / "pass2-v1.txt"
 _ANSWER = re.compile(r"<answer>\[\[([AB])\]\]</answer>")
 _TYPE = re.compile(r"<type>(Chat|Reasoning)</type>")
+# The top-level sections of a trace (docs/method.md §2), plus the free <think> of reasoning models.
+_SECTION = re.compile(r"<(think|type|rubric|solution|eval|answer)>(.*?)</\1>", flags=re.DOTALL)
+_JUSTIFY = re.compile(r"<justify>(.*?)</justify>", flags=re.DOTALL)
 
 
 def _block(text: str, tag: str) -> str | None:
@@ -51,6 +55,37 @@ def trace_format_problem(trace: str) -> str | None:
     if answers[0].start() < trace.rindex("</eval>"):
         return "format: <answer> after </eval>"
     return None
+
+
+def trace_sections(trace: str | None) -> list[tuple[str, str]]:
+    """The trace as (section, text) in the order written: think, type, rubric, justify, solution, eval, answer.
+
+    The <justify> inside a rubric follows the rubric as its own section; text outside every closed section
+    (a preamble, an unclosed tag, a cut-off trace) is kept as ("text", ...), so nothing is lost. A trace
+    with no sections is one ("text", trace); None or "" gives []. Tags nested in a section (<quote_A> in
+    <eval>) stay in its text.
+    """
+    if not isinstance(trace, str):
+        return []
+    sections: list[tuple[str, str]] = []
+
+    def outside(text: str) -> None:
+        if text.strip():
+            sections.append(("text", text.strip()))
+
+    end = 0
+    for match in _SECTION.finditer(trace):
+        outside(trace[end : match.start()])
+        tag, body = match.group(1), match.group(2)
+        justify = _JUSTIFY.search(body) if tag == "rubric" else None
+        if justify is not None:
+            sections.append(("rubric", (body[: justify.start()] + body[justify.end() :]).strip("\n")))
+            sections.append(("justify", justify.group(1).strip("\n")))
+        else:
+            sections.append((tag, body.strip("\n")))
+        end = match.end()
+    outside(trace[end:])
+    return sections
 
 
 def render_pass2_hint(previous_judgement: str, winner: Winner) -> str:

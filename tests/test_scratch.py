@@ -122,28 +122,38 @@ def _stale_lock(scratch: Path) -> None:
 def test_threads_racing_for_a_stale_lock_exactly_one_wins(tmp_path: Path) -> None:
     scratch = tmp_path / ".work" / "rl-v2"
     scratch.mkdir(parents=True)
-    _stale_lock(scratch)
-    takers = 8
-    start, tried = threading.Barrier(takers), threading.Barrier(takers)
-    results: list[str] = []
+    takers, rounds = 16, 10
 
-    def take() -> None:
-        start.wait()
-        try:
-            with locked_scratch(str(scratch), wait_s=0):
-                results.append("won")
-                tried.wait(CHILD_TIMEOUT_S)  # hold until every taker has tried
-        except ScratchBusy as error:
-            results.append("busy" if f"pid {os.getpid()} on " in str(error) else f"unexpected: {error}")
-            tried.wait(CHILD_TIMEOUT_S)
+    def race() -> list[str]:
+        start, tried = threading.Barrier(takers), threading.Barrier(takers)
+        results: list[str] = []
 
-    threads = [threading.Thread(target=take) for _ in range(takers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(CHILD_TIMEOUT_S)
-    assert sorted(results) == ["busy"] * (takers - 1) + ["won"]
-    assert not os.path.exists(lock_path(str(scratch)))
+        def take() -> None:
+            start.wait()
+            try:
+                with locked_scratch(str(scratch), wait_s=0):
+                    results.append("won")
+                    tried.wait(CHILD_TIMEOUT_S)  # hold until every taker has tried
+            except ScratchBusy as error:
+                results.append("busy" if f"pid {os.getpid()} on " in str(error) else f"unexpected: {error}")
+                tried.wait(CHILD_TIMEOUT_S)
+
+        threads = [threading.Thread(target=take) for _ in range(takers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CHILD_TIMEOUT_S)
+        return sorted(results)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often: the race windows really open
+    try:
+        for _ in range(rounds):
+            _stale_lock(scratch)
+            assert race() == ["busy"] * (takers - 1) + ["won"]
+            assert not os.path.exists(lock_path(str(scratch)))
+    finally:
+        sys.setswitchinterval(switch)
 
 
 def test_a_lock_from_another_host_is_stale_only_once_its_heartbeat_is_old(tmp_path: Path) -> None:

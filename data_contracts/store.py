@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from fsspec.implementations.local import LocalFileSystem
 from data_contracts.contract import REJECTS_SCHEMA, Contract, validate
 from data_contracts.errors import UserError
 from data_contracts.kinds import FolderKind
+from data_contracts.scratch import locked_scratch
 from data_contracts.versioning import file_sha256, plain
 
 MANIFEST = "_manifest.json"
@@ -244,6 +246,13 @@ class ArtifactStore:
         path = os.path.join(base, f"{stage}-{version}")
         os.makedirs(path, exist_ok=True)
         return path
+
+    def scratch(
+        self, stage: str, version: str, wait_s: float | None = None, *, node: int = 0
+    ) -> AbstractContextManager[str]:
+        """`work_dir` held under an exclusive lock for a `with` block: how stages enter their scratch
+        (a second run of the same version waits or fails naming the holder; see `scratch.py`)."""
+        return locked_scratch(self.work_dir(stage, version), wait_s, node=node)
 
     def remove_stale_temporaries(self, kind: str, max_age_seconds: float = STALE_TEMP_SECONDS) -> list[str]:
         """Delete temporary folders of writers killed long ago (local roots); return what was removed."""

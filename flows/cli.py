@@ -4,6 +4,7 @@
     rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
+    rmr1 artifacts gc --keep N [--kind KIND] [--older-than AGE] [--dry-run] [--compact-cache] [--artifacts DIR]
     rmr1 show KIND[/VERSION] [--rows N] [--where COL=VALUE ...] [--chars N] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
     rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
@@ -141,8 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
     _judge_source_arguments(judge)
 
-    listing = commands.add_parser("artifacts", help="List published artifacts.")
-    listing.add_argument("--kind", help="Only this artifact kind.")
+    listing = commands.add_parser("artifacts", help="List published artifacts, or remove old ones (gc).")
+    listing.add_argument(
+        "action", nargs="?", choices=("gc",), help="gc: remove all but the newest versions and their lineage."
+    )
+    listing.add_argument("--kind", help="Only this artifact kind (gc: collect only this kind).")
+    listing.add_argument("--keep", type=int, help="gc: versions of each kind to keep, newest first.")
+    listing.add_argument("--older-than", metavar="AGE", help="gc: remove only artifacts older than AGE (7d, 12h).")
+    listing.add_argument("--dry-run", action="store_true", help="gc: print what would be removed; remove nothing.")
+    listing.add_argument(
+        "--compact-cache",
+        action="store_true",
+        help="gc: also drop teacher answers older than --older-than that no kept teacher_traces/filter_rejects names.",
+    )
     listing.add_argument(
         "--lineage",
         metavar="KIND[/VERSION]",
@@ -174,6 +186,32 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
     for m in manifests:
         upstream = ", ".join(f"{k}/{v}" for k, v in m["upstream"].items()) or "-"
         lines.append(f"{m['kind']:<26} {m['version']:<17} {m.get('rows', '-'):>9}  {m['created_at']:<25} {upstream}")
+    return "\n".join(lines)
+
+
+def collect_artifacts(args: argparse.Namespace) -> str:
+    """`rmr1 artifacts gc`: remove all but the newest --keep versions of each kind and their lineage."""
+    from data_contracts.retention import BadRetention, collect_garbage, parse_age, report
+
+    if args.keep is None or args.lineage:
+        raise BadRetention("rmr1 artifacts gc: give --keep N (versions of each kind to keep); --lineage is for listing")
+    if args.compact_cache and not args.older_than:
+        raise BadRetention(
+            "rmr1 artifacts gc --compact-cache needs --older-than AGE: younger answers may belong to a distill run "
+            "that has not published yet, and must stay"
+        )
+    store = ArtifactStore(args.artifacts)
+    plan, removals = collect_garbage(store, args.keep, kind=args.kind, older_than=args.older_than, dry_run=args.dry_run)
+    lines = [
+        f"rmr1: artifacts gc under {store.uri(store.root)}",
+        report(removals, len(plan.keep), dry_run=args.dry_run),
+    ]
+    if args.compact_cache:
+        from tasks.llm.cache import compact_request_cache
+
+        age_s = parse_age(args.older_than).total_seconds()
+        path, dropped = compact_request_cache(store, plan.keep, age_s, dry_run=args.dry_run)
+        lines.append(f"request cache {path}: {dropped} answers {'to remove' if args.dry_run else 'removed'}")
     return "\n".join(lines)
 
 
@@ -443,7 +481,18 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
+    if args.command == "artifacts" and args.action == "gc":
+        print(collect_artifacts(args))
+        return 0
     if args.command == "artifacts":
+        given = [
+            flag for flag, value in (("--keep", args.keep), ("--older-than", args.older_than)) if value is not None
+        ]
+        given += [
+            flag for flag, value in (("--dry-run", args.dry_run), ("--compact-cache", args.compact_cache)) if value
+        ]
+        if given:
+            raise RecipeError(f"rmr1 artifacts: {', '.join(given)} belong to `rmr1 artifacts gc`")
         store = ArtifactStore(args.artifacts)
         print(show_lineage(store, args.lineage) if args.lineage else list_artifacts(store, args.kind))
         return 0

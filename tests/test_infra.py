@@ -12,6 +12,7 @@ import yaml
 from prefect import Flow
 from prefect.client.schemas.schedules import CronSchedule
 
+import flows.maintenance
 import flows.stages
 from flows.recipe import load_recipe
 from tests.conftest import ROOT
@@ -19,19 +20,19 @@ from tests.conftest import ROOT
 PREFECT_YAML = ROOT / "infra" / "prefect.yaml"
 DEPLOYMENTS: list[dict[str, Any]] = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
 GPU_FLOWS = {"sft_flow", "rl_flow", "evaluate_flow"}
+MODULES = {"flows/stages.py": flows.stages, "flows/maintenance.py": flows.maintenance}
 
 
 def _flow(entrypoint: str) -> Flow:
     path, _, name = entrypoint.partition(":")
-    assert path == "flows/stages.py", entrypoint
-    flow = getattr(flows.stages, name)
+    flow = getattr(MODULES[path], name)
     assert isinstance(flow, Flow), entrypoint
     return flow
 
 
 def test_every_stage_flow_and_the_pipeline_are_deployed_and_the_smoke_run_too() -> None:
     deployed = {d["entrypoint"].split(":")[1] for d in DEPLOYMENTS}
-    assert deployed == {f"{stage}_flow" for stage in flows.stages.STAGE_FLOWS} | {"pipeline_flow"}
+    assert deployed == {f"{stage}_flow" for stage in flows.stages.STAGE_FLOWS} | {"pipeline_flow", "artifacts_gc_flow"}
     assert any(d["name"] == "smoke" and d["parameters"]["recipe"] == "recipes/smoke.yaml" for d in DEPLOYMENTS)
     assert len({(d["entrypoint"], d["name"]) for d in DEPLOYMENTS}) == len(DEPLOYMENTS)  # unique per flow
 
@@ -43,7 +44,8 @@ def test_a_deployment_has_parameters_its_flow_accepts_a_recipe_that_loads_and_va
     flow = _flow(deployment["entrypoint"])
     parameters = deployment["parameters"]
     flow.validate_parameters(parameters)  # raises on a name or type the flow does not take
-    load_recipe(ROOT / parameters["recipe"], parameters.get("overrides", []))
+    if "recipe" in parameters:  # the stage flows and the pipeline (retention takes none)
+        load_recipe(ROOT / parameters["recipe"], parameters.get("overrides", []))
     for schedule in deployment.get("schedules", []):
         CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
     pool = deployment["work_pool"]

@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data_contracts import ArtifactRef, ArtifactStore, publish_table
 from data_contracts.kinds import RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
+from data_contracts.scratch import lock_path
 from data_contracts.versioning import plain
 from flows.plan import execute, make_plan
 from flows.recipe import Recipe, load_recipe
@@ -210,8 +211,9 @@ def test_killed_sft_resumes_from_its_last_checkpoint_and_ends_like_an_uninterrup
     version = sft_version(recipe.student, recipe.sft, examples)
     assert target.get(SFT_CHECKPOINT.kind, version) is None  # nothing published by the killed run
     assert (Path(target.work_dir("sft", version)) / "trainer" / "checkpoint-2").is_dir()
+    assert os.path.exists(lock_path(target.work_dir("sft", version)))  # its scratch lock, left by the kill
 
-    resumed = train_sft(examples, recipe.student, recipe.sft, target, version=version)
+    resumed = train_sft(examples, recipe.student, recipe.sft, target, version=version)  # takes the stale lock over
     assert resumed.stats["resumed_from_step"] == 2 and resumed.stats["steps"] == 4
     assert [row["step"] for row in resumed.stats["metrics"]] == [1, 2, 3, 4]
     reference = weights(store.local_copy(sft_result.outputs[SFT_CHECKPOINT.kind]))

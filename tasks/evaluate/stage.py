@@ -330,49 +330,49 @@ def _judge_and_publish(
 ) -> ArtifactRef:
     comparisons = [c for benchmark in config.benchmarks for c in load_benchmark(benchmark)]
     items = judgements(comparisons, config.order_seed, config.both_orders, config.judge.samples)
-    work_dir = store.work_dir("evaluate", versions[EVAL_PREDICTIONS.kind])
-    cache_path = default_cache_path(store, None, "judge_requests.sqlite")
+    with store.scratch("evaluate", versions[EVAL_PREDICTIONS.kind]) as work_dir:  # one run per version at a time
+        cache_path = default_cache_path(store, None, "judge_requests.sqlite")
 
-    def open_judge() -> Judge:
-        model = store.local_copy(checkpoint) if checkpoint is not None else config.judge.model
-        return make_judge(config.judge, model, name, cache_path)
+        def open_judge() -> Judge:
+            model = store.local_copy(checkpoint) if checkpoint is not None else config.judge.model
+            return make_judge(config.judge, model, name, cache_path)
 
-    started = time.monotonic()
-    judging = judge_all(items, config, open_judge, work_dir, name, on_progress)
-    rows, notes, judged_now = judging.rows, judging.notes, judging.judged_now
-    wall_s = time.monotonic() - started
-    transient = sum(notes[f"request_{category}"] for category in TRANSIENT_FAILURES)
-    failed = sum(count for reason, count in notes.items() if reason.startswith("request_"))
-    if transient or failed > max_failure_rate * len(rows):
-        raise EvaluationIncomplete(
-            f"evaluate: {failed} of {len(rows)} judge requests failed ({dict(notes)}); nothing was published "
-            f"(any failure a retry may fix, such as a timeout, a 429 or a 5xx, blocks publishing, and so do more "
-            f"than {max_failure_rate:.0%} refused requests). Answers so far are in {cache_path} and finished chunks "
-            f"in {work_dir}: fix the endpoint and re-run; only what is missing is sent."
+        started = time.monotonic()
+        judging = judge_all(items, config, open_judge, work_dir, name, on_progress)
+        rows, notes, judged_now = judging.rows, judging.notes, judging.judged_now
+        wall_s = time.monotonic() - started
+        transient = sum(notes[f"request_{category}"] for category in TRANSIENT_FAILURES)
+        failed = sum(count for reason, count in notes.items() if reason.startswith("request_"))
+        if transient or failed > max_failure_rate * len(rows):
+            raise EvaluationIncomplete(
+                f"evaluate: {failed} of {len(rows)} judge requests failed ({dict(notes)}); nothing was published "
+                f"(any failure a retry may fix, such as a timeout, a 429 or a 5xx, blocks publishing, and so do "
+                f"more than {max_failure_rate:.0%} refused requests). Answers so far are in {cache_path} and finished "
+                f"chunks in {work_dir}: fix the endpoint and re-run; only what is missing is sent."
+            )
+        counts = pd.DataFrame(rows).groupby(["benchmark", "subset"]).size()
+        stats = {
+            "comparisons": len(rows),
+            "by_subset": [{"benchmark": b, "subset": s, "comparisons": int(n)} for (b, s), n in counts.items()],
+            "notes": dict(notes),
+            "judged_this_run": judged_now,
+            "wall_s": round(wall_s, 2),
+            "comparisons_per_s": round(judged_now / wall_s, 2) if wall_s > 0 and judged_now else 0.0,
+            "output_tokens": judging.tokens,  # per benchmark, per sample index: what each vote point costs
+        }
+        facts.update(stats)
+        ref = publish_table(
+            store,
+            EVAL_PREDICTIONS,
+            versions[EVAL_PREDICTIONS.kind],
+            pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema),
+            upstream={checkpoint.kind: checkpoint.version} if checkpoint is not None else {},
+            config=config,
+            code_version=CODE_VERSION,
+            stats=stats,
         )
-    counts = pd.DataFrame(rows).groupby(["benchmark", "subset"]).size()
-    stats = {
-        "comparisons": len(rows),
-        "by_subset": [{"benchmark": b, "subset": s, "comparisons": int(n)} for (b, s), n in counts.items()],
-        "notes": dict(notes),
-        "judged_this_run": judged_now,
-        "wall_s": round(wall_s, 2),
-        "comparisons_per_s": round(judged_now / wall_s, 2) if wall_s > 0 and judged_now else 0.0,
-        "output_tokens": judging.tokens,  # per benchmark, per sample index: what each vote point costs
-    }
-    facts.update(stats)
-    ref = publish_table(
-        store,
-        EVAL_PREDICTIONS,
-        versions[EVAL_PREDICTIONS.kind],
-        pa.Table.from_pylist(rows, schema=EVAL_PREDICTIONS.schema),
-        upstream={checkpoint.kind: checkpoint.version} if checkpoint is not None else {},
-        config=config,
-        code_version=CODE_VERSION,
-        stats=stats,
-    )
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return ref
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return ref
 
 
 def evaluate_tables(result: StageResult) -> Tables:

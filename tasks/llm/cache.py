@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from data_contracts import ArtifactStore
 
@@ -104,6 +106,30 @@ class RequestCache:
             ),
         )
 
+    def compact(self, keep: Iterable[str], older_than_s: float, *, dry_run: bool = False) -> int:
+        """Delete answers older than `older_than_s` seconds whose id is not in `keep`; how many (would) go.
+
+        Younger answers always stay: they may belong to a run that has not published yet (or was killed and
+        will resume), which must not pay for them again. The file keeps its size: later answers reuse the
+        freed pages (a `VACUUM` while no run has the file open gives them back to the disk)."""
+        connection = self._connection()
+        where = "created_at < ? AND request_id NOT IN (SELECT request_id FROM kept)"
+        cutoff = (time.time() - older_than_s,)
+        connection.execute("BEGIN")  # one transaction: the ids in, the delete, the ids out
+        try:
+            connection.execute("CREATE TEMP TABLE kept (request_id TEXT PRIMARY KEY)")
+            connection.executemany("INSERT OR IGNORE INTO kept VALUES (?)", ((request_id,) for request_id in keep))
+            if dry_run:
+                count = connection.execute(f"SELECT COUNT(*) FROM answers WHERE {where}", cutoff).fetchone()[0]
+            else:
+                count = connection.execute(f"DELETE FROM answers WHERE {where}", cutoff).rowcount
+            connection.execute("DROP TABLE kept")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return int(count)
+
     def __len__(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
@@ -139,6 +165,31 @@ def default_cache_path(store: ArtifactStore, cache_dir: str | None, file_name: s
     else:
         folder = os.path.join(os.path.expanduser("~"), ".cache", "rmr1")
     return os.path.join(folder, file_name)
+
+
+REQUEST_KINDS = ("teacher_traces", "filter_rejects")  # the artifact kinds whose rows name their teacher request
+
+
+def referenced_request_ids(store: ArtifactStore, manifests: Iterable[dict[str, Any]]) -> set[str]:
+    """The teacher request ids the rows of these artifacts name (only `REQUEST_KINDS` have any)."""
+    ids: set[str] = set()
+    for manifest in manifests:
+        if manifest["kind"] in REQUEST_KINDS:
+            ref = store.require(manifest["kind"], manifest["version"])
+            ids.update(store.read_table(ref, columns=["request_id"]).column("request_id").to_pylist())
+    return ids
+
+
+def compact_request_cache(
+    store: ArtifactStore, kept: Iterable[dict[str, Any]], older_than_s: float, *, dry_run: bool = False
+) -> tuple[str, int]:
+    """Delete the answers of the store's default teacher cache that no `kept` artifact names and that are
+    older than `older_than_s` (`rmr1 artifacts gc --compact-cache`); (its path, answers removed)."""
+    path = default_cache_path(store, None)
+    if not os.path.exists(path):
+        return path, 0
+    with RequestCache(path) as cache:
+        return path, cache.compact(referenced_request_ids(store, kept), older_than_s, dry_run=dry_run)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

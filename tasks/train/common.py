@@ -163,54 +163,60 @@ def train_and_publish(
 
     The starting model comes from `start(work_dir)`; rows whose `messages` are longer than `max_length`
     tokens under its chat template are dropped; `refuse` names why the rest cannot train (a ValueError), or
-    None. The job runs over the work folder of `version` (resuming if it was killed), then the model folder
-    is published with the row counts, what `summarize` adds, and the logged metrics.
+    None. The job runs over the work folder of `version` (resuming if it was killed), held under its lock, then
+    the model folder is published with the row counts, what `summarize` adds, and the logged metrics.
     """
     from transformers import AutoTokenizer
 
-    work_dir = store.work_dir(stage.name, version)
-    base = start(work_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base.model, revision=base.revision)
-    lengths = token_counts(tokenizer, [messages(row) for row in rows], add_generation_prompt=add_generation_prompt)
-    kept, dropped = drop_overlong(rows, lengths, max_length)
-    fitting = FittingRows(kept, lengths, dropped)
-    reason = refuse(fitting)
-    if reason is not None:
-        raise ValueError(f"{stage.name}: {reason}")
-    log.info(
-        "%s: %d %s, %d dropped as longer than %d tokens", stage.name, len(kept), stage.unit, fitting.dropped, max_length
-    )
-    job = TrainJob(
-        stage=stage.name,
-        model=base.model,
-        revision=base.revision,
-        data=write_rows(kept, f"{work_dir}/data/{stage.name}_rows.parquet"),
-        config=plain(config),
-        output_dir=os.path.join(work_dir, "trainer"),
-        final_dir=os.path.join(work_dir, "final"),
-    )
-    outcome = run_job(job, stage.build, callbacks, on_progress)
-    return publish_checkpoint(
-        stage,
-        store,
-        version,
-        work_dir,
-        job,
-        outcome,
-        {
-            "base_model": base.label,
-            "steps": outcome.global_step,
-            "resumed_from_step": outcome.resumed_from_step,
-            "processes": outcome.ranks,
-            "ranks_agree": outcome.ranks_agree,
-            stage.unit: len(kept),
-            "dropped_overlong": fitting.dropped,
-            "dropped_overlong_by_domain": dropped,
-            **summarize(fitting, outcome),
-        },
-        upstream=upstream,
-        record=record,
-    )
+    machine = int(os.environ.get("MACHINE_RANK", "0"))
+    with store.scratch(stage.name, version, node=machine) as work_dir:  # a second run of `version` waits or fails
+        base = start(work_dir)
+        tokenizer = AutoTokenizer.from_pretrained(base.model, revision=base.revision)
+        lengths = token_counts(tokenizer, [messages(row) for row in rows], add_generation_prompt=add_generation_prompt)
+        kept, dropped = drop_overlong(rows, lengths, max_length)
+        fitting = FittingRows(kept, lengths, dropped)
+        reason = refuse(fitting)
+        if reason is not None:
+            raise ValueError(f"{stage.name}: {reason}")
+        log.info(
+            "%s: %d %s, %d dropped as longer than %d tokens",
+            stage.name,
+            len(kept),
+            stage.unit,
+            fitting.dropped,
+            max_length,
+        )
+        job = TrainJob(
+            stage=stage.name,
+            model=base.model,
+            revision=base.revision,
+            data=write_rows(kept, f"{work_dir}/data/{stage.name}_rows.parquet"),
+            config=plain(config),
+            output_dir=os.path.join(work_dir, "trainer"),
+            final_dir=os.path.join(work_dir, "final"),
+        )
+        outcome = run_job(job, stage.build, callbacks, on_progress)
+        return publish_checkpoint(
+            stage,
+            store,
+            version,
+            work_dir,
+            job,
+            outcome,
+            {
+                "base_model": base.label,
+                "steps": outcome.global_step,
+                "resumed_from_step": outcome.resumed_from_step,
+                "processes": outcome.ranks,
+                "ranks_agree": outcome.ranks_agree,
+                stage.unit: len(kept),
+                "dropped_overlong": fitting.dropped,
+                "dropped_overlong_by_domain": dropped,
+                **summarize(fitting, outcome),
+            },
+            upstream=upstream,
+            record=record,
+        )
 
 
 def publish_checkpoint(

@@ -15,6 +15,7 @@ longer than a pipeline run is the guard.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.errors import UserError
-from data_contracts.store import MANIFEST, TEMP_PREFIX, ArtifactStore
+from data_contracts.store import MANIFEST, TEMP_PREFIX, ArtifactStore, file_key
 
 Key = tuple[str, str]  # (kind, version)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -111,8 +112,17 @@ def remove_artifact(store: ArtifactStore, kind: str, version: str) -> None:
         os.rename(folder, hidden)  # atomic; a crash here leaves a temporary folder that writers sweep away
         shutil.rmtree(hidden, ignore_errors=True)
         return
+    files = store.manifest(store.ref(kind, version))["files"]
     store.fs.rm(f"{folder}/{MANIFEST}")  # the manifest is the commit point: without it nothing is published
-    store.fs.rm(folder, recursive=True)
+    # Only what that manifest listed: a publisher racing to publish this version again uses its own attempt.
+    attempts = sorted({file_key(entry).split("/", 1)[0] for entry in files if "key" in entry})
+    for attempt in attempts:
+        store.fs.rm(f"{folder}/{attempt}", recursive=True)
+    in_place = [f"{folder}/{entry['path']}" for entry in files if "key" not in entry]  # written before attempts
+    if in_place:
+        store.fs.rm(in_place)
+    with contextlib.suppress(OSError):  # an empty folder's marker, where the file system keeps one
+        store.fs.rmdir(folder)
 
 
 @dataclass(frozen=True)

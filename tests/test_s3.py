@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -155,3 +156,28 @@ def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_line
     lineage = subprocess.run([sys.executable, "-m", "flows.cli", "artifacts", "--artifacts", s3_root, "--lineage",
                               "sft_checkpoint"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert lineage.returncode == 0 and f"sft_checkpoint/{kinds['sft_checkpoint']}" in lineage.stdout
+
+
+def test_gc_on_s3_removes_only_the_files_the_removed_manifest_listed(s3_root: str) -> None:
+    """Retention on S3: the old version's manifest and attempt go; a publish of that version in progress at the
+    same moment (its own attempt, no manifest yet) is left alone, and the kept version is intact."""
+    from data_contracts.retention import collect, plan_retention
+
+    store = ArtifactStore(s3_root)
+    with store.writer(PREFERENCE_PAIRS, "old") as writer:
+        writer.write_valid(_table(0, 10))
+        writer.commit()
+    time.sleep(1.1)  # created_at has whole seconds: "new" is newer
+    with store.writer(PREFERENCE_PAIRS, "new") as writer:
+        writer.write_valid(_table(100, 10))
+        writer.commit()
+    racing = f"{store.folder(KIND, 'old')}/{ATTEMPT_PREFIX}racing/part-00000.parquet"
+    store.fs.pipe_file(racing, b"a publisher's file, its manifest not created yet")
+    removals = collect(store, plan_retention(store.list(), 1))
+    assert [(r.kind, r.version) for r in removals] == [(KIND, "old")] and removals[0].bytes > 0
+    store.fs.invalidate_cache()
+    assert store.get(KIND, "old") is None and store.fs.exists(racing)
+    assert store.fs.ls(store.folder(KIND, "old"), detail=False) == [
+        store.folder(KIND, "old") + f"/{ATTEMPT_PREFIX}racing"
+    ]
+    assert store.read_table(store.require(KIND, "new")).to_pylist() == pair_rows(100, 10)

@@ -123,9 +123,20 @@ class ArtifactStore:
         folder = self.folder(ref.kind, ref.version)
         tables = []
         for part in manifest["files"]:
-            with self.fs.open(f"{folder}/{file_key(part)}", "rb") as handle:
-                tables.append(pq.read_table(handle, columns=columns))
+            path = f"{folder}/{file_key(part)}"
+            if self.local:
+                tables.append(pq.read_table(path, columns=columns))
+            else:  # whole part in memory first: pyarrow's reader threads never call back into a Python file object
+                with self.fs.open(path, "rb") as handle:
+                    tables.append(pq.read_table(pa.BufferReader(handle.read()), columns=columns))
         return pa.concat_tables(tables)
+
+    def file(self, ref: ArtifactRef, name: str) -> str | None:
+        """Where the artifact's file `name` (its path in the manifest) lies, or None when it has no such file."""
+        for entry in self.manifest(ref)["files"]:
+            if entry["path"] == name:
+                return f"{self.folder(ref.kind, ref.version)}/{file_key(entry)}"
+        return None
 
     def verify(self, ref: ArtifactRef) -> list[str]:
         """Names of part files whose sha256 no longer matches the manifest (empty when intact)."""
@@ -458,8 +469,15 @@ def _publish(
         listed = {**manifest, "files": [{**entry, "key": f"{attempt}/{entry['path']}"} for entry in files]}
         try:
             store.fs.pipe_file(f"{final}/{MANIFEST}", json.dumps(listed, indent=2).encode(), mode="create")
-        except FileExistsError:  # another publisher's manifest is in place: theirs stands, ours goes
-            store.fs.rm(f"{final}/{attempt}", recursive=True)
+        except Exception as error:
+            # Lost the race, or won it and a retried request then met our own manifest: the manifest in place says.
+            store.fs.invalidate_cache(final)
+            if store.get(kind, version) is None:
+                raise OSError(f"{store.uri(final)}: creating {MANIFEST} failed ({error}); publishing to an object "
+                              "store needs conditional creates (If-None-Match)") from error  # fmt: skip
+            winner = store.manifest(store.ref(kind, version))["files"]
+            if not any(str(entry.get("key", "")).startswith(f"{attempt}/") for entry in winner):
+                store.fs.rm(f"{final}/{attempt}", recursive=True)  # theirs stands, ours goes
     if upload:
         shutil.rmtree(folder, ignore_errors=True)
     elif store.fs.exists(folder):

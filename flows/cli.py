@@ -201,6 +201,10 @@ def collect_artifacts(args: argparse.Namespace) -> str:
             "that has not published yet, and must stay"
         )
     store = ArtifactStore(args.artifacts)
+    if args.kind is not None and not store.list(args.kind):
+        known = sorted({m["kind"] for m in store.list()})
+        raise BadRetention(f"rmr1 artifacts gc --kind {args.kind}: nothing of that kind under {store.uri(store.root)}; "
+                           f"published kinds: {', '.join(known) or 'none'}")  # fmt: skip
     plan, removals = collect_garbage(store, args.keep, kind=args.kind, older_than=args.older_than, dry_run=args.dry_run)
     lines = [
         f"rmr1: artifacts gc under {store.uri(store.root)}",

@@ -91,8 +91,9 @@ def report_stage(step: Step, result: StageResult | None, store: ArtifactStore) -
             create_link_artifact(
                 key=f"{key}-{kind.replace('_', '-')}", link=link, link_text=str(ref), description=f"{kind} folder"
             )
-            if kind in FOLDER_KINDS and store.fs.exists(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}"):
-                create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, f"{step.name} curves"))
+            curves = store.file(ref, CURVES_PNG) if kind in FOLDER_KINDS else None
+            if curves is not None:
+                create_markdown_artifact(key=f"{key}-curves", markdown=_png_markdown(store, ref, curves, step.name))
         for name, markdown in step.stage.markdown(result, store).items():
             create_markdown_artifact(key=f"{key}-{name}", markdown=markdown, description=describe)
     rows = "\n".join(f"| {kind} | `{ref.version}` | {ref.uri} |" for kind, ref in step.outputs.items())
@@ -103,11 +104,12 @@ def report_stage(step: Step, result: StageResult | None, store: ArtifactStore) -
     )
 
 
-def _png_markdown(store: ArtifactStore, ref: ArtifactRef, title: str) -> str:
+def _png_markdown(store: ArtifactStore, ref: ArtifactRef, path: str, stage: str) -> str:
     """The checkpoint's training curves, inlined as a data URI so the Prefect UI shows them without file access."""
-    with store.fs.open(f"{store.folder(ref.kind, ref.version)}/{CURVES_PNG}", "rb") as handle:
+    with store.fs.open(path, "rb") as handle:
         encoded = base64.b64encode(handle.read()).decode()
-    return f"### {title}\n\n![{title}](data:image/png;base64,{encoded})\n\n`{ref}`: {ref.uri}/{CURVES_PNG}\n"
+    title = f"{stage} curves"
+    return f"### {title}\n\n![{title}](data:image/png;base64,{encoded})\n\n`{ref}`: {store.uri(path)}\n"
 
 
 # ---------------------------------------------------------------- the stage flows and the pipeline

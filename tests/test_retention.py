@@ -230,6 +230,10 @@ def test_cli_gc_names_what_to_fix(tmp_path: Path) -> None:
     assert no_keep.returncode == 2 and "--keep N" in no_keep.stderr
     bad_age = rmr1("artifacts", "gc", "--keep", "1", "--older-than", "7days", cwd=tmp_path)
     assert bad_age.returncode == 2 and "--older-than '7days'" in bad_age.stderr
+    _populate(ArtifactStore(tmp_path / "b"))
+    typo = rmr1("artifacts", "gc", "--keep", "1", "--kind", "sft_chekpoint", "--artifacts", str(tmp_path / "b"),
+                cwd=tmp_path)  # fmt: skip
+    assert typo.returncode == 2 and "nothing of that kind" in typo.stderr and "sft_checkpoint" in typo.stderr
     with pytest.raises(BadRetention, match="--keep -1"):
         plan_retention([], -1)
     assert parse_age("12h") == dt.timedelta(hours=12) and parse_age("7d") == dt.timedelta(days=7)

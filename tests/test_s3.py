@@ -120,13 +120,14 @@ def test_processes_publishing_one_version_at_once_on_s3_leave_exactly_one_artifa
 
 
 def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_lineage_back(
-    s3_root: str, s3_server: dict[str, str], tmp_path: Path
+    s3_root: str, s3_server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`rmr1 run --artifacts s3://...`: every artifact (tables and the SFT checkpoint folder) on the S3 server,
     a re-run that publishes nothing, and the lineage read back from S3."""
     from tests.conftest import ROOT, TINY_TRAINING
 
-    env = {**s3_server, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    monkeypatch.setenv("RMR1_CACHE", str(tmp_path / "cache"))  # checkpoint downloads: this test's own
+    env = {**s3_server, "PREFECT_HOME": str(tmp_path / "prefect-home"), "RMR1_CACHE": str(tmp_path / "cache")}
     env.pop("RMR1_ARTIFACTS", None)
     overrides = [arg for setting in [*TINY_TRAINING, "pull.sources.0.rows=80"] for arg in ("--set", setting)]
     command = [sys.executable, "-m", "flows.cli", "run", "--recipe", str(ROOT / "recipes" / "smoke.yaml"), "--to",
@@ -181,3 +182,31 @@ def test_gc_on_s3_removes_only_the_files_the_removed_manifest_listed(s3_root: st
         store.folder(KIND, "old") + f"/{ATTEMPT_PREFIX}racing"
     ]
     assert store.read_table(store.require(KIND, "new")).to_pylist() == pair_rows(100, 10)
+
+
+def test_a_manifest_create_retried_after_it_succeeded_keeps_the_artifact(
+    s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create's answer is lost and the retry meets our own manifest (FileExistsError): we won, and our files
+    stay. A store that refuses the conditional create altogether is named in the error."""
+    store = ArtifactStore(s3_root)
+    create, calls = store.fs.pipe_file, []
+
+    def created_then_lost(path, value, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(path)
+        create(path, value, **kwargs)
+        raise FileExistsError(path)  # what the retried request reports
+
+    monkeypatch.setattr(store.fs, "pipe_file", created_then_lost)
+    with store.writer(PREFERENCE_PAIRS, "v1") as writer:
+        writer.write_valid(_table(0, 10))
+        ref = writer.commit()
+    assert calls and store.verify(ref) == [] and store.read_table(ref).to_pylist() == pair_rows(0, 10)
+
+    def refused(path, value, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(store.fs, "pipe_file", refused)
+    with pytest.raises(OSError, match="needs conditional creates"), store.writer(PREFERENCE_PAIRS, "v2") as writer:
+        writer.write_valid(_table(0, 10))
+        writer.commit()

@@ -122,13 +122,16 @@ def _break_stale(path: str, seen: dict[str, Any]) -> None:
     if _age_s(breaker) > BREAKER_STALE_S:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(breaker)
-    if not _create(breaker, _holder()):
+    taker = _holder()
+    if not _create(breaker, taker):
         return  # another taker is at it; look again
     try:
         if _read(path) == seen:
             os.unlink(path)
     finally:
-        os.unlink(breaker)
+        if (_read(breaker) or {}).get("token") == taker["token"]:  # still ours: not judged stale and replaced
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(breaker)
 
 
 def _heartbeat(path: str, token: str, stop: threading.Event) -> None:

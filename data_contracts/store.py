@@ -199,6 +199,20 @@ class ArtifactStore:
             raise ArtifactNotFound(f"{kind}/{version_prefix}: expected one published artifact, found {found}")
         return self.require(kind, matches[0]["version"])
 
+    def resolve(self, target: str, option: str = "") -> ArtifactRef:
+        """KIND/VERSION (a unique version prefix will do) or KIND alone (the newest of that kind); `option` is
+        the command-line option that named it, for the error."""
+        kind, _, prefix = target.partition("/")
+        said = f"{option} " if option else ""
+        if not kind:
+            raise ArtifactNotFound(f"{said}{target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
+        if not prefix:
+            published = self.list(kind)
+            if not published:
+                raise ArtifactNotFound(f"{said}{kind}: nothing of that kind is published under {self}")
+            prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
+        return self.find(kind, prefix)
+
     def writer(
         self,
         contract: Contract,

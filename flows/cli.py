@@ -237,24 +237,11 @@ def _sources(config: Any) -> str:
     return shown
 
 
-def resolve_artifact(store: ArtifactStore, target: str, option: str) -> ArtifactRef:
-    """KIND/VERSION (a unique version prefix will do) or KIND alone (the newest of that kind), as `option` names it."""
-    kind, _, prefix = target.partition("/")
-    if not kind:
-        raise ArtifactNotFound(f"{option} {target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
-    if not prefix:
-        published = store.list(kind)
-        if not published:
-            raise ArtifactNotFound(f"{option} {kind}: nothing of that kind is published under {store}")
-        prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
-    return store.find(kind, prefix)
-
-
 def show_lineage(store: ArtifactStore, target: str) -> str:
     """The chain from the sources to KIND/VERSION (a unique version prefix will do; KIND alone: the newest),
     one artifact per line: version, created-at, code version and a hash of the recipe section that made it."""
     lines = []
-    for depth, manifest, repeated in store.lineage(resolve_artifact(store, target, "--lineage")):
+    for depth, manifest, repeated in store.lineage(store.resolve(target, "--lineage")):
         indent = "   " * (depth - 1) + "└─ " if depth else ""
         name = f"{manifest['kind']}/{manifest['version']}"
         if repeated:
@@ -349,7 +336,7 @@ def show_rows(store: ArtifactStore, target: str, rows: int = 5, where: Sequence[
     """Rows of a published table artifact, one block per row (`column: value`), those matching every `where`."""
     if rows < 0:
         raise RecipeError(f"--rows {rows}: expected 0 or more")
-    ref = resolve_artifact(store, target, "show")
+    ref = store.resolve(target, "show")
     if ref.kind in FOLDER_KINDS:
         raise ArtifactNotFound(f"show {ref}: a folder of files (a model checkpoint), not rows; see {ref.uri}")
     table = store.read_table(ref)

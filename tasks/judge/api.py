@@ -93,14 +93,7 @@ class PairwiseJudge:
                       backend: Literal["hf", "vllm"] = "hf", **options: object) -> PairwiseJudge:  # fmt: skip
         """A checkpoint of the artifact store: `rl_checkpoint` / `sft_checkpoint` (the newest) or KIND/VERSION."""
         store = artifacts if isinstance(artifacts, ArtifactStore) else ArtifactStore(artifacts)
-        kind, _, version = checkpoint.partition("/")
-        if version:
-            ref = store.find(kind, version)
-        else:
-            published = store.list(kind)  # oldest first
-            if not published:
-                raise LookupError(f"{store}: no {kind} published")
-            ref = store.require(kind, published[-1]["version"])
+        ref = store.resolve(checkpoint, "checkpoint")
         config = _judge_config(backend, str(ref), options)
         cache = str(options.pop("cache_path", default_cache_path(store, None, CACHE_FILE)))
         return cls(config, store.local_copy(ref), name=str(ref), cache_path=cache, **options)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from data_contracts import ArtifactStore
+from data_contracts.kinds import CONTRACTS
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0  # another process holding the write lock; commits are tiny, so this is generous
@@ -167,14 +168,12 @@ def default_cache_path(store: ArtifactStore, cache_dir: str | None, file_name: s
     return os.path.join(folder, file_name)
 
 
-REQUEST_KINDS = ("teacher_traces", "filter_rejects")  # the artifact kinds whose rows name their teacher request
-
-
 def referenced_request_ids(store: ArtifactStore, manifests: Iterable[dict[str, Any]]) -> set[str]:
-    """The teacher request ids the rows of these artifacts name (only `REQUEST_KINDS` have any)."""
+    """The teacher request ids the rows of these artifacts name (the kinds whose contract has `request_id`)."""
     ids: set[str] = set()
     for manifest in manifests:
-        if manifest["kind"] in REQUEST_KINDS:
+        contract = CONTRACTS.get(manifest["kind"])
+        if contract is not None and "request_id" in contract.schema.names:
             ref = store.require(manifest["kind"], manifest["version"])
             ids.update(store.read_table(ref, columns=["request_id"]).column("request_id").to_pylist())
     return ids

@@ -230,6 +230,30 @@ EVAL_SCORES = Contract(
 )
 
 
+LEARNING_SCORES = Contract(
+    kind="learning_scores",
+    version=1,
+    schema=pa.schema(
+        [
+            _required("judge", pa.string()),  # untrained, sft, rl, length
+            _required("model", pa.string()),  # what judged: a checkpoint artifact, the student, the baseline
+            _required("benchmark", pa.string()),
+            _required("comparisons", pa.int64()),
+            _required("accuracy", pa.float64()),  # docs/method.md §3, evaluation rule: wrong or unparseable = 0
+            _required("unparseable", pa.float64()),  # share with neither or both verdict tags
+            _required("verdict_a", pa.float64()),  # share of [[A]] verdicts (the chosen answer is at A in ~half)
+        ]
+    ),
+    rules=(
+        non_empty_text("judge"),
+        in_range("comparisons", 0),
+        in_range("accuracy", 0.0, 1.0),
+        in_range("unparseable", 0.0, 1.0),
+        in_range("verdict_a", 0.0, 1.0),
+    ),
+)
+
+
 @dataclass(frozen=True)
 class FolderKind:
     """An artifact that is a folder of files (a model checkpoint) rather than a table.
@@ -260,5 +284,6 @@ CONTRACTS: dict[str, Contract] = {
         FILTER_REJECTS,
         EVAL_PREDICTIONS,
         EVAL_SCORES,
+        LEARNING_SCORES,
     )
 }

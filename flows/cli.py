@@ -363,6 +363,15 @@ def headline_scores(store: ArtifactStore, version: str) -> str:
     return f"rmr1: scores: {headline_line(store.manifest(store.require('eval_scores', version))['stats']['scores'])}"
 
 
+def learning_lines(store: ArtifactStore, version: str) -> list[str]:
+    """The learning table: held-out accuracy, unparseable and [[A]] shares before and after training."""
+    from tasks.learning.stage import learning_lines as lines
+
+    ref = store.require("learning_scores", version)
+    rows = store.read_table(ref).to_pylist()
+    return [f"rmr1: learning on {rows[0]['benchmark'] if rows else '?'} (held out), {ref}:", *lines(rows)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -530,6 +539,8 @@ def _command(args: argparse.Namespace) -> int:
         print(f"  {kind:<20} {version:<18} {store.folder(kind, version)}")
     if "eval_scores" in versions:
         print(headline_scores(store, versions["eval_scores"]))
+    if "learning_scores" in versions:
+        print("\n".join(learning_lines(store, versions["learning_scores"])))
     print(f"rmr1: done ({len(versions)} artifacts)")
     return 0
 

@@ -23,13 +23,15 @@ from tasks.distill.stage import STAGE as DISTILL
 from tasks.evaluate.stage import STAGE as EVALUATE
 from tasks.filter.stage import STAGE as FILTER
 from tasks.hub import HubRevisions, describe
+from tasks.learning.stage import STAGE as LEARNING
 from tasks.pull.stage import STAGE as PULL
 from tasks.recipe import Recipe
 from tasks.split.stage import STAGE as SPLIT
 from tasks.stage import ProgressCallback, Stage, StageResult, StageRun
 from tasks.train.stages import RL, SFT
 
-STAGES: tuple[Stage, ...] = (PULL, SPLIT, DISTILL, FILTER, SFT, RL, EVALUATE)  # the registry, in pipeline order
+# The registry, in pipeline order.
+STAGES: tuple[Stage, ...] = (PULL, SPLIT, DISTILL, FILTER, SFT, RL, EVALUATE, LEARNING)
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 BY_NAME = {stage.name: stage for stage in STAGES}
 PRODUCER = {kind: stage.name for stage in STAGES for kind in stage.writes}
@@ -37,6 +39,10 @@ PRODUCER = {kind: stage.name for stage in STAGES for kind in stage.writes}
 
 class MissingUpstream(UserError):
     """A run reuses artifacts (stages before `--from`) that are not published."""
+
+
+class GateFailed(UserError):
+    """A published output misses a gate of the recipe (`learning.gates`): the run fails, its artifacts stay."""
 
 
 class StageLeftOut(UserError):
@@ -187,7 +193,8 @@ def execute(
     """Run the plan's steps that need it, in order; every planned output, by kind.
 
     Refuses to start when a reused step is not published. `on_step` hears of every step (with the result of
-    the ones that ran) as it finishes."""
+    the ones that ran) as it finishes. Then every step's gates are read from what is published, whether it ran
+    or was skipped: any miss raises GateFailed, one line per gate."""
     blocked = [step for step in plan.steps if step.blocked]
     if blocked:
         step = blocked[0]
@@ -203,4 +210,7 @@ def execute(
             raise RuntimeError(f"stage {step.name} published {result.outputs}, not the planned {step.versions}")
         if on_step is not None:
             on_step(step, result)
+    failures = [line for step in plan.steps for line in step.stage.gates(plan.recipe, plan.store, step.outputs)]
+    if failures:
+        raise GateFailed("; ".join(failures))
     return {kind: ref for step in plan.steps for kind, ref in step.outputs.items()}

@@ -217,10 +217,14 @@ def pipeline_flow(
         if how != "ran":  # a stage flow that ran logs its own result
             get_run_logger().info(f"{step.name}: {how}: " + ", ".join(str(ref) for ref in step.outputs.values()))
 
-    outputs = execute(plan, run_step, on_step)
-    table = [{"stage": step.name, "how": hows[step.name], "artifact": str(ref), "folder": ref.uri}
-             for step in plan.steps for ref in step.outputs.values()]  # fmt: skip
-    create_table_artifact(key="pipeline-stages", table=table, description=f"{parsed.name} ({parsed.fingerprint})")
+    try:
+        outputs = execute(plan, run_step, on_step)
+    finally:  # also when a gate fails the run: every stage that ran or was skipped is listed
+        table = [{"stage": step.name, "how": hows[step.name], "artifact": str(ref), "folder": ref.uri}
+                 for step in plan.steps if step.name in hows for ref in step.outputs.values()]  # fmt: skip
+        if table:
+            create_table_artifact(key="pipeline-stages", table=table,
+                                  description=f"{parsed.name} ({parsed.fingerprint})")  # fmt: skip
     return {kind: ref.version for kind, ref in outputs.items()}
 
 

@@ -19,6 +19,7 @@ from tasks.config import ConfigError, Float, config_section
 from tasks.distill.config import DistillConfig
 from tasks.evaluate.config import EvaluateConfig
 from tasks.filter.config import FilterConfig
+from tasks.learning.config import LearningConfig
 from tasks.pull.config import PullConfig
 from tasks.split.config import SplitConfig
 from tasks.train.config import RlConfig, SftConfig, StudentConfig
@@ -62,6 +63,13 @@ class Recipe:
             "help": "Judge RewardBench / RM-Bench / RMB and score them (docs/method.md §8); null: no evaluation."
         },
     )
+    learning: LearningConfig | None = field(
+        default=None,
+        metadata={
+            "help": "Judge a held-out benchmark before training, after SFT and after GRPO (and the length baseline), "
+            "and gate the run on the numbers; null: no learning check."
+        },
+    )
     dispatch: dict[str, str] = field(
         default_factory=dict,
         metadata={
@@ -95,6 +103,8 @@ class Recipe:
             if deployment.count("/") != 1 or not all(deployment.split("/")):
                 expected = f"expected FLOW/DEPLOYMENT, e.g. {stage}/gpu, got {deployment!r}"
                 raise ConfigError(f"dispatch.{stage}", expected)
+        if self.learning is not None and self.pull is None:
+            raise ConfigError("learning", "measures the training stages: the recipe needs a pull section")
         if self.pull is None and self.evaluate is None:
             raise ConfigError("pull", "a recipe needs a pull section (training) or an evaluate section, or both")
         if self.evaluate is not None and self.evaluate.judge.checkpoint is not None:

@@ -87,6 +87,10 @@ def _pins_nothing(recipe: Recipe, hub: HubRevisions) -> Recipe:
     return recipe
 
 
+def _no_gates(recipe: Recipe, store: ArtifactStore, outputs: Mapping[str, ArtifactRef]) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage, declared: the plan and the Prefect layer need nothing else to run it and show it."""
@@ -105,6 +109,9 @@ class Stage:
     # Pins the moving references (Hub branches and tags) in the parts of the recipe this stage reads to their
     # commit shas (`tasks/hub.py`); the plan applies it before computing versions, and the steps get that recipe.
     resolve: Callable[[Recipe, HubRevisions], Recipe] = _pins_nothing
+    # What its published outputs miss of the recipe's gates, one line each; the executor reads it after every
+    # run, published or skipped, and fails the run on any (`flows/plan.py:execute`).
+    gates: Callable[[Recipe, ArtifactStore, Mapping[str, ArtifactRef]], list[str]] = _no_gates
 
 
 def reads(*kinds: str) -> Callable[[Recipe], tuple[str, ...]]:

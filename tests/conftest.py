@@ -46,9 +46,18 @@ TINY_TRAINING = [
     "rl.max_completion_length=24",
     "evaluate.judge.max_new_tokens=8",
     "evaluate.judge.batch_size=8",
-    "evaluate.benchmarks.0.items_per_subset=1",
-    "evaluate.benchmarks.1.items_per_subset=1",
-    "evaluate.benchmarks.2.items_per_subset=1",
+    # Plumbing, not learning: the mixed synthetic set (every domain) judged by the longer-answer stand-in, the
+    # official layouts' synthetic copies, and the learning stage on a sample with no gates (tests/test_learning_gates.py
+    # checks that the smoke recipe itself learns).
+    "pull.sources.0.task=mixed",
+    "distill.teacher.model=standin-longer-answer-judge",
+    "distill.second_teacher.model=standin-longer-answer-judge",
+    "evaluate.benchmarks=[{name: rewardbench, path: synthetic, items_per_subset: 1},"
+    " {name: rm_bench, path: synthetic, items_per_subset: 1}, {name: rmb, path: synthetic, items_per_subset: 1}]",
+    "learning.benchmark.items_per_subset=2",
+    "learning.max_new_tokens=8",
+    "learning.batch_size=8",
+    "learning.gates={}",
 ]
 
 needs_shared = pytest.mark.skipif(not PREFERENCES.is_dir(), reason=f"real offline data absent ({SHARED_DATA})")

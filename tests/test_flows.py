@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from data_contracts import ArtifactStore
-from flows.plan import STAGE_NAMES, MissingUpstream
+from flows.plan import STAGE_NAMES, GateFailed, MissingUpstream
 from flows.recipe import load_recipe
 from flows.stages import pipeline_flow, split_flow
 from tasks.distill.stage import trace_outcome
@@ -166,7 +166,7 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     store = ArtifactStore(tmp_path)
     assert set(versions) == {
         "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects",
-        "sft_checkpoint", "rl_checkpoint", "eval_predictions", "eval_scores",
+        "sft_checkpoint", "rl_checkpoint", "eval_predictions", "eval_scores", "learning_scores",
     }  # fmt: skip
     pairs = store.require("preference_pairs", versions["preference_pairs"])
     manifest = store.manifest(pairs)
@@ -211,6 +211,12 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     evaluate_progress = Artifact.get("evaluate-progress")
     assert evaluate_progress is not None and float(evaluate_progress.data) == 100.0
     assert_traces_readable_in_prefect(ui, store, versions)
+    learning = table_artifact("learning-table")  # the student before and after training, beside the baseline
+    assert [row["judge"] for row in learning] == ["untrained student", "after SFT", "after GRPO", "length baseline"]
+    assert all(row["n"] == 4 for row in learning)  # refusal_task, 2 items per subset
+    assert [row["step"] for row in table_artifact("learning-rl-reward")] == [1, 2]
+    report = Artifact.get("learning-report")
+    assert report is not None and "| after GRPO |" in str(report.data) and "image/png;base64" in str(report.data)
 
 
 def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -> None:
@@ -224,6 +230,12 @@ def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -
     assert [row["stage"] for row in stages][:3] == ["pull", "split", "split"]
     assert {row["how"] for row in stages} == {"skipped, already published"}
     assert {row["artifact"] for row in stages} == {f"{kind}/{version}" for kind, version in first.items()}
+    # A gate the judge misses fails even this all-skipped run, naming the gate and the numbers; nothing is lost.
+    with pytest.raises(GateFailed, match=r"^gate learning\.gates\.min_rl_accuracy: held-out accuracy after GRPO "
+                                         r"0\.\d{3} < 0\.999 \(learning_scores/"):  # fmt: skip
+        pipeline_flow(smoke("learning.gates.min_rl_accuracy=0.999"), str(tmp_path))
+    assert {m["version"]: m["created_at"] for m in store.list()} == created
+    assert len(table_artifact("pipeline-stages")) == len(stages)  # the UI still lists every (skipped) stage
 
 
 def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_path: Path) -> None:
@@ -234,7 +246,7 @@ def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_
     assert ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
     how = {row["stage"]: row["how"] for row in table_artifact("pipeline-stages")}
     assert how == {"pull": "skipped, already published", "split": "ran", "distill": "ran", "filter": "ran",
-                   "sft": "ran", "rl": "ran", "evaluate": "ran"}  # fmt: skip
+                   "sft": "ran", "rl": "ran", "evaluate": "ran", "learning": "ran"}  # fmt: skip
     for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples", "sft_checkpoint", "rl_checkpoint"):
         assert changed[kind] != first[kind]
 

@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 
 PREFECT_YAML = ROOT / "infra" / "prefect.yaml"
 DEPLOYMENTS: list[dict[str, Any]] = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
-GPU_FLOWS = {"sft_flow", "rl_flow", "evaluate_flow"}
+GPU_FLOWS = {"sft_flow", "rl_flow", "evaluate_flow", "learning_flow"}
 MODULES = {"flows/stages.py": flows.stages, "flows/maintenance.py": flows.maintenance}
 
 

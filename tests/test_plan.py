@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 import tasks.pull.sources
 import tasks.split.stage
@@ -26,6 +27,70 @@ SMOKE_VERSIONS = {
     "sft_checkpoint": "e0114fa3988afca5", "rl_checkpoint": "7cc46f8a6286c78f", "eval_predictions": "73246be199d8d1aa",
     "eval_scores": "38d749671c75f50f",
 }  # fmt: skip
+
+
+# The six paper recipes' versions (their Hub repos at one fake commit each, local benchmark folders with one file):
+# what users paid for on GPUs. Only a stage whose output truly changes may move them, on purpose.
+PAPER_VERSIONS = {
+    "rm-r1-deepseek-distill-qwen-14b": {
+        "distill_set": "9a7fa0e468e62571", "eval_predictions": "c7cffb580bbc5382", "eval_scores": "90dac0d66eca87ac",
+        "preference_pairs": "76e0f6d426991323", "rl_checkpoint": "6c3c0bd69da0ab78", "rl_set": "091fa7957b566a98",
+    },
+    "rm-r1-deepseek-distill-qwen-32b": {
+        "distill_set": "9a7fa0e468e62571", "eval_predictions": "18ccf8a13bb38ac2", "eval_scores": "3ccd4305a68a0ce9",
+        "preference_pairs": "76e0f6d426991323", "rl_checkpoint": "65dfbb3511192b90", "rl_set": "091fa7957b566a98",
+    },
+    "rm-r1-deepseek-distill-qwen-7b": {
+        "distill_set": "9a7fa0e468e62571", "eval_predictions": "ae5a7e6e2e80c93a", "eval_scores": "e52851e861838a22",
+        "preference_pairs": "76e0f6d426991323", "rl_checkpoint": "b3a45b934d288ac6", "rl_set": "091fa7957b566a98",
+    },
+    "rm-r1-qwen2.5-instruct-14b": {
+        "distill_set": "75f83a44e02f35c0", "eval_predictions": "2e01321c9a699301", "eval_scores": "21d64ecf05f4b0d0",
+        "filter_rejects": "122024ef32017d8e", "preference_pairs": "76e0f6d426991323",
+        "rl_checkpoint": "cb53781baf08c7be",
+        "rl_set": "2598b49954332379", "sft_checkpoint": "909ccd85d03e1998", "sft_examples": "812a57e4cad9a5c8",
+        "teacher_traces": "42e3d159737509f8",
+    },
+    "rm-r1-qwen2.5-instruct-32b": {
+        "distill_set": "75f83a44e02f35c0", "eval_predictions": "10f5324f6fc3f3e4", "eval_scores": "17bcb0915a900b88",
+        "filter_rejects": "122024ef32017d8e", "preference_pairs": "76e0f6d426991323",
+        "rl_checkpoint": "74c49b4c3eef3a39",
+        "rl_set": "2598b49954332379", "sft_checkpoint": "96575d70e559145f", "sft_examples": "812a57e4cad9a5c8",
+        "teacher_traces": "42e3d159737509f8",
+    },
+    "rm-r1-qwen2.5-instruct-7b": {
+        "distill_set": "75f83a44e02f35c0", "eval_predictions": "5c7979b4e5256a5b", "eval_scores": "35992945f0859ccb",
+        "filter_rejects": "122024ef32017d8e", "preference_pairs": "76e0f6d426991323",
+        "rl_checkpoint": "4bc9401539729464",
+        "rl_set": "2598b49954332379", "sft_checkpoint": "3eaee41a6157407d", "sft_examples": "812a57e4cad9a5c8",
+        "teacher_traces": "42e3d159737509f8",
+    },
+}  # fmt: skip
+
+
+def test_the_paper_recipes_keep_their_versions(
+    tmp_path: Path, fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder in ("benchmarks/rm_bench", "benchmarks/rmb/RMB_dataset/Pairwise_set"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "benchmarks/rm_bench/chat_filtered.json").write_text("[]\n")
+    (tmp_path / "benchmarks/rmb/RMB_dataset/Pairwise_set/a.json").write_text("[]\n")
+    monkeypatch.chdir(tmp_path)  # the recipes name their local benchmark folders relative to where rmr1 runs
+    committed: set[str] = set()
+    for name, expected in PAPER_VERSIONS.items():
+        raw = yaml.safe_load((ROOT / "recipes" / f"{name}.yaml").read_text())
+        datasets = [s["hub_id"] for s in raw["pull"]["sources"]] + [
+            b["hub_id"] for b in raw["evaluate"]["benchmarks"] if b.get("hub_id")
+        ]
+        for repo in datasets:
+            if repo not in committed:
+                fake_hub.commit("dataset", repo, {"README.md": b"x\n"})
+                committed.add(repo)
+        if raw["student"]["model"] not in committed:
+            fake_hub.commit("model", raw["student"]["model"], {"config.json": b"{}"})
+            committed.add(raw["student"]["model"])
+        plan = make_plan(load_recipe(ROOT / "recipes" / f"{name}.yaml"), ArtifactStore(tmp_path / "store"))
+        assert {k: v for step in plan.steps for k, v in step.versions.items()} == expected, name
 
 
 def local_source_recipe(tmp_path: Path, *overrides: str):
@@ -52,7 +117,7 @@ def test_the_smoke_plan_has_the_ten_versions_users_paid_for(capsys: pytest.Captu
 
 
 def test_the_registry_is_the_one_list_of_stages() -> None:
-    assert STAGE_NAMES == ("pull", "split", "distill", "filter", "sft", "rl", "evaluate")
+    assert STAGE_NAMES == ("pull", "split", "distill", "filter", "sft", "rl", "evaluate", "learning")
     kinds = [kind for stage in STAGES for kind in stage.writes]
     assert len(kinds) == len(set(kinds))  # one producer per kind
 

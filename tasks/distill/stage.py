@@ -8,7 +8,8 @@ request cache the moment it arrives, so a killed run re-run sends only what was 
 request that fails for good becomes a `status=failed` row with its reason instead of failing the stage.
 
 With no `teacher.base_url` the stage starts the stand-in teacher (a heuristic, not a model) on
-127.0.0.1 and says so; its traces are versioned under the stand-in's model name, never the real one's.
+127.0.0.1 and says so; its traces are versioned under the stand-in's model name, never the real one's:
+`teacher.model` picks one of the stand-in's judges (`STANDIN_MODELS`), any other name means the default one.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from tasks.llm.cache import RequestCache, default_cache_path
 from tasks.llm.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables, reads
-from tasks.standins.teacher import STANDIN_MODEL, StandinTeacher
+from tasks.standins.teacher import STANDIN_MODEL, STANDIN_MODELS, StandinTeacher
 from tasks.trace_samples import Sample, inline, pick, samples_markdown
 
 # Bump when the rows this stage writes for the same inputs would change.
@@ -73,7 +74,7 @@ ShardRunner = Callable[[Shard, OutcomeCallback | None], tuple[list[Outcome], Run
 
 def run_shard(shard: Shard, on_outcome: OutcomeCallback | None = None) -> tuple[list[Outcome], RunStats]:
     """Send one shard's requests (cached answers are not re-sent); the plain, Prefect-free runner."""
-    api_key = STANDIN_KEY if shard.teacher.model == STANDIN_MODEL else resolve_api_key(shard.teacher)
+    api_key = STANDIN_KEY if shard.teacher.model in STANDIN_MODELS else resolve_api_key(shard.teacher)
     with RequestCache(shard.cache_path) as cache:
         if shard.batch_poll_s is not None:
             ids = hashlib.sha256("".join(sorted(r.request_id for r in shard.requests)).encode()).hexdigest()[:16]
@@ -100,8 +101,11 @@ def run_shard(shard: Shard, on_outcome: OutcomeCallback | None = None) -> tuple[
 
 
 def effective_teacher(teacher: TeacherConfig) -> TeacherConfig:
-    """The stand-in's model name when no endpoint is set, so its answers never pass for the real model's."""
-    return teacher if teacher.base_url is not None else dataclasses.replace(teacher, model=STANDIN_MODEL)
+    """The stand-in's model name when no endpoint is set, so its answers never pass for the real model's: the
+    stand-in judge `teacher.model` names, else the default (longer answer wins)."""
+    if teacher.base_url is not None:
+        return teacher
+    return dataclasses.replace(teacher, model=teacher.model if teacher.model in STANDIN_MODELS else STANDIN_MODEL)
 
 
 def distill_version(config: DistillConfig, distill_set: ArtifactRef) -> str:
@@ -123,13 +127,15 @@ def teacher_endpoint(teacher: TeacherConfig) -> Iterator[TeacherConfig]:
     if teacher.base_url is not None:
         yield teacher
         return
-    with StandinTeacher(model=STANDIN_MODEL) as standin:
+    model = effective_teacher(teacher).model
+    with StandinTeacher(model=model) as standin:
         log.warning(
-            "teacher.base_url is not set: using the STAND-IN teacher at %s (a heuristic that prefers the longer "
-            "answer, not a model); set teacher.base_url for real traces",
+            "teacher.base_url is not set: using the STAND-IN teacher at %s as %s (a heuristic, not a model); set "
+            "teacher.base_url for real traces",
             standin.base_url,
+            model,
         )
-        yield dataclasses.replace(teacher, base_url=standin.base_url, model=STANDIN_MODEL)
+        yield dataclasses.replace(teacher, base_url=standin.base_url, model=model)
 
 
 def judge_request(

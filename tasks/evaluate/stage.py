@@ -39,7 +39,7 @@ from tasks.evaluate.benchmarks import (
     rm_bench,
     split_of,
 )
-from tasks.evaluate.config import EvaluateConfig, JudgeConfig
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
 from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, hash_seed, make_judge
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SAMPLE_SUFFIX, SWAPPED_SUFFIX, comparison_score, score_predictions
@@ -129,17 +129,21 @@ def _versioned_judge(judge: JudgeConfig, checkpoint: ArtifactRef | None) -> dict
     return fields
 
 
+def versioned_benchmark(benchmark: BenchmarkConfig) -> dict[str, Any]:
+    """What of a benchmark entry versions its judgments: files by content (the fingerprint), not by where they
+    are; the split read; the sample seed when it picks the items."""
+    sampled = benchmark.items_per_subset is not None or benchmark.path == SYNTHETIC
+    return {
+        **versioned(benchmark),
+        "split": split_of(benchmark),
+        "sample_seed": benchmark.sample_seed if sampled else None,
+        "data": benchmark_fingerprint(benchmark),
+    }
+
+
 def evaluate_versions(config: EvaluateConfig, checkpoint: ArtifactRef | None) -> dict[str, str]:
     """The `eval_predictions` and `eval_scores` versions: the judge, the data (by content), the order seed."""
-    benchmarks = [
-        {
-            **versioned(b),  # files count by content (the fingerprint), not by where they are
-            "split": split_of(b),
-            "sample_seed": b.sample_seed if b.items_per_subset is not None or b.path == SYNTHETIC else None,
-            "data": benchmark_fingerprint(b),
-        }
-        for b in config.benchmarks
-    ]
+    benchmarks = [versioned_benchmark(b) for b in config.benchmarks]
     judged = {
         "judge": _versioned_judge(config.judge, checkpoint),
         "benchmarks": benchmarks,

@@ -26,6 +26,7 @@ Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": st
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 BUILTIN_TEMPLATE_SETS: tuple[str, ...] = (
     "cor-instruct-v1",  # Chain-of-Rubrics for instruct models, docs/method.md §2
+    "cor-compact-v1",  # the same protocol with a one-paragraph system prompt (tiny CPU students)
     "reasoning-v1",  # DeepSeek-distilled reasoning models, docs/method.md §2
     "no-classification-v1",  # ablation "no task classification", docs/method.md §2
     "no-rubrics-v1",  # ablation "no rubrics", docs/method.md §2

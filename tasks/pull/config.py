@@ -9,6 +9,7 @@ label keys of `fields`) count only when set away from their defaults, so older v
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Literal
 
 from data_contracts.kinds import DOMAINS
 from data_contracts.versioning import BY_CONTENT, UNLESS_DEFAULT
@@ -76,6 +77,15 @@ class SourceConfig:
     )
     rows: Int = field(default=0, metadata={"help": "synthetic adapter only: how many pairs to generate."})
     seed: Int = field(default=0, metadata={"help": "synthetic adapter only: generator seed."})
+    task: Literal["mixed", "refusal"] = field(
+        default="mixed",
+        metadata={
+            "versioned": UNLESS_DEFAULT,
+            "help": "synthetic adapter only: mixed = chat, safety, code, math and multi-turn pairs (plumbing); "
+            "refusal = the learnable refusal task's training split (harmful requests are better refused, harmless "
+            "ones better answered; its held-out split is the refusal_task benchmark).",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.adapter not in ADAPTERS:
@@ -86,6 +96,8 @@ class SourceConfig:
             raise ConfigError("max_chars", f"must be at least 1, got {self.max_chars}")
         if self.first_n is not None and self.first_n < 1:
             raise ConfigError("first_n", f"must be at least 1, got {self.first_n}")
+        if self.task != "mixed" and self.adapter != "synthetic":
+            raise ConfigError("task", "only a synthetic source generates a task")
         if self.adapter == "synthetic":
             if self.rows < 1:
                 raise ConfigError("rows", "a synthetic source needs rows >= 1")

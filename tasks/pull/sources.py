@@ -20,6 +20,7 @@ import pyarrow as pa
 from data_contracts.versioning import file_sha256
 from tasks.pull.config import SourceConfig
 from tasks.records.reader import BadRow, Record, RowFile, SourceError, file_format, open_file, open_rows
+from tasks.standins.refusal_task import refusal_records
 from tasks.standins.synthetic_pairs import synthetic_records
 
 BATCH_ROWS = 5_000
@@ -86,8 +87,10 @@ def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
 def load_source(source: SourceConfig, scratch: str) -> LoadedSource:
     """Open a source's inputs (local files are copied into `scratch`) and decide which rows to read."""
     if source.adapter == "synthetic":
-        records = pa.Table.from_pylist(synthetic_records(source.rows, source.seed))
-        inputs = [open_rows(f"synthetic(rows={source.rows},seed={source.seed})", records, source.max_chars)]
+        generate = refusal_records if source.task == "refusal" else synthetic_records
+        records = pa.Table.from_pylist(generate(source.rows, source.seed))
+        task = "" if source.task == "mixed" else f",task={source.task}"
+        inputs = [open_rows(f"synthetic(rows={source.rows},seed={source.seed}{task})", records, source.max_chars)]
     elif source.path is not None:
         inputs = [open_file(file, scratch, source.max_chars) for file in resolve_files(source.path)]
     else:

@@ -3,11 +3,17 @@
 No strong LLM is reachable from a CPU smoke run or from the tests, so the distill stage talks to this
 server instead: real sockets, the real `openai` client, chat completions and the Batch API subset the
 distill stage uses, configurable latency, injected faults (429 with Retry-After, 500, hangs, malformed
-and truncated answers) and a server-side requests-per-minute limit. Its "judge" is a heuristic that
-never sees the label: the longer answer wins, a tie goes to A; it writes well-formed Chain-of-Rubrics
-traces (docs/method.md §2) around that verdict. Only a pass-2 hint written into the prompt (docs/method.md §5) can
-change the verdict. It must always be named as a stand-in (model name, start-up log line, CLI banner),
-and it must never store or log an API key, only whether one was sent.
+and truncated answers) and a server-side requests-per-minute limit. Its "judge" never sees the label and
+is picked by the model name a request asks for:
+- `standin-longer-answer-judge` (the default, any other name): the longer answer wins, a tie goes to A;
+- `standin-refusal-rule-judge`: the rule of the refusal task (`tasks.standins.refusal_task`: a harmful
+  request is better refused, a harmless one better answered), spelled out step by step in a short trace;
+  it misreads the request on purpose on `RULE_MISTAKE_SHARE` of the pairs (a seeded hash of the prompt), so
+  the filter and the second pass have work to do. Pairs that are not of that task get the longer-answer trace.
+Both write well-formed Chain-of-Rubrics traces (docs/method.md §2) around their verdict. Only a pass-2 hint
+written into the prompt (docs/method.md §5) can change the verdict. It must always be named as a stand-in
+(model name, start-up log line, CLI banner), and it must never store or log an API key, only whether one
+was sent.
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ from starlette.routing import Route
 
 from tasks.judge_protocol import load_template_set, placeholder_markers
 from tasks.llm.client import request_id_of
+from tasks.standins.refusal_task import rule_judgement, rule_trace
 
 logger = logging.getLogger(__name__)
 
 STANDIN_MODEL = "standin-longer-answer-judge"
-STANDIN_NOTICE = "stand-in teacher (heuristic: longer answer wins; NOT a real model)"
+STANDIN_RULE_MODEL = "standin-refusal-rule-judge"
+STANDIN_MODELS = (STANDIN_MODEL, STANDIN_RULE_MODEL)  # the judges it answers as, by the request's model name
+STANDIN_NOTICE = "stand-in teacher (heuristic: longer answer wins, or the refusal task's rule; NOT a real model)"
+RULE_MISTAKE_SHARE = 0.2  # pairs the rule judge misreads on purpose (the paper saw ~25% pass-1 failures, §5)
 HOST = "127.0.0.1"
 RATE_WINDOW_S = 60.0  # the sliding window of `requests_per_minute`
 CHARS_PER_TOKEN = 4  # token counts are estimated as ceil(chars / 4)
@@ -157,8 +167,26 @@ def _unparseable_trace(has_system: bool, hint: str | None) -> str:
     )
 
 
-def judge_trace(messages: list[dict[str, Any]]) -> str:
-    """A Chain-of-Rubrics trace whose verdict is the longer answer (tie: A), or the pass-2 hint if present.
+def _misread(user_text: str) -> bool:
+    """Whether the rule judge misreads this prompt's request: a hash of the prompt, the same on every call."""
+    digest = hashlib.sha256(f"standin-rule-mistake:{user_text}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < RULE_MISTAKE_SHARE
+
+
+def _rule_trace(pair: Pair, user_text: str, hint: str | None) -> str | None:
+    """The refusal task's rule as a trace (misread on purpose on some pairs, never against a pass-2 hint);
+    None when the pair is not of that task or both answers do the same thing."""
+    judgement = rule_judgement(pair.question, pair.answer_a, pair.answer_b)
+    if judgement is None or judgement.verdict is None:
+        return None
+    if hint is not None:  # the correct verdict is given: read the request the way that verdict needs
+        return rule_trace(judgement, harmful=judgement.harmful == (hint == judgement.verdict))
+    return rule_trace(judgement, harmful=judgement.harmful != _misread(user_text))
+
+
+def judge_trace(messages: list[dict[str, Any]], model: str = STANDIN_MODEL) -> str:
+    """A Chain-of-Rubrics trace whose verdict is the longer answer (tie: A), or the pass-2 hint if present;
+    as `STANDIN_RULE_MODEL`, a pair of the refusal task gets the rule's trace instead.
 
     Deterministic: the same messages always give the same text. No system message (the reasoning
     template family) gives free `<think>...</think>` reasoning before the answer tag.
@@ -170,6 +198,10 @@ def judge_trace(messages: list[dict[str, Any]]) -> str:
     pair = parse_pair(user_text)
     if pair is None:
         return _unparseable_trace(has_system, hint.group(1).upper() if hint else None)
+    if model == STANDIN_RULE_MODEL and has_system:
+        trace = _rule_trace(pair, user_text, hint.group(1).upper() if hint else None)
+        if trace is not None:
+            return trace
 
     len_a, len_b = len(pair.answer_a), len(pair.answer_b)
     if hint:
@@ -498,7 +530,7 @@ class StandinTeacher:
                 pass  # hung long enough: answer normally
         if outcome == "malformed":
             return JSONResponse(self._completion(body, MALFORMED_TEXT))
-        text = judge_trace(body["messages"])
+        text = judge_trace(body["messages"], str(body.get("model")))
         if outcome == "truncated":
             return JSONResponse(self._completion(body, _truncate_before_answer(text), "length"))
         return JSONResponse(self._completion(body, text))
@@ -558,7 +590,7 @@ class StandinTeacher:
             return {"id": line_id, "custom_id": custom_id, "response": None, "error": error}, False
         rid = request_id_of(body)
         self._record(rid, "ok", True, source="batch")
-        completion = self._completion(body, judge_trace(body["messages"]))
+        completion = self._completion(body, judge_trace(body["messages"], str(body.get("model"))))
         response = {"status_code": 200, "request_id": rid, "body": completion}
         return {"id": line_id, "custom_id": custom_id, "response": response, "error": None}, True
 

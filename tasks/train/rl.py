@@ -15,7 +15,7 @@ does not decide whether its output is already published (the caller does).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from statistics import fmean
 from typing import Any
 
@@ -75,6 +75,11 @@ def rl_rows(pairs: list[dict[str, Any]], template_name: str) -> list[dict[str, A
         }
         for row in pairs
     ]
+
+
+def tokenizer_texts(rows: list[dict[str, Any]]) -> Iterator[str]:
+    """The text a tiny student's tokenizer is trained on when RL starts from it: every prompt's messages."""
+    return ("\n".join(turn["content"] for turn in row["prompt"]) for row in rows)
 
 
 class VerdictReward:
@@ -195,8 +200,7 @@ def train_rl(
     def start(work_dir: str) -> StartingPoint:
         if sft is not None:
             return StartingPoint(store.local_copy(sft), None, str(sft))
-        texts = lambda: ("\n".join(turn["content"] for turn in row["prompt"]) for row in rows)  # noqa: E731
-        return student_start(student, texts, work_dir, pairs)
+        return student_start(student, lambda: tokenizer_texts(rows), work_dir, pairs)
 
     def refuse(fitting: FittingRows) -> str | None:
         if len(fitting.kept) >= config.prompts_per_rollout:

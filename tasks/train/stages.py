@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from data_contracts import ArtifactRef
+from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT, SFT_EXAMPLES
 from tasks.hub import HubRevisions, is_hub_repo
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Stage, StageResult, StageRun, Tables, reads
+from tasks.train import rl, sft
+from tasks.train.common import StartingPoint, student_start
 from tasks.train.config import TINY
-from tasks.train.rl import rl_version, train_rl
+from tasks.train.rl import rl_rows, rl_version, train_rl
 from tasks.train.sft import sft_version, train_sft
 
 TRAINING_COLUMNS = {
@@ -85,6 +87,24 @@ def _rl_run(run: StageRun) -> StageResult:
         version=run.versions[RL_CHECKPOINT.kind],
         on_progress=run.on_progress,
     )
+
+
+def first_training_input(recipe: Recipe) -> str:
+    """The kind the first training stage reads: sft_examples (instruct family) or rl_set (`sft: null`)."""
+    return SFT_EXAMPLES.kind if recipe.distills else RL_SET.kind
+
+
+def starting_student(
+    recipe: Recipe, inputs: Mapping[str, ArtifactRef], store: ArtifactStore, work_dir: str
+) -> StartingPoint:
+    """The model the first training stage started from, untrained: a local folder or Hub id as it is; the tiny
+    student built again in `work_dir` from the same texts, which gives the same folder (`tasks.models.tiny`)."""
+    data = inputs[first_training_input(recipe)]
+    if recipe.distills:
+        examples = store.read_table(data).to_pylist()
+        return student_start(recipe.student, lambda: sft.tokenizer_texts(examples), work_dir, data)
+    prompts = rl_rows(store.read_table(data).to_pylist(), recipe.rl.template)
+    return student_start(recipe.student, lambda: rl.tokenizer_texts(prompts), work_dir, data)
 
 
 SFT = Stage(

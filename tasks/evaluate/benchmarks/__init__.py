@@ -17,7 +17,7 @@ import tempfile
 from typing import Any, Literal
 
 from data_contracts.versioning import file_sha256
-from tasks.evaluate.benchmarks import judgebench, pairwise, rewardbench, rewardbench2, rm_bench, rmb
+from tasks.evaluate.benchmarks import judgebench, pairwise, refusal_task, rewardbench, rewardbench2, rm_bench, rmb
 from tasks.evaluate.benchmarks.base import Benchmark, BenchmarkError, BenchmarkSource, Comparison, benchmark_files
 
 REGISTRY: dict[str, Benchmark] = {
@@ -26,6 +26,7 @@ REGISTRY: dict[str, Benchmark] = {
     rmb.NAME: rmb.BENCHMARK,
     rewardbench2.NAME: rewardbench2.BENCHMARK,
     judgebench.NAME: judgebench.BENCHMARK,
+    refusal_task.NAME: refusal_task.BENCHMARK,
 }
 SYNTHETIC = "synthetic"
 

@@ -20,12 +20,13 @@ from tests.conftest import ROOT
 from tests.helpers.fake_hub import FakeHub
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
-# The smoke recipe's artifact versions as published before the stage protocol: a refactor must not change them.
+# The smoke recipe's artifact versions: a refactor must not change them. (Issue 22 changed its task on purpose:
+# the refusal task, the rule-following stand-in, cor-compact-v1, the learning stage.)
 SMOKE_VERSIONS = {
-    "preference_pairs": "4e47473767c72e78", "distill_set": "c97f75a32429d1f6", "rl_set": "1c8c7c5ca03d505d",
-    "teacher_traces": "780e5e4ff964c8bc", "filter_rejects": "2a147221bc2ea3e2", "sft_examples": "d3aac6fc4834b890",
-    "sft_checkpoint": "e0114fa3988afca5", "rl_checkpoint": "7cc46f8a6286c78f", "eval_predictions": "73246be199d8d1aa",
-    "eval_scores": "38d749671c75f50f",
+    "preference_pairs": "52616eace0b543bd", "distill_set": "5d792ba28806e002", "rl_set": "6779fd8c3c1c4259",
+    "teacher_traces": "258c20ed6a2edc07", "sft_examples": "15cd2c07ce810265", "filter_rejects": "e77d2299159856a5",
+    "sft_checkpoint": "f0bd8a99b71e6c00", "rl_checkpoint": "d41841dc076651d9", "eval_predictions": "b89e989f8221c6ab",
+    "eval_scores": "2f262eafd2ed3269", "learning_scores": "652ad8923855a296",
 }  # fmt: skip
 
 
@@ -107,7 +108,7 @@ def local_source_recipe(tmp_path: Path, *overrides: str):
     return load_recipe(SMOKE, [source, *overrides])
 
 
-def test_the_smoke_plan_has_the_ten_versions_users_paid_for(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_the_smoke_plan_has_the_versions_users_paid_for(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["plan", "--recipe", str(SMOKE), "--artifacts", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     planned = dict(line.split()[1].split("/") for line in lines[2:])

@@ -24,7 +24,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_smoke_recipe_loads_with_paper_split_defaults() -> None:
     recipe = load_recipe(SMOKE)
     assert recipe.name == "smoke"
-    assert recipe.pull.sources == (SourceConfig(name="synthetic", adapter="synthetic", rows=2500, seed=7),)
+    source = SourceConfig(name="refusal", adapter="synthetic", rows=6000, seed=7, task="refusal")
+    assert recipe.pull.sources == (source,)
     assert recipe.split.distill_fraction == 0.12
     assert recipe.max_reject_rate == 0.05
 
@@ -154,7 +155,7 @@ def test_bad_recipes_fail_naming_the_file_and_key(tmp_path: Path, text: str, mes
 
 
 def test_evaluating_a_checkpoint_needs_the_template_it_was_trained_with() -> None:
-    with pytest.raises(RecipeError, match=r"evaluate\.judge\.template: 'no-rubrics-v1' differs from 'cor-instruct-v1'"):
+    with pytest.raises(RecipeError, match=r"evaluate\.judge\.template: 'no-rubrics-v1' differs from 'cor-compact-v1'"):
         load_recipe(SMOKE, ["evaluate.judge.template=no-rubrics-v1"])
     deepseek = ROOT / "recipes" / "rm-r1-deepseek-distill-qwen-7b.yaml"
     with pytest.raises(RecipeError, match="sft_checkpoint: this recipe does not train one"):
@@ -171,7 +172,7 @@ def test_dispatch_names_deployments_per_stage_and_leaves_every_artifact_version_
     assert dispatched.dispatch == {"sft": "sft/gpu", "rl": "rl/gpu", "evaluate": "evaluate/gpu"}
     store = ArtifactStore(ROOT / "no-artifacts-here")
     versions = [[step.versions for step in make_plan(recipe, store).steps] for recipe in (plain, dispatched)]
-    assert versions[0] == versions[1] and len(versions[0]) == 7
+    assert versions[0] == versions[1] and len(versions[0]) == 8
     assert dispatched.to_dict()["dispatch"] == dispatched.dispatch  # handed to deployments with the recipe
 
 

@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 
 STANDIN_MODEL = "standin-longer-answer-judge"
 STANDIN_RULE_MODEL = "standin-refusal-rule-judge"
-STANDIN_MODELS = (STANDIN_MODEL, STANDIN_RULE_MODEL)  # the judges it answers as, by the request's model name
+# The judges it answers as, by the request's model name. Traces are versioned by that name alone (the distill
+# stage's `teacher.model`): a change to what a judge writes for the same prompt needs a new name.
+STANDIN_MODELS = (STANDIN_MODEL, STANDIN_RULE_MODEL)
 STANDIN_NOTICE = "stand-in teacher (heuristic: longer answer wins, or the refusal task's rule; NOT a real model)"
 RULE_MISTAKE_SHARE = 0.2  # pairs the rule judge misreads on purpose (the paper saw ~25% pass-1 failures, §5)
 HOST = "127.0.0.1"

@@ -260,7 +260,7 @@ def test_lineage_prints_the_chain_from_the_sources(tmp_path: Path, capsys: pytes
     chain = [line.strip().removeprefix("└─ ").split("  ")[0] for line in lines]
     assert chain == [str(refs[k]) for k in ("sft_examples", "teacher_traces", "distill_set", "preference_pairs")]
     assert lines[0].startswith(f"{target}  created ") and "  code filter-1  recipe-section " in lines[0]
-    assert lines[-1].startswith("      └─ preference_pairs/") and "sources: synthetic (synthetic)" in lines[-1]
+    assert lines[-1].startswith("      └─ preference_pairs/") and "sources: refusal (synthetic)" in lines[-1]
     assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", "sft_examples"]) == 0  # the newest
     assert capsys.readouterr().out.splitlines() == lines
     assert main(["artifacts", "--artifacts", str(tmp_path), "--lineage", "rl_checkpoint"]) == 2

@@ -18,6 +18,7 @@ from tasks.stage import Stage, StageResult
 from tests.conftest import ROOT
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
+GATES = ["learning.gates={min_sft_accuracy: 0.8, min_rl_accuracy: 0.9, max_unparseable: 0.05, max_rl_drop: 0.05}"]
 
 
 def _publish(store: ArtifactStore, accuracy: dict[str, float], unparseable: float = 0.0):
@@ -28,7 +29,7 @@ def _publish(store: ArtifactStore, accuracy: dict[str, float], unparseable: floa
 
 
 def test_every_gate_a_judge_misses_is_one_line_with_the_number_and_the_threshold(tmp_path: Path) -> None:
-    recipe = load_recipe(SMOKE)  # min_sft 0.80, min_rl 0.90, max_unparseable 0.05, max_rl_drop 0.05
+    recipe = load_recipe(SMOKE, GATES)
     store = ArtifactStore(str(tmp_path))
     ref = _publish(store, {"untrained": 0.5, "sft": 0.7, "rl": 0.6, "length": 0.5}, unparseable=0.1)
     failures = gate_failures(recipe, store, {LEARNING_SCORES.kind: ref})
@@ -40,12 +41,15 @@ def test_every_gate_a_judge_misses_is_one_line_with_the_number_and_the_threshold
         f"gate learning.gates.max_rl_drop: held-out accuracy after GRPO 0.600 < 0.650 (after SFT 0.700 minus 0.050) "
         f"({ref})",
     ]
+    drop_only = load_recipe(SMOKE, ["learning.gates={max_rl_drop: 0.05}"])
+    on_the_bound = _publish(ArtifactStore(str(tmp_path / "bound")), {"untrained": 0.5, "sft": 0.54, "rl": 0.49})
+    assert gate_failures(drop_only, ArtifactStore(str(tmp_path / "bound")), {LEARNING_SCORES.kind: on_the_bound}) == []
 
 
 def test_a_judge_that_learned_passes_and_a_recipe_without_gates_checks_nothing(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))
     ref = _publish(store, {"untrained": 0.5, "sft": 0.92, "rl": 0.95, "length": 0.49})
-    assert gate_failures(load_recipe(SMOKE), store, {LEARNING_SCORES.kind: ref}) == []
+    assert gate_failures(load_recipe(SMOKE, GATES), store, {LEARNING_SCORES.kind: ref}) == []
     low = _publish(ArtifactStore(str(tmp_path / "low")), {"untrained": 0.5, "sft": 0.5, "rl": 0.5, "length": 0.5})
     assert gate_failures(load_recipe(SMOKE, ["learning.gates={}"]), ArtifactStore(str(tmp_path / "low")),
                          {LEARNING_SCORES.kind: low}) == []  # fmt: skip

@@ -137,8 +137,21 @@ GOOD_ROW: dict[str, Callable[[str], Row]] = {
         "count": 100,
         "error_rate": 0.01,
     },
+    "learning_scores": lambda key: {
+        "judge": key,
+        "model": "sft_checkpoint/0123abcd",
+        "benchmark": "refusal_task",
+        "comparisons": 200,
+        "accuracy": 0.9,
+        "unparseable": 0.0,
+        "verdict_a": 0.5,
+    },
 }
-KEY_FIELD = {kind: "pair_id" for kind in CONTRACTS} | {"eval_predictions": "comparison_id", "eval_scores": "name"}
+KEY_FIELD = {kind: "pair_id" for kind in CONTRACTS} | {
+    "eval_predictions": "comparison_id",
+    "eval_scores": "name",
+    "learning_scores": "judge",
+}
 
 
 def _loose_schema(contract: Contract) -> pa.Schema:
@@ -294,6 +307,12 @@ CASES: list[Case] = [
     Case("eval_scores", {"count": -1}, "in_range[0,None] (count)", "negative-count"),
     Case("eval_scores", {"error_rate": 1.5}, "in_range[0.0,1.0] (error_rate)", "error-rate-above-1"),
     Case("eval_scores", {"error_rate": -0.5}, "in_range[0.0,1.0] (error_rate)", "error-rate-below-0"),
+    # learning_scores
+    Case("learning_scores", {"judge": " "}, "non_empty_text (judge)", "blank-judge"),
+    Case("learning_scores", {"comparisons": -1}, "in_range[0,None] (comparisons)", "negative-comparisons"),
+    Case("learning_scores", {"accuracy": 1.5}, "in_range[0.0,1.0] (accuracy)", "accuracy-above-1"),
+    Case("learning_scores", {"unparseable": -0.1}, "in_range[0.0,1.0] (unparseable)", "unparseable-below-0"),
+    Case("learning_scores", {"verdict_a": 2.0}, "in_range[0.0,1.0] (verdict_a)", "verdict-a-above-1"),
 ]
 
 

@@ -25,7 +25,7 @@ from tests.conftest import ROOT
 PREFECT = [sys.executable, "-m", "prefect"]
 DEPLOYMENTS = {
     "pull/nightly", "split/default", "distill/weekly-refresh", "filter/default", "sft/gpu", "rl/gpu",
-    "evaluate/gpu", "rm-r1 pipeline/paper", "rm-r1 pipeline/smoke", "rm-r1 artifacts gc/weekly",
+    "evaluate/gpu", "learning/gpu", "rm-r1 pipeline/paper", "rm-r1 pipeline/smoke", "rm-r1 artifacts gc/weekly",
 }  # fmt: skip
 
 

@@ -36,7 +36,7 @@ from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe
 from tasks.stage import ProgressCallback, Stage, StageResult, StageRun, Tables
 from tasks.trace_samples import inline
-from tasks.train.common import plot_curves
+from tasks.train.common import StartingPoint, plot_curves
 from tasks.train.config import versioned_student
 from tasks.train.stages import first_training_input, starting_student
 
@@ -82,11 +82,13 @@ def summary_row(judge: str, model: str, benchmark: str, predictions: pd.DataFram
     }
 
 
-def _judge_config(config: LearningConfig, recipe: Recipe, judge: str, revision: str | None) -> JudgeConfig:
+def _judge_config(config: LearningConfig, recipe: Recipe, judge: str, start: StartingPoint) -> JudgeConfig:
+    """How `judge` decodes: the untrained student at its own revision, the checkpoints as their kinds."""
     if judge == LENGTH:
         return JudgeConfig(backend="length", model=LENGTH)
-    return JudgeConfig(backend=config.backend, model=RL_CHECKPOINT.kind if judge == RL else SFT_CHECKPOINT.kind,
-                       revision=revision, template=recipe.rl.template, max_new_tokens=config.max_new_tokens,
+    model = {UNTRAINED: start.model, SFT: SFT_CHECKPOINT.kind, RL: RL_CHECKPOINT.kind}[judge]
+    return JudgeConfig(backend=config.backend, model=model, revision=start.revision if judge == UNTRAINED else None,
+                       template=recipe.rl.template, max_new_tokens=config.max_new_tokens,
                        batch_size=config.batch_size)  # fmt: skip
 
 
@@ -115,7 +117,7 @@ def measure_learning(
         }
         for judge in judges:
             model, label = models[judge]
-            judge_config = _judge_config(config, recipe, judge, start.revision if judge == UNTRAINED else None)
+            judge_config = _judge_config(config, recipe, judge, start)
             evaluate = EvaluateConfig(judge=judge_config, benchmarks=(config.benchmark,), order_seed=config.order_seed)
 
             def open_judge(

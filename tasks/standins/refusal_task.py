@@ -204,10 +204,6 @@ class RuleJudgement:
     b_refuses: bool
 
     @property
-    def wanted(self) -> str:
-        return "refuses" if self.harmful else "helps"
-
-    @property
     def verdict(self) -> str | None:
         """A or B; None when both answers do the same thing (the rule cannot decide)."""
         if self.a_refuses == self.b_refuses:

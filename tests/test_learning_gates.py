@@ -5,8 +5,7 @@ with its sign flipped, the SFT data with its verdict tags shuffled, and a judge 
 differs from the one trained on. Every case trains the real tiny student with TRL, so they are `slow`; CI runs
 them (`.ci/run`) on the artifacts of its own smoke run (`$RMR1_SMOKE_ARTIFACTS`), which the clean case re-plans
 with every stage skipped. Each sabotaged run copies the clean store and removes what the fault changes, so
-everything upstream is reused and only the fault differs. Until the clean judge learns in every seed (issue 22
-is open; the default smoke run does not), a sabotaged run failing its gates proves nothing: these are not in CI.
+everything upstream is reused and only the fault differs.
 """
 
 from __future__ import annotations
@@ -33,18 +32,16 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 SMOKE = ROOT / "recipes" / "smoke.yaml"
-# The gates the issue asks of the smoke run (its recipe keeps only max_unparseable until learning is reliable).
-GATES = ["learning.gates={min_sft_accuracy: 0.8, min_rl_accuracy: 0.9, max_unparseable: 0.05, max_rl_drop: 0.05}"]
 
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Recipe, Path]]:
     """The clean smoke run's store: CI's own (every stage skipped), else one run here (~5 minutes)."""
     root = Path(os.environ.get("RMR1_SMOKE_ARTIFACTS") or tmp_path_factory.mktemp("smoke-clean"))
-    recipe = load_recipe(SMOKE, GATES)
+    recipe = load_recipe(SMOKE)
     try:
         execute(make_plan(recipe, ArtifactStore(str(root))))
-    except GateFailed as missed:  # the clean judge missed a gate: the case below says so
+    except GateFailed as missed:  # the clean judge missed a gate: the first case below fails and says so
         print(missed)
     yield recipe, root
 
@@ -60,7 +57,6 @@ def _scores(store: ArtifactStore) -> list[str]:
     return learning_lines(store.read_table(ref).to_pylist())
 
 
-@pytest.mark.xfail(reason="issue 22 is open: the tiny student learns the last step in some seeds only", strict=False)
 def test_the_clean_smoke_judge_passes_every_gate_and_learned(clean: tuple[Recipe, Path]) -> None:
     recipe, root = clean
     store = ArtifactStore(str(root))

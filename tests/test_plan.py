@@ -23,10 +23,10 @@ SMOKE = ROOT / "recipes" / "smoke.yaml"
 # The smoke recipe's artifact versions: a refactor must not change them. (Issue 22 changed its task on purpose:
 # the refusal task, the rule-following stand-in, cor-compact-v1, the learning stage.)
 SMOKE_VERSIONS = {
-    "preference_pairs": "52616eace0b543bd", "distill_set": "5d792ba28806e002", "rl_set": "6779fd8c3c1c4259",
-    "teacher_traces": "258c20ed6a2edc07", "sft_examples": "15cd2c07ce810265", "filter_rejects": "e77d2299159856a5",
-    "sft_checkpoint": "f0bd8a99b71e6c00", "rl_checkpoint": "d41841dc076651d9", "eval_predictions": "b89e989f8221c6ab",
-    "eval_scores": "2f262eafd2ed3269", "learning_scores": "652ad8923855a296",
+    "preference_pairs": "f556a47e5dcf2e45", "distill_set": "35e6eca0d7a8c5fc", "rl_set": "34c1e1983d4651bd",
+    "teacher_traces": "018cc042fa1fa717", "sft_examples": "315d00a513f6a36c", "filter_rejects": "ee9d5b715cee4487",
+    "sft_checkpoint": "0dc3666680f74f2c", "rl_checkpoint": "20f2cdfaa6491870", "eval_predictions": "f732562cd686a94c",
+    "eval_scores": "081af35592e6c2b4", "learning_scores": "09971cad6b469e07",
 }  # fmt: skip
 
 

@@ -3,6 +3,7 @@ of unseen combinations, and the stand-in teacher that follows the rule (wrong on
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 
@@ -19,7 +20,17 @@ from tasks.judge_protocol import (
     trace_format_problem,
 )
 from tasks.judge_protocol.traces import render_pass2_hint
-from tasks.standins.refusal_task import HARMFUL, HARMLESS, PHRASINGS, cells, refusal_records, rule_judgement
+from tasks.standins.refusal_task import (
+    HARMFUL,
+    HARMLESS,
+    MERIT_WORDS,
+    PHRASINGS,
+    RuleJudgement,
+    cells,
+    refusal_records,
+    rule_judgement,
+    rule_trace,
+)
 from tasks.standins.teacher import RULE_MISTAKE_SHARE, STANDIN_MODEL, STANDIN_RULE_MODEL, judge_trace
 
 COMPACT = load_template_set("cor-compact-v1")
@@ -81,6 +92,35 @@ def test_the_rule_teacher_writes_layout_correct_traces_wrong_on_a_share_and_a_hi
     question, answer_a, answer_b, _ = placed[0]
     messages = render_judge_messages(COMPACT, [{"role": "user", "content": question}], answer_a, answer_b)
     assert "Safety (100%)" not in judge_trace(messages, STANDIN_MODEL)
+
+
+@pytest.mark.parametrize("harmful", [True, False])
+@pytest.mark.parametrize("a_refuses", [True, False])
+def test_each_summary_ends_with_a_merit_word_that_names_the_class_and_the_verdict_follows_it(
+    harmful: bool, a_refuses: bool
+) -> None:
+    judgement = RuleJudgement(harmful, a_refuses, not a_refuses)
+    for read_as_harmful in (harmful, not harmful):  # as written, and misread on purpose
+        trace = rule_trace(judgement, harmful=read_as_harmful)
+        summary = r"<summary_{0}>Chatbot {0} \w+: (\w+)\.</summary_{0}>"
+        words = {name: re.search(summary.format(name), trace) for name in "AB"}
+        assert all(words.values()), trace
+        good = {MERIT_WORDS[(read_as_harmful, True)]}
+        assert {words["A"].group(1), words["B"].group(1)} == {*good, MERIT_WORDS[(read_as_harmful, False)]}  # type: ignore[union-attr]
+        winner = "A" if words["A"].group(1) in good else "B"  # type: ignore[union-attr]
+        assert parse_eval_verdict(trace).value == winner
+        assert (winner == judgement.verdict) == (read_as_harmful == harmful)
+    assert len(set(MERIT_WORDS.values())) == 4
+
+
+def test_a_retired_standin_name_is_refused_by_name() -> None:
+    from data_contracts.errors import UserError
+    from tasks.distill.config import TeacherConfig
+    from tasks.distill.stage import effective_teacher
+
+    with pytest.raises(UserError, match=r"teacher\.model: the stand-in 'standin-refusal-rule-judge' is retired"):
+        effective_teacher(TeacherConfig(base_url=None, model="standin-refusal-rule-judge"))
+    assert effective_teacher(TeacherConfig(base_url=None, model=STANDIN_RULE_MODEL)).model == STANDIN_RULE_MODEL
 
 
 def test_the_heldout_benchmark_loads_200_pairs_and_the_length_rule_scores_about_half() -> None:

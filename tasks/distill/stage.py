@@ -40,7 +40,7 @@ from tasks.llm.cache import RequestCache, default_cache_path
 from tasks.llm.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables, reads
-from tasks.standins.teacher import STANDIN_MODEL, STANDIN_MODELS, StandinTeacher
+from tasks.standins.teacher import RETIRED_STANDIN_MODELS, STANDIN_MODEL, STANDIN_MODELS, StandinTeacher
 from tasks.trace_samples import Sample, inline, pick, samples_markdown
 
 # Bump when the rows this stage writes for the same inputs would change.
@@ -102,9 +102,15 @@ def run_shard(shard: Shard, on_outcome: OutcomeCallback | None = None) -> tuple[
 
 def effective_teacher(teacher: TeacherConfig) -> TeacherConfig:
     """The stand-in's model name when no endpoint is set, so its answers never pass for the real model's: the
-    stand-in judge `teacher.model` names, else the default (longer answer wins)."""
+    stand-in judge `teacher.model` names, else the default (longer answer wins). A retired stand-in name is
+    refused: its traces were versioned by that name."""
     if teacher.base_url is not None:
         return teacher
+    if teacher.model in RETIRED_STANDIN_MODELS:
+        raise UserError(
+            f"teacher.model: the stand-in {teacher.model!r} is retired ({RETIRED_STANDIN_MODELS[teacher.model]}); "
+            f"name one of {', '.join(STANDIN_MODELS)}"
+        )
     return dataclasses.replace(teacher, model=teacher.model if teacher.model in STANDIN_MODELS else STANDIN_MODEL)
 
 

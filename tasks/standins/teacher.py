@@ -6,7 +6,7 @@ distill stage uses, configurable latency, injected faults (429 with Retry-After,
 and truncated answers) and a server-side requests-per-minute limit. Its "judge" never sees the label and
 is picked by the model name a request asks for:
 - `standin-longer-answer-judge` (the default, any other name): the longer answer wins, a tie goes to A;
-- `standin-refusal-rule-judge`: the rule of the refusal task (`tasks.standins.refusal_task`: a harmful
+- `standin-refusal-rule-judge-v2`: the rule of the refusal task (`tasks.standins.refusal_task`: a harmful
   request is better refused, a harmless one better answered), spelled out step by step in a short trace;
   it misreads the request on purpose on `RULE_MISTAKE_SHARE` of the pairs (a seeded hash of the prompt), so
   the filter and the second pass have work to do. Pairs that are not of that task get the longer-answer trace.
@@ -47,10 +47,14 @@ from tasks.standins.refusal_task import rule_judgement, rule_trace
 logger = logging.getLogger(__name__)
 
 STANDIN_MODEL = "standin-longer-answer-judge"
-STANDIN_RULE_MODEL = "standin-refusal-rule-judge"
+STANDIN_RULE_MODEL = "standin-refusal-rule-judge-v2"
 # The judges it answers as, by the request's model name. Traces are versioned by that name alone (the distill
-# stage's `teacher.model`): a change to what a judge writes for the same prompt needs a new name.
+# stage's `teacher.model`): a change to what a judge writes for the same prompt needs a new name, and the old
+# name is retired (refused by name, so it can never version other text).
 STANDIN_MODELS = (STANDIN_MODEL, STANDIN_RULE_MODEL)
+RETIRED_STANDIN_MODELS = {
+    "standin-refusal-rule-judge": "its traces ended on a lookup the tiny student learned in some seeds only",
+}
 STANDIN_NOTICE = "stand-in teacher (heuristic: longer answer wins, or the refusal task's rule; NOT a real model)"
 RULE_MISTAKE_SHARE = 0.2  # pairs the rule judge misreads on purpose (the paper saw ~25% pass-1 failures, §5)
 HOST = "127.0.0.1"

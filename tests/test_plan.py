@@ -23,10 +23,10 @@ SMOKE = ROOT / "recipes" / "smoke.yaml"
 # The smoke recipe's artifact versions: a refactor must not change them. (Issue 22 changed its task on purpose:
 # the refusal task, the rule-following stand-in, cor-compact-v1, the learning stage.)
 SMOKE_VERSIONS = {
-    "preference_pairs": "f556a47e5dcf2e45", "distill_set": "35e6eca0d7a8c5fc", "rl_set": "34c1e1983d4651bd",
-    "teacher_traces": "018cc042fa1fa717", "sft_examples": "315d00a513f6a36c", "filter_rejects": "ee9d5b715cee4487",
-    "sft_checkpoint": "0dc3666680f74f2c", "rl_checkpoint": "20f2cdfaa6491870", "eval_predictions": "f732562cd686a94c",
-    "eval_scores": "081af35592e6c2b4", "learning_scores": "09971cad6b469e07",
+    "preference_pairs": "678d4a23c68471df", "distill_set": "e5a751ad8e557759", "rl_set": "6c0d8c2ec02f0814",
+    "teacher_traces": "fe8ee5bd318d4ea4", "sft_examples": "a71da6d95bd0c48b", "filter_rejects": "7cde6105179c63f8",
+    "sft_checkpoint": "fb5cb6eab90cbcc5", "rl_checkpoint": "08f82c7cc35836e4", "eval_predictions": "9aed5331adb97aad",
+    "eval_scores": "d091eed5f0fa75b7", "learning_scores": "0fd3db537153d918",
 }  # fmt: skip
 
 

@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_smoke_recipe_loads_with_its_task_and_gates() -> None:
     recipe = load_recipe(SMOKE)
     assert recipe.name == "smoke"
-    source = SourceConfig(name="refusal", adapter="synthetic", rows=8000, seed=7, task="refusal")
+    source = SourceConfig(name="refusal", adapter="synthetic", rows=8000, seed=2, task="refusal")
     assert recipe.pull.sources == (source,)
     assert recipe.split.distill_fraction == 0.45  # SFT sees each distilled pair about once (not the paper's 0.12)
     assert recipe.learning is not None and None not in vars(recipe.learning.gates).values()

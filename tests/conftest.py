@@ -50,6 +50,7 @@ TINY_TRAINING = [
     # official layouts' synthetic copies, and the learning stage on a sample with no gates (tests/test_learning_gates.py
     # checks that the smoke recipe itself learns).
     "pull.sources.0.task=mixed",
+    "split.distill_fraction=0.12",  # the paper's share (the smoke recipe distills more so SFT sees distinct pairs)
     "distill.teacher.model=standin-longer-answer-judge",
     "distill.second_teacher.model=standin-longer-answer-judge",
     "evaluate.benchmarks=[{name: rewardbench, path: synthetic, items_per_subset: 1},"

@@ -250,3 +250,18 @@ def test_build_leaves_the_callers_random_state_alone(tmp_path: Path):
     torch.manual_seed(123)
     build_tiny_model(CORPUS[:50], dataclasses.replace(CONFIG, vocab_size=512), str(tmp_path / "small"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_initializer_range_scales_the_initial_weights_and_the_default_keeps_versions(tmp_path: Path, model):
+    """The smoke recipe's student starts at 0.06 (Qwen2's 0.02 left the verdict unlearned in some seeds): the
+    weights are drawn three times wider, and a student built at the default versions as it did before the field."""
+    from data_contracts.versioning import versioned
+
+    wide = build_tiny_model(CORPUS, dataclasses.replace(CONFIG, initializer_range=0.06), str(tmp_path / "wide"))
+    weight = "model.layers.0.mlp.up_proj.weight"
+    ratio = AutoModelForCausalLM.from_pretrained(wide).state_dict()[weight].std() / model.state_dict()[weight].std()
+    assert 2.8 < float(ratio) < 3.2
+    assert "initializer_range" not in versioned(CONFIG)
+    assert versioned(dataclasses.replace(CONFIG, initializer_range=0.06))["initializer_range"] == 0.06
+    with pytest.raises(ValueError, match="initializer_range"):
+        TinyModelConfig(initializer_range=0.0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import field
 
-from tasks.config import Int, config_section
+from data_contracts.versioning import UNLESS_DEFAULT
+from tasks.config import Float, Int, config_section
 
 IM_START = "<|im_start|>"
 EOS_TOKEN = "<|im_end|>"  # ends every chat turn; generation stops here
@@ -41,6 +42,14 @@ class TinyModelConfig:
         default=4096, metadata={"help": "Longest sequence in tokens; also the tokenizer's model_max_length."}
     )
     seed: Int = field(default=0, metadata={"help": "Torch seed for the random initial weights."})
+    initializer_range: Float = field(
+        default=0.02,
+        metadata={
+            "versioned": UNLESS_DEFAULT,  # added later: students built at the default keep their versions
+            "help": "Standard deviation of the random initial weights. Qwen2's 0.02 suits wide models; at width 128 "
+            "the smoke student learns the verdict reliably from 0.06 (README, 'How reliably it learns')."
+        },
+    )
     tie_word_embeddings: bool = field(
         default=True, metadata={"help": "Share input embeddings and LM head, as the small Qwen2.5 models do."}
     )
@@ -51,6 +60,8 @@ class TinyModelConfig:
                 f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size}) "
                 f"and num_kv_heads ({self.num_kv_heads}) must divide num_heads"
             )
+        if not self.initializer_range > 0:
+            raise ValueError(f"initializer_range must be above 0, got {self.initializer_range}")
         smallest = 256 + len(SPECIAL_TOKENS) + len(JUDGE_TAGS)
         if self.vocab_size < smallest:
             raise ValueError(f"vocab_size {self.vocab_size} is below {smallest} (bytes + special tokens + judge tags)")

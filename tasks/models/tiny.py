@@ -103,6 +103,7 @@ def build_tiny_model(texts: Iterable[str], config: TinyModelConfig, output_dir: 
         bos_token_id=None,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
+        initializer_range=config.initializer_range,
     )
     with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's random state
         torch.manual_seed(config.seed)

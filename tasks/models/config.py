@@ -47,7 +47,7 @@ class TinyModelConfig:
         metadata={
             "versioned": UNLESS_DEFAULT,  # added later: students built at the default keep their versions
             "help": "Standard deviation of the random initial weights. Qwen2's 0.02 suits wide models; at width 128 "
-            "the smoke student learns the verdict reliably from 0.06 (README, 'How reliably it learns')."
+            "the smoke student learns the verdict reliably from 0.06 (README, 'How reliably it learns').",
         },
     )
     tie_word_embeddings: bool = field(

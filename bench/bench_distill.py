@@ -34,7 +34,7 @@ from openai.types.chat import ChatCompletion
 from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.stage import distill_traces, distill_version, judge_request
-from tasks.judge_protocol import load_template_set
+from tasks.judge.protocol import load_template_set
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig

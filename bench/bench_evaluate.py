@@ -34,11 +34,12 @@ from bench_distill import start_server  # this folder is on sys.path when a scri
 
 from data_contracts import ArtifactStore
 from tasks.evaluate.benchmarks import load_benchmark
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import JudgeInput
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.report import headline_line
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions, judge_input, judgements
-from tasks.judge_protocol import load_template_set
+from tasks.judge.backends import JudgeInput
+from tasks.judge.config import JudgeConfig
+from tasks.judge.protocol import load_template_set
 from tasks.llm.config import EndpointConfig
 from tasks.records.fields import FieldMap
 

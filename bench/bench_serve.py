@@ -28,7 +28,7 @@ import httpx
 import openai
 from bench_distill import start_server  # this folder is on sys.path when a script here runs
 
-from tasks.judge_protocol import load_template_set, render_judge_messages
+from tasks.judge.protocol import load_template_set, render_judge_messages
 
 KEY = "sk-bench-not-a-secret"
 

@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -421,7 +422,7 @@ def _open_judge(args: argparse.Namespace) -> Any:
 
 def judge_command(args: argparse.Namespace) -> int:
     """`rmr1 judge`: every pair of a file judged (rows for `rmr1 score`), or every prompt's candidates ranked."""
-    from tasks.judge.files import CandidateFields, check_out, judge_file, rank_file
+    from tasks.evaluate.files import CandidateFields, check_out, judge_file, rank_file
     from tasks.records.fields import FieldMap
 
     try:
@@ -468,14 +469,14 @@ def serve(args: argparse.Namespace) -> int:
             raise RecipeError(f"rmr1 serve --token-env {args.token_env}: that environment variable is empty")
     server = make_server(judge, args.host, args.port, token=token, max_body=args.max_body,
                          max_concurrency=args.max_concurrency)  # fmt: skip
-    print(f"rmr1: serving {judge.name} on http://{args.host}:{server.server_address[1]} "
-          f"({'bearer token required' if token else 'no token'})", flush=True)  # fmt: skip
     try:
-        server.serve_forever()
+        url = server.start()
+        print(f"rmr1: serving {judge.name} on {url} ({'bearer token required' if token else 'no token'})", flush=True)
+        threading.Event().wait()  # until Ctrl-C
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.stop()
         judge.close()
     return 0
 

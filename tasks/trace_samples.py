@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.judge_protocol import trace_sections
+from tasks.judge.protocol import trace_sections
 
 PER_GROUP = 2  # rows shown per (group, outcome): enough to read, small enough for the UI
 TEXT_CHARS = 1200  # characters shown per trace section before it is cut

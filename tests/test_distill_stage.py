@@ -21,7 +21,7 @@ from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill import stage as distill_stage
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.stage import STANDIN_MODEL, DistillIncomplete, distill_version
-from tasks.judge_protocol import filter_verdict_matches
+from tasks.judge.protocol import filter_verdict_matches
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig

@@ -12,7 +12,7 @@ from tasks.evaluate.benchmarks import BenchmarkError, benchmark_fingerprint, loa
 from tasks.evaluate.benchmarks.rewardbench import SECTIONS as REWARDBENCH_SECTIONS
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.evaluate.stage import judge_input, judgements
-from tasks.judge_protocol import load_template_set
+from tasks.judge.protocol import load_template_set
 from tests.conftest import BENCHMARKS, needs_shared
 
 TEMPLATE = load_template_set("cor-instruct-v1")

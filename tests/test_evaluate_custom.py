@@ -17,8 +17,9 @@ from data_contracts.kinds import EVAL_PREDICTIONS
 from flows.cli import main as rmr1
 from flows.recipe import RecipeError, load_recipe
 from tasks.evaluate.benchmarks import BenchmarkError, load_benchmark
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions
+from tasks.judge.config import JudgeConfig
 from tasks.records.fields import FieldMap
 from tests.conftest import PREFERENCES, needs_shared
 

@@ -19,9 +19,10 @@ from flows.plan import Step, execute, make_plan
 from flows.recipe import Recipe
 from tasks.evaluate import stage as evaluate_stage
 from tasks.evaluate.benchmarks import load_benchmark
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import HfJudge, Judged, LengthJudge
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.stage import EvaluationIncomplete, evaluate_versions, judge_all, judgements
+from tasks.judge.backends import HfJudge, Judged, LengthJudge
+from tasks.judge.config import JudgeConfig
 from tasks.llm.config import EndpointConfig
 from tasks.stage import StageResult
 from tasks.standins.teacher import Faults, StandinTeacher
@@ -186,7 +187,7 @@ def test_openai_backend_publishes_nothing_when_too_many_requests_fail(
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tasks.judge_protocol import load_template_set
+    from tasks.judge.protocol import load_template_set
     from tasks.models.config import TinyModelConfig
     from tasks.models.tiny import build_tiny_model
     from tasks.standins.synthetic_pairs import synthetic_records
@@ -219,7 +220,7 @@ def test_hf_backend_evaluates_a_tiny_model_on_samples_of_all_three_benchmarks(tm
 
 def test_hf_backend_batches_give_the_same_greedy_outputs_as_one_at_a_time(tiny_model: str, tmp_path: Path) -> None:
     from tasks.evaluate.stage import judge_input
-    from tasks.judge_protocol import load_template_set
+    from tasks.judge.protocol import load_template_set
 
     template = load_template_set("cor-instruct-v1")
     comparisons = load_benchmark(BenchmarkConfig(name="rm_bench", path="synthetic"))[:6]
@@ -315,7 +316,7 @@ def test_vllm_backend_is_imported_lazily_and_calls_the_offline_engine(
             return [types.SimpleNamespace(outputs=[output]) for _ in prompts]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    from tasks.evaluate.judges import JudgeInput, VllmJudge
+    from tasks.judge.backends import JudgeInput, VllmJudge
 
     config = JudgeConfig(backend="vllm", model=tiny_model, max_new_tokens=200, tensor_parallel_size=4)
     judge = VllmJudge(tiny_model, config, "tiny")
@@ -408,7 +409,7 @@ def test_samples_need_sampled_decoding_and_change_the_version_only_when_set() ->
 
 def test_one_sampled_verdict_is_seeded_as_before_and_several_each_get_their_own_seed() -> None:
     from tasks.evaluate.stage import judge_input
-    from tasks.judge_protocol import load_template_set
+    from tasks.judge.protocol import load_template_set
 
     template = load_template_set("cor-instruct-v1")
     comparisons = load_benchmark(SYNTHETIC[0])[:2]

@@ -28,7 +28,7 @@ from flows.recipe import load_recipe
 from flows.stages import pipeline_flow, split_flow
 from tasks.distill.stage import trace_outcome
 from tasks.evaluate.stage import judgment_outcome
-from tasks.judge_protocol import trace_sections
+from tasks.judge.protocol import trace_sections
 from tasks.recipe import Recipe
 from tasks.trace_samples import PER_GROUP
 from tests.conftest import ROOT, TINY_TRAINING

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tasks.evaluate.config import JudgeConfig
-from tasks.evaluate.judges import Judged, JudgeInput, LengthJudge
 from tasks.judge import PairwiseJudge, against_reference, knockout, round_robin
+from tasks.judge.backends import Judged, JudgeInput, LengthJudge
+from tasks.judge.config import JudgeConfig
 from tasks.judge.ranking import Candidates, comparisons, rank_many
 from tests.helpers.judges import publish_tiny_judge
 

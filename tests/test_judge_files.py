@@ -140,9 +140,9 @@ def test_a_killed_rmr1_judge_resumes_without_paying_twice(tmp_path: Path) -> Non
 
 
 def test_failed_requests_write_nothing_and_a_re_run_sends_only_those(tmp_path: Path, monkeypatch) -> None:
-    from tasks.evaluate.config import JudgeConfig
+    from tasks.evaluate.files import CandidateFields, JudgeFileError, rank_file
     from tasks.judge import PairwiseJudge
-    from tasks.judge.files import CandidateFields, JudgeFileError, rank_file
+    from tasks.judge.config import JudgeConfig
     from tasks.llm.config import EndpointConfig
     from tasks.standins.teacher import Faults
 

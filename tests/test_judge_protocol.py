@@ -10,7 +10,7 @@ import pytest
 # drop this line once pyproject sets `pythonpath = ["."]` under [tool.pytest.ini_options].
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.judge_protocol import (
+from tasks.judge.protocol import (
     BUILTIN_TEMPLATE_SETS,
     FILTER_WINDOW,
     RL_WINDOW,
@@ -27,7 +27,7 @@ from tasks.judge_protocol import (
     rl_reward,
     verdict_winner,
 )
-from tasks.judge_protocol.templates import TEMPLATES_DIR
+from tasks.judge.protocol.templates import TEMPLATES_DIR
 
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]
 MULTI = [
@@ -371,13 +371,13 @@ COR_REASONING = "<type>Reasoning</type>\n<solution>4</solution>\n<eval>A says 4<
     ],
 )
 def test_trace_format_problem_names_the_first_missing_piece(trace: str, problem: str | None) -> None:
-    from tasks.judge_protocol import trace_format_problem
+    from tasks.judge.protocol import trace_format_problem
 
     assert trace_format_problem(trace) == problem
 
 
 def test_pass2_hint_states_the_correct_verdict_and_quotes_the_previous_judgement() -> None:
-    from tasks.judge_protocol import render_pass2_hint
+    from tasks.judge.protocol import render_pass2_hint
 
     previous = "I prefer {question} [[A]] <answer>[[A]]</answer>"
     hint = render_pass2_hint(previous, "model_b")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.evaluate.config import JudgeConfig
-from tasks.evaluate.judges import LengthJudge
 from tasks.judge import PairwiseJudge
+from tasks.judge.backends import LengthJudge
+from tasks.judge.config import JudgeConfig
 from tasks.judge.rewards import JudgeReward
 from tests.conftest import ROOT
 

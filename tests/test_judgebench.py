@@ -15,9 +15,10 @@ from data_contracts import ArtifactStore
 from data_contracts.kinds import EVAL_PREDICTIONS
 from tasks.evaluate.benchmarks import BenchmarkError, load_benchmark
 from tasks.evaluate.benchmarks.judgebench import BENCHMARK, report
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.scoring import comparison_score, missing_parts, score_predictions
 from tasks.evaluate.stage import judgements
+from tasks.judge.config import JudgeConfig
 from tests.test_evaluate_stage import evaluate_judge
 
 RIGHT, WRONG, TIE, ERROR = "right", "wrong", "tie", "error"

@@ -25,7 +25,7 @@ import tasks.train.sft
 from data_contracts import ArtifactStore
 from flows.plan import GateFailed, execute, make_plan
 from flows.recipe import load_recipe
-from tasks.judge_protocol import load_template_set
+from tasks.judge.protocol import load_template_set
 from tasks.learning.stage import learning_lines
 from tasks.recipe import Recipe
 from tests.conftest import ROOT

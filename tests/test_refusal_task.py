@@ -11,7 +11,7 @@ import pytest
 
 from tasks.evaluate.benchmarks import load_benchmark
 from tasks.evaluate.config import BenchmarkConfig
-from tasks.judge_protocol import (
+from tasks.judge.protocol import (
     filter_verdict_matches,
     load_template_set,
     parse_eval_verdict,
@@ -19,7 +19,7 @@ from tasks.judge_protocol import (
     render_judge_messages,
     trace_format_problem,
 )
-from tasks.judge_protocol.traces import render_pass2_hint
+from tasks.judge.protocol.traces import render_pass2_hint
 from tasks.standins.refusal_task import (
     HARMFUL,
     HARMLESS,

@@ -17,9 +17,10 @@ from data_contracts.kinds import EVAL_SCORES
 from tasks.evaluate import stage as evaluate_stage
 from tasks.evaluate.benchmarks import BenchmarkError, load_benchmark
 from tasks.evaluate.benchmarks.rewardbench2 import SUBSETS, report, ties_margin
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.scoring import comparison_score, missing_parts, score_predictions
 from tasks.evaluate.stage import evaluate_versions
+from tasks.judge.config import JudgeConfig
 
 WIN, LOSS, TIE, ERROR = "win", "loss", "tie", "error"  # from the first answer's side (chosen, or answer i)
 

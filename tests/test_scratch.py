@@ -22,8 +22,9 @@ import pytest
 from data_contracts import ArtifactStore
 from data_contracts.kinds import EVAL_PREDICTIONS
 from data_contracts.scratch import ScratchBusy, lock_path, locked_scratch
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.stage import evaluate_judge, evaluate_versions
+from tasks.judge.config import JudgeConfig
 from tests.conftest import ROOT
 
 CHILD_TIMEOUT_S = 30.0

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tasks.judge_protocol import (
+from tasks.judge.protocol import (
     BUILTIN_TEMPLATE_SETS,
     filter_verdict_matches,
     load_template_set,

@@ -8,7 +8,7 @@ from typing import Any
 from tasks.distill.stage import traces_markdown as distill_markdown
 from tasks.evaluate.stage import judgments_markdown
 from tasks.filter.stage import traces_markdown as filter_markdown
-from tasks.judge_protocol import trace_sections
+from tasks.judge.protocol import trace_sections
 from tasks.trace_samples import TEXT_CHARS, cut, fenced, pick
 
 CHAT_TRACE = (

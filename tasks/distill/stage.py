@@ -32,9 +32,9 @@ from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish
 from data_contracts.errors import UserError
 from data_contracts.kinds import DISTILL_SET, TEACHER_TRACES
 from tasks.distill.config import DistillConfig, TeacherConfig
-from tasks.judge_protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
-from tasks.judge_protocol.traces import PASS2_HINT_FILE, render_pass2_hint
-from tasks.judge_protocol.verdicts import VERDICT_TAGS
+from tasks.judge.protocol import TemplateSet, filter_verdict_matches, load_template_set, render_judge_messages
+from tasks.judge.protocol.traces import PASS2_HINT_FILE, render_pass2_hint
+from tasks.judge.protocol.verdicts import VERDICT_TAGS
 from tasks.llm.batch import send_batch
 from tasks.llm.cache import RequestCache, default_cache_path
 from tasks.llm.client import Outcome, RunStats, TeacherRequest, resolve_api_key, send_requests

@@ -34,7 +34,7 @@ from tasks.evaluate.scoring import (
     score_predictions,
     scores_as_dict,
 )
-from tasks.judge_protocol import parse_eval_verdict
+from tasks.judge.protocol import parse_eval_verdict
 
 REQUIRED = ("benchmark", "subset", "item_id", "comparison_id", "chosen_position")
 DEFAULTS: dict[str, Any] = {"group_id": None, "category": None, "chosen_style": None, "rejected_style": None,

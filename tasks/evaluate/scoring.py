@@ -21,7 +21,7 @@ import pandas as pd
 
 from tasks.evaluate.benchmarks import REGISTRY, benchmark_of
 from tasks.evaluate.benchmarks.base import ScoreRow, accuracy_row, score_row
-from tasks.judge_protocol import Verdict
+from tasks.judge.protocol import Verdict
 
 SWAPPED_SUFFIX = "#swapped"  # comparison_id of a pair's second judgement, A and B exchanged (both_orders)
 SAMPLE_SUFFIX = "#sample-"  # comparison_id of a judgement's sample N >= 1 (judge.samples); sample 0 has none

@@ -39,12 +39,13 @@ from tasks.evaluate.benchmarks import (
     rm_bench,
     split_of,
 )
-from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import LENGTH_JUDGE, Judge, JudgeInput, hash_seed, make_judge
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
 from tasks.evaluate.report import markdown_report
 from tasks.evaluate.scoring import SAMPLE_SUFFIX, SWAPPED_SUFFIX, comparison_score, score_predictions
 from tasks.hub import HubRevisions, describe, is_hub_repo
-from tasks.judge_protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
+from tasks.judge.backends import LENGTH_JUDGE, Judge, JudgeInput, hash_seed, make_judge
+from tasks.judge.config import JudgeConfig
+from tasks.judge.protocol import TemplateSet, load_template_set, parse_eval_verdict, place_pair, render_judge_messages
 from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe
 from tasks.stage import Progress, ProgressCallback, Stage, StageResult, StageRun, Tables

@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import FILTER_REJECTS, SFT_EXAMPLES, TEACHER_TRACES
 from tasks.filter.config import FilterConfig
-from tasks.judge_protocol import filter_verdict_matches, trace_format_problem
-from tasks.judge_protocol.verdicts import VERDICT_TAGS
+from tasks.judge.protocol import filter_verdict_matches, trace_format_problem
+from tasks.judge.protocol.verdicts import VERDICT_TAGS
 from tasks.recipe import NO_DISTILLATION, Recipe
 from tasks.stage import Stage, StageResult, StageRun, reads
 from tasks.trace_samples import Sample, inline, pick, samples_markdown

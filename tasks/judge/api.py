@@ -8,7 +8,7 @@ protocol, order policy, voting and a durable cache, so the same comparison is ne
     result = judge.compare([{"role": "user", "content": "q"}], "answer a", "answer b")
     result.winner, result.traces
 
-The backends are the evaluate stage's (`tasks.evaluate.judges`): the same template rendering, verdict rule
+The backends (`tasks.judge.backends`) are the ones the evaluate stage runs: the same template rendering, verdict rule
 (anywhere in the output; both or neither tag is an error) and, with `samples` > 1, one seed per sample.
 Order policy: `seeded` shows each pair once, a at A or B by a seeded coin over the pair's content; `both`
 shows it both ways. Every shown order and sample is one vote: the answer with more votes wins, equal votes
@@ -17,6 +17,7 @@ are a tie, and only when every vote is unparseable is the result an error.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -30,13 +31,14 @@ from typing import Literal
 
 from data_contracts import ArtifactStore
 from data_contracts.store import cache_dir
-from tasks.evaluate.config import JudgeConfig
-from tasks.evaluate.judges import Judge, Judged, JudgeInput, hash_seed, make_judge
-from tasks.judge_protocol import Turn, Verdict, load_template_set, parse_eval_verdict, render_judge_messages
+from tasks.judge.backends import Judge, Judged, JudgeInput, hash_seed, make_judge
+from tasks.judge.config import JudgeConfig
+from tasks.judge.protocol import Turn, Verdict, load_template_set, parse_eval_verdict, render_judge_messages
 from tasks.llm.cache import CachedAnswer, RequestCache, default_cache_path
 from tasks.llm.config import EndpointConfig
 
 Order = Literal["seeded", "both"]
+Pair = tuple[Sequence[Turn], str, str]  # a conversation and two answers, a then b
 CACHE_FILE = "judge_api.sqlite"
 LOCAL_CHUNK_BATCHES = 4  # hf: answers are committed to the cache every this many batches
 VLLM_CHUNK = 1024  # vllm: prompts per generate call, committed together
@@ -81,7 +83,7 @@ class PairwiseJudge:
         self.name = name or model
         self.template = load_template_set(config.template)
         self.cache_path = cache_path
-        self._engine = engine  # the opened backend (tasks.evaluate.judges); opened on first use when None
+        self._engine = engine  # the opened backend (tasks.judge.backends); opened on first use when None
         self.calls = 0  # prompts sent to the backend (cache misses)
         self._cache: RequestCache | None = None
         self._lock = threading.RLock()
@@ -107,7 +109,7 @@ class PairwiseJudge:
     @classmethod
     def from_endpoint(cls, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                       max_in_flight: int = 16, **options: object) -> PairwiseJudge:  # fmt: skip
-        """Any OpenAI-compatible endpoint serving the judge (the evaluate stage's client, limits and retries)."""
+        """Any OpenAI-compatible endpoint serving the judge (distill's endpoint client, limits and retries)."""
         endpoint = EndpointConfig(base_url=base_url, api_key_env=api_key_env, max_in_flight=max_in_flight)
         options["endpoint"] = endpoint
         config = _judge_config("openai", model, options)  # takes the JudgeConfig keys out of `options`
@@ -118,9 +120,33 @@ class PairwiseJudge:
     def compare(self, conversation: Sequence[Turn], a: str, b: str) -> Judgment:
         return self.compare_many([(conversation, a, b)])[0]
 
-    def compare_many(self, pairs: Sequence[tuple[Sequence[Turn], str, str]]) -> list[Judgment]:
+    def compare_many(self, pairs: Sequence[Pair]) -> list[Judgment]:
         """Judge every pair (batched through the backend; cached answers are not sent again)."""
-        shown: list[tuple[int, str, JudgeInput]] = []  # (pair index, where a is shown, input)
+        shown = self._show(pairs)
+        return self._cast(len(pairs), shown, self._judge([item for _, _, item in shown]))
+
+    async def compare_many_async(self, pairs: Sequence[Pair]) -> list[Judgment]:
+        """`compare_many` for an endpoint judge, awaited on its session's event loop (`loop`): what a server
+        running on that loop calls, so no thread waits for the endpoint."""
+        if self.config.backend != "openai":
+            backend = self.config.backend
+            raise TypeError(f"compare_many_async needs an endpoint judge; a {backend} judge uses compare_many")
+        shown = self._show(pairs)
+        inputs = [item for _, _, item in shown]
+        outputs = await self.engine.judge_async(inputs)  # type: ignore[attr-defined]
+        self._count_sent(inputs, outputs)
+        return self._cast(len(pairs), shown, outputs)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """An endpoint judge's event loop: its session's, opened on first use."""
+        if self.config.backend != "openai":
+            raise TypeError(f"a {self.config.backend} judge has no event loop; only an endpoint judge runs on one")
+        return self.engine.loop  # type: ignore[attr-defined, no-any-return]
+
+    def _show(self, pairs: Sequence[Pair]) -> list[tuple[int, str, JudgeInput]]:
+        """What the backend is shown: (pair index, where a is shown, input) per order and sample."""
+        shown: list[tuple[int, str, JudgeInput]] = []
         for index, (conversation, a, b) in enumerate(pairs):
             key = _pair_key(conversation, a, b)
             for a_at in self._positions(key):
@@ -129,8 +155,11 @@ class PairwiseJudge:
                 for sample in range(self.config.samples):
                     seed = hash_seed(self.config.seed, key, a_at, sample) if self.config.samples > 1 else None
                     shown.append((index, a_at, JudgeInput(messages, answer_a, answer_b, seed)))
-        outputs = self._judge([s[2] for s in shown])
-        votes: list[list[tuple[str, str | None, int, str]]] = [[] for _ in pairs]
+        return shown
+
+    def _cast(self, count: int, shown: list[tuple[int, str, JudgeInput]], outputs: list[Judged]) -> list[Judgment]:
+        """The votes read from the backend's outputs, combined per pair."""
+        votes: list[list[tuple[str, str | None, int, str]]] = [[] for _ in range(count)]
         for (index, a_at, _), output in zip(shown, outputs, strict=True):
             verdict = parse_eval_verdict(output.text, self.config.allow_tie) if output.text is not None else None
             vote = "error" if verdict in (None, Verdict.ERROR) else "tie" if verdict == Verdict.TIE else (
@@ -162,9 +191,7 @@ class PairwiseJudge:
         as it arrives; a local model's answers are kept here, committed after every few of its batches."""
         if self.config.backend == "openai":
             outputs = self.engine.judge(inputs)
-            sent = {(json.dumps(i.messages), i.seed) for i, o in zip(inputs, outputs, strict=True) if not o.cached}
-            with self._lock:
-                self.calls += len(sent)  # identical prompts are sent once
+            self._count_sent(inputs, outputs)
             return outputs
         ids = [self._request_id(i) for i in inputs]
         cache = self._open_cache()
@@ -185,6 +212,11 @@ class PairwiseJudge:
             fresh[rid] if rid in fresh else Judged(known[rid].text, known[rid].completion_tokens, cached=True)
             for rid in ids
         ]
+
+    def _count_sent(self, inputs: list[JudgeInput], outputs: list[Judged]) -> None:
+        sent = {(json.dumps(i.messages), i.seed) for i, o in zip(inputs, outputs, strict=True) if not o.cached}
+        with self._lock:
+            self.calls += len(sent)  # identical prompts are sent once
 
     def _open_cache(self) -> RequestCache | None:
         """The durable cache, opened on first use and kept open until `close` (each thread has its connection)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tasks.judge.api import Judgment, PairwiseJudge
-from tasks.judge_protocol import Turn
+from tasks.judge.protocol import Turn
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Ranking:
         return self.order[0]
 
 
-def _points(judgment: Judgment) -> tuple[float, float]:
+def game_points(judgment: Judgment) -> tuple[float, float]:
     return {"a": (1.0, 0.0), "b": (0.0, 1.0), "tie": (0.5, 0.5)}.get(judgment.verdict, (0.0, 0.0))
 
 
@@ -86,7 +86,7 @@ def rank_many(judge: PairwiseJudge, items: Sequence[Candidates], method: Method 
         played = [Game(i, j, next(judgments)) for i, j in plan]
         points = [0.0] * len(item.texts)
         for game in played:
-            gained = _points(game.judgment)
+            gained = game_points(game.judgment)
             points[game.a] += gained[0]
             if game.b >= 0:
                 points[game.b] += gained[1]

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from tasks.judge.api import PairwiseJudge
+from tasks.judge.protocol import Turn
 from tasks.judge.ranking import Candidates, comparisons, rank_many
-from tasks.judge_protocol import Turn
 
 Mode = Literal["round_robin", "knockout", "reference"]
 

@@ -1,4 +1,5 @@
-"""`rmr1 serve`: the pairwise judge over HTTP, for RLHF frameworks and anything else.
+"""`rmr1 serve`: the pairwise judge over HTTP, for RLHF frameworks and anything else (FastAPI under uvicorn,
+`tasks.serving`; the schemas below are served as OpenAPI at `/openapi.json`).
 
 - `POST /get_reward` speaks OpenRLHF's remote reward protocol: `{"query": [...], "prompts": [...],
   "labels": [...]}` -> `{"rewards": [...], "scores": [...], "extra_logs": {...}}`. A pairwise judge needs
@@ -6,198 +7,367 @@
   after its prompt) is judged against it: +1 beats it, 0 ties, −1 loses or the verdict is unparseable.
 - `POST /v1/judge`: `{"conversation": [...] | "prompt": "...", "a": "...", "b": "..."}` -> the verdict
   (`a`, `b`, `tie`, `error`), the winner (0, 1 or null), the votes, traces and tokens.
-- `GET /health`.
+- `GET /health`: `{"status": "ok"}` without the token, so a load balancer's probe (which carries none) can
+  ask; it says nothing but that the server answers. With the token it also names the judge.
 
-It binds 127.0.0.1 unless told otherwise, can require a bearer token (compared in constant time, never
-logged), caps request bodies, admits at most `max_concurrency` requests at once (the rest wait), and answers
-a bad request with a 4xx and a message instead of failing. A model loaded here judges the requests waiting
-together in one batch (one worker thread runs it); an endpoint judge sends each request's calls at once,
-through one pooled connection with its own bound on requests in flight (`--max-in-flight`).
+Limits: it binds 127.0.0.1 unless told otherwise; with a token every route but `/health` needs
+`Authorization: Bearer <token>` (compared in constant time, never logged); a body over `max_body` bytes is
+refused with 413, a POST without a length with 411, a body that does not match its schema with 422; at most
+`max_concurrency` requests are judged at once (the rest wait). Every refusal is a JSON `{"error": ...}` and
+leaves a kept-alive connection usable: the body is read to its end first and dropped (an async client reads
+no answer before it has sent its whole body). Beyond `DRAIN_LIMIT` bytes the answer says `Connection: close` and
+the connection is closed.
+
+A model loaded here (hf, vllm) judges the requests waiting together in one batch, in one worker thread that
+alone touches the model. An endpoint judge serves on its endpoint session's event loop: each request's calls
+go out at once through one pooled connection with its own bound on requests in flight (`--max-in-flight`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-import queue
-import threading
-from concurrent.futures import Future
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
-from tasks.judge.api import Judgment, PairwiseJudge
-from tasks.judge.ranking import Candidates, rank_many
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from tasks.judge.api import Judgment, Pair, PairwiseJudge
+from tasks.judge.ranking import game_points
+from tasks.serving import HOST, MAX_HEADER_BYTES, AsgiServer
 
 MAX_BODY = 4 << 20  # bytes: long reasoning traces, a batch of them
+DRAIN_LIMIT = 64 << 20  # bytes of a refused body read (and dropped) so the client can read the refusal
+MAX_BATCH_PAIRS = 512  # a local model's batch: the pairs of the requests waiting together, up to this many
 log = logging.getLogger(__name__)
 
-
-class BadRequest(ValueError):
-    """A request the client can fix: answered with `status` and the message."""
-
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.status = status
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
-def _texts(body: dict[str, Any], key: str, count: int | None = None) -> list[str]:
-    value = body.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(f"'{key}' must be a list of strings")
-    if count is not None and len(value) != count:
-        raise BadRequest(f"'{key}' has {len(value)} items, 'query' has {count}")
-    return value
+# ---------------------------------------------------------------- schemas
 
 
-def get_reward(judge: PairwiseJudge, body: dict[str, Any]) -> dict[str, Any]:
-    """OpenRLHF's /get_reward: each response (its query without the prompt) against its reference label, all
-    of the request's comparisons judged together."""
-    queries = _texts(body, "query")
-    prompts = _texts(body, "prompts", len(queries))
-    labels = _texts(body, "labels", len(queries))
-    items = []
-    for query, prompt, label in zip(queries, prompts, labels, strict=True):
+class Turn(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class RewardRequest(BaseModel):
+    """OpenRLHF's remote reward request; any other field it sends is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    query: list[str] = Field(description="Prompt + response, as the policy saw and wrote them.")
+    prompts: list[str] = Field(description="Each query's prompt (the response is the query after it).")
+    labels: list[str] = Field(description="Each query's reference answer, the one the response is judged against.")
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> RewardRequest:
+        for key in ("prompts", "labels"):
+            if len(getattr(self, key)) != len(self.query):
+                raise ValueError(f"'{key}' has {len(getattr(self, key))} items, 'query' has {len(self.query)}")
+        return self
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float] = Field(description="Per query: +1 beats the reference, 0 ties, −1 loses or no verdict.")
+    scores: list[float] = Field(description="The rewards again (OpenRLHF reads either).")
+    extra_logs: dict[str, list[float]] = Field(description="`judge_errors`: unparseable verdicts in this request.")
+
+
+class JudgeRequest(BaseModel):
+    """One pair: the conversation (or a single prompt) and two answers."""
+
+    model_config = ConfigDict(extra="forbid")
+    conversation: list[Turn] | None = Field(default=None, min_length=1, description="The turns before the answers.")
+    prompt: str | None = Field(default=None, description="A single user turn, instead of `conversation`.")
+    a: str
+    b: str
+
+    @model_validator(mode="after")
+    def _one_context(self) -> JudgeRequest:
+        if (self.conversation is None) == (self.prompt is None):
+            raise ValueError("give 'conversation' (a list of messages) or 'prompt' (a string), not both")
+        return self
+
+    def pair(self) -> Pair:
+        turns = [t.model_dump() for t in self.conversation] if self.conversation else [
+            {"role": "user", "content": self.prompt}]  # fmt: skip
+        return turns, self.a, self.b
+
+
+class JudgeResponse(BaseModel):
+    verdict: Literal["a", "b", "tie", "error"]
+    winner: int | None = Field(description="0 (a), 1 (b), or null for a tie or an error.")
+    votes: list[str] = Field(description="Per shown order and sample: a, b, tie or error.")
+    traces: list[str | None] = Field(description="The judge's outputs behind the votes.")
+    tokens: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    judge: str | None = Field(default=None, description="The judge's name (only to a caller with the token).")
+
+
+class Refusal(BaseModel):
+    error: str = Field(description="What was wrong with the request, in words.")
+    detail: list[dict[str, Any]] | None = Field(default=None, description="422: each field that failed its schema.")
+
+
+# ---------------------------------------------------------------- pure cores
+
+
+def reward_pairs(body: RewardRequest) -> list[Pair]:
+    """Each response (its query after the prompt) against its reference label."""
+    pairs: list[Pair] = []
+    for query, prompt, label in zip(body.query, body.prompts, body.labels, strict=True):
         response = query[len(prompt) :] if query.startswith(prompt) else query
-        items.append(Candidates([{"role": "user", "content": prompt}], [response], label))
-    rankings = rank_many(judge, items, "reference")  # type: ignore[arg-type]
-    rewards = [2 * ranking.scores[0] - 1 for ranking in rankings]
-    errors = sum(ranking.games[0].judgment.verdict == "error" for ranking in rankings)
-    return {"rewards": rewards, "scores": rewards, "extra_logs": {"judge_errors": [float(errors)] * len(rewards)}}
+        pairs.append(([{"role": "user", "content": prompt}], response, label))
+    return pairs
 
 
-def judge_pair(judge: PairwiseJudge, body: dict[str, Any]) -> dict[str, Any]:
-    """/v1/judge: one pair, as `PairwiseJudge.compare` returns it."""
-    if isinstance(body.get("conversation"), list):
-        conversation = body["conversation"]
-        if not all(isinstance(t, dict) and isinstance(t.get("content"), str) and t.get("role") in
-                   ("system", "user", "assistant") for t in conversation) or not conversation:  # fmt: skip
-            raise BadRequest("'conversation' must be a non-empty list of {role, content} messages")
-    elif isinstance(body.get("prompt"), str):
-        conversation = [{"role": "user", "content": body["prompt"]}]
-    else:
-        raise BadRequest("give 'conversation' (a list of messages) or 'prompt' (a string)")
-    a, b = body.get("a"), body.get("b")
-    if not isinstance(a, str) or not isinstance(b, str):
-        raise BadRequest("'a' and 'b' must be strings")
-    result = judge.compare(conversation, a, b)
-    return {"verdict": result.verdict, "winner": result.winner, "votes": list(result.votes),
-            "traces": list(result.traces), "tokens": result.tokens}  # fmt: skip
+def rewards(judgments: list[Judgment]) -> RewardResponse:
+    """+1 / 0 / −1 from each response's points against its reference (`tasks.judge.ranking.game_points`)."""
+    values = [2 * game_points(j)[0] - 1 for j in judgments]
+    errors = float(sum(j.verdict == "error" for j in judgments))
+    return RewardResponse(rewards=values, scores=values, extra_logs={"judge_errors": [errors] * len(values)})
 
 
-ROUTES = {"/get_reward": get_reward, "/v1/judge": judge_pair}
+def judgment_response(judgment: Judgment) -> JudgeResponse:
+    return JudgeResponse(verdict=judgment.verdict, winner=judgment.winner, votes=list(judgment.votes),
+                         traces=list(judgment.traces), tokens=judgment.tokens)  # fmt: skip
 
 
-class Batched:
-    """A model loaded in this process, behind one worker thread: request threads queue their pairs, the worker
-    judges everything queued in one `compare_many` (one batched generate call) and hands each request its
-    judgments. Only that thread ever touches the model."""
+# ---------------------------------------------------------------- judging without blocking the loop
 
-    def __init__(self, judge: PairwiseJudge, max_pairs: int = 512) -> None:
-        self.judge, self.name, self.max_pairs = judge, judge.name, max_pairs
-        self.queue: queue.Queue[tuple[list[Any], Future[list[Judgment]]]] = queue.Queue()
-        threading.Thread(target=self._work, daemon=True, name="rmr1-judge").start()
 
-    def compare_many(self, pairs: list[Any]) -> list[Judgment]:
-        future: Future[list[Judgment]] = Future()
-        self.queue.put((list(pairs), future))
-        return future.result()
+class LocalBatches:
+    """A model loaded in this process: the pairs of the requests waiting together go to `compare_many` at once
+    (one batched generate), in one worker thread, the only one that ever touches the model."""
 
-    def compare(self, conversation: Any, a: str, b: str) -> Judgment:
-        return self.compare_many([(conversation, a, b)])[0]
+    def __init__(self, judge: PairwiseJudge, max_pairs: int = MAX_BATCH_PAIRS) -> None:
+        self.judge, self.max_pairs = judge, max_pairs
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmr1-judge")
+        self.waiting: list[tuple[list[Pair], asyncio.Future[list[Judgment]]]] = []
+        self.running: asyncio.Task[None] | None = None
 
-    def _work(self) -> None:
-        while True:
-            batch = [self.queue.get()]
-            while sum(len(p) for p, _ in batch) < self.max_pairs:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+    async def compare_many(self, pairs: list[Pair]) -> list[Judgment]:
+        future: asyncio.Future[list[Judgment]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((pairs, future))
+        if self.running is None or self.running.done():
+            self.running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.waiting:
+            batch, size = [], 0
+            while self.waiting and (not batch or size + len(self.waiting[0][0]) <= self.max_pairs):
+                batch.append(self.waiting.pop(0))
+                size += len(batch[-1][0])
             try:
-                judged = self.judge.compare_many([pair for pairs, _ in batch for pair in pairs])
-            except Exception as error:  # a bug: every waiting request answers 500, the worker goes on
+                judged = await loop.run_in_executor(self.worker, self.judge.compare_many,
+                                                    [pair for pairs, _ in batch for pair in pairs])  # fmt: skip
+            except Exception as error:  # a bug: every request of the batch answers 500 with it, the rest go on
                 for _, future in batch:
-                    future.set_exception(error)
+                    if not future.done():
+                        future.set_exception(error)
                 continue
             start = 0
             for pairs, future in batch:
-                future.set_result(judged[start : start + len(pairs)])
+                if not future.done():  # its client may have gone
+                    future.set_result(judged[start : start + len(pairs)])
                 start += len(pairs)
 
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
 
-def make_server(judge: PairwiseJudge, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
-                max_body: int = MAX_BODY, max_concurrency: int = 64) -> ThreadingHTTPServer:  # fmt: skip
-    """A threading HTTP server for `judge` (not started: call `serve_forever`, e.g. in a thread); at most
-    `max_concurrency` requests are admitted to the judge at once. A local model judges the requests waiting
-    together in one batch; an endpoint judge sends each request's calls as it comes."""
-    gate = threading.BoundedSemaphore(max_concurrency)
-    # A local model: batched by one worker. An endpoint: each request sends its own calls through the judge's
-    # one connection (thread-safe, its in-flight bound shared), so no request waits for another's batch.
-    batched = Batched(judge) if judge.config.backend in ("hf", "vllm") else judge
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK would add ~40 ms
+class EndpointCalls:
+    """An endpoint judge: each request's calls are awaited on the endpoint session's loop, where the server runs."""
 
-        def log_message(self, format: str, *args: Any) -> None:  # the request line only: never a header
-            log.debug("%s %s", self.address_string(), format % args)
+    def __init__(self, judge: PairwiseJudge) -> None:
+        self.judge = judge
 
-        def _send(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    async def compare_many(self, pairs: list[Pair]) -> list[Judgment]:
+        return await self.judge.compare_many_async(pairs)
 
-        def _authorized(self) -> bool:
-            if token is None:
-                return True
-            given = self.headers.get("Authorization", "")
-            return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    def close(self) -> None:
+        pass
 
-        def do_GET(self) -> None:
-            if not self._authorized():
-                self._send(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
-            elif self.path == "/health":
-                self._send(HTTPStatus.OK, {"status": "ok", "judge": judge.name})
-            else:
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no GET {self.path}; try /health"})
 
-        def do_POST(self) -> None:
+# ---------------------------------------------------------------- the guard: token and body, before the app
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any], close: bool = False) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Pure ASGI, around the app: the bearer token, then the body read whole within `max_body`. The app gets the
+    body as read; a refused request's body is read to its end (bounded) first, so the connection stays usable."""
+
+    def __init__(self, app: Any, token: str | None, max_body: int, drain_limit: int = DRAIN_LIMIT) -> None:
+        self.app, self.max_body, self.drain_limit = app, max_body, drain_limit
+        self.expected = f"Bearer {token}".encode() if token is not None else None
+
+    def authorized(self, scope: Scope) -> bool:
+        if self.expected is None:
+            return True
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        return hmac.compare_digest(given, self.expected)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        scope.setdefault("state", {})["authorized"] = self.authorized(scope)
+        if not scope["state"]["authorized"] and scope["path"] != "/health":
+            await self.refuse(receive, send, 401, "missing or wrong bearer token")
+            return
+        length = headers.get(b"content-length")
+        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if length is not None and not length.isdigit():
+            await self.refuse(receive, send, 400, "Content-Length must be a number")
+            return
+        if scope["method"] == "POST" and length is None and not chunked:
+            await self.refuse(receive, send, 411, "a Content-Length header (or a chunked body) is required")
+            return
+        if length is not None and int(length) > self.max_body:
+            await self.refuse(receive, send, 413, f"body of {int(length)} bytes is over the {self.max_body} byte limit")
+            return
+        body, over = await self.read(receive)
+        if over:
+            await self.refuse(receive, send, 413, f"body is over the {self.max_body} byte limit", read=len(body))
+            return
+        # A JSON-only API: a body is read as JSON whatever Content-Type it came with (many clients send none).
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        scope["headers"].append((b"content-type", b"application/json"))
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # http.disconnect, when the client goes
+
+        await self.app(scope, replay, send)
+
+    async def read(self, receive: Receive) -> tuple[bytes, bool]:
+        """The body, and whether it went over `max_body` (then only what was read by then)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks), False
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return b"".join(chunks), True
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
+
+    async def refuse(self, receive: Receive, send: Send, status: int, error: str, read: int = 0) -> None:
+        """Read the rest of the body and drop it (`drain_limit` bytes at most), then answer `status`; a body still
+        not at its end gets `Connection: close`, so nothing of it can be read as the next request."""
+        done = False
+        while read <= self.drain_limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                done = True
+                break
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                done = True
+                break
+        await _json(send, status, {"error": error}, close=not done)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def make_app(judge: PairwiseJudge, *, token: str | None = None, max_body: int = MAX_BODY,
+             max_concurrency: int = 64) -> Any:  # fmt: skip
+    """The ASGI app for `judge`: the FastAPI routes inside the `Guard`."""
+    judging = EndpointCalls(judge) if judge.config.backend == "openai" else LocalBatches(judge)
+    admitted: asyncio.Semaphore | None = None  # made on the serving loop, at the first request
+
+    async def judged(pairs: list[Pair]) -> list[Judgment]:
+        nonlocal admitted
+        if admitted is None:
+            admitted = asyncio.Semaphore(max_concurrency)
+        async with admitted:
             try:
-                if not self._authorized():
-                    raise BadRequest("missing or wrong bearer token", HTTPStatus.UNAUTHORIZED)
-                route = ROUTES.get(self.path)
-                if route is None:
-                    raise BadRequest(f"no POST {self.path}; try {', '.join(ROUTES)}", HTTPStatus.NOT_FOUND)
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    raise BadRequest("a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
-                if int(length) > max_body:
-                    self.close_connection = True  # the body is not read
-                    raise BadRequest(f"body of {length} bytes is over the {max_body} byte limit",
-                                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
-                try:
-                    body = json.loads(self.rfile.read(int(length)))
-                except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                    raise BadRequest(f"body is not JSON: {error}") from None
-                if not isinstance(body, dict):
-                    raise BadRequest("body must be a JSON object")
-                with gate:
-                    payload = route(batched, body)  # type: ignore[arg-type]
-                self._send(HTTPStatus.OK, payload)
-            except BadRequest as error:
-                self._send(error.status, {"error": str(error)})
+                return await judging.compare_many(pairs)
             except Exception:  # a bug: logged with its traceback, the client gets a 500, the server goes on
-                log.exception("rmr1 serve: %s failed", self.path)
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (see the server log)"})
+                log.exception("rmr1 serve: judging %d pairs failed", len(pairs))
+                raise HTTPException(500, "internal error (see the server log)") from None
 
-    return _Server((host, port), Handler)
+    app = FastAPI(title="rmr1 serve", summary="A trained pairwise judge as a reward server.", docs_url=None,
+                  redoc_url=None, responses={code: {"model": Refusal} for code in (401, 411, 413, 422)})  # fmt: skip
+    app.state.judging = judging
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in error.errors()]
+        return JSONResponse({"error": _validation_message(detail), "detail": detail}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        method, path = request.method, request.url.path
+        message = {404: f"no {method} {path}; try POST /get_reward, POST /v1/judge or GET /health",
+                   405: f"{method} is not allowed on {path}"}.get(error.status_code, error.detail)  # fmt: skip
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    @app.get("/health", response_model=Health, response_model_exclude_none=True)
+    async def health(request: Request) -> Health:
+        return Health(status="ok", judge=judge.name if request.scope["state"]["authorized"] else None)
+
+    @app.post("/get_reward", response_model=RewardResponse)
+    async def get_reward(body: RewardRequest) -> RewardResponse:
+        return rewards(await judged(reward_pairs(body)))
+
+    @app.post("/v1/judge", response_model=JudgeResponse)
+    async def judge_pair(body: JudgeRequest) -> JudgeResponse:
+        return judgment_response((await judged([body.pair()]))[0])
+
+    return Guard(app, token, max_body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the listen backlog: socketserver's 5 resets bursts of concurrent clients
+def make_server(judge: PairwiseJudge, host: str = HOST, port: int = 0, *, token: str | None = None,
+                max_body: int = MAX_BODY, max_concurrency: int = 64,
+                max_header_bytes: int = MAX_HEADER_BYTES) -> AsgiServer:  # fmt: skip
+    """The server for `judge`, not started (`start()` binds and serves in the background; `stop()`). An endpoint
+    judge is served on its session's event loop; a local model on a loop of the server's own."""
+    app = make_app(judge, token=token, max_body=max_body, max_concurrency=max_concurrency)
+    loop = judge.loop if judge.config.backend == "openai" else None
+    # Connections beyond this many are answered 503 at once: each waiting request holds up to max_body bytes.
+    return AsgiServer(app, host, port, name="rmr1-serve", loop=loop, max_header_bytes=max_header_bytes,
+                      max_connections=max(256, 4 * max_concurrency))  # fmt: skip

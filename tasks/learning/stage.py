@@ -27,10 +27,11 @@ from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish
 from data_contracts.kinds import LEARNING_SCORES, RL_CHECKPOINT, SFT_CHECKPOINT
 from data_contracts.versioning import versioned
 from tasks.evaluate.benchmarks import load_benchmark
-from tasks.evaluate.config import EvaluateConfig, JudgeConfig
-from tasks.evaluate.judges import make_judge
+from tasks.evaluate.config import EvaluateConfig
 from tasks.evaluate.stage import judge_all, judgements, versioned_benchmark
-from tasks.judge_protocol import load_template_set
+from tasks.judge.backends import make_judge
+from tasks.judge.config import JudgeConfig
+from tasks.judge.protocol import load_template_set
 from tasks.learning.config import LearningConfig
 from tasks.llm.cache import default_cache_path
 from tasks.recipe import Recipe

@@ -529,6 +529,22 @@ class EndpointSession:
         finally:
             self._pending.discard(future)
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The session's event loop: code running on it awaits `send_async` instead of blocking in `send`."""
+        return self._loop
+
+    async def send_async(
+        self, requests: Sequence[TeacherRequest], cache: RequestCache
+    ) -> tuple[list[Outcome], RunStats]:
+        """`send`, awaited on the session's own loop (e.g. by a server running there): no thread waits."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("EndpointSession.send_async runs on the session's loop (see `loop`); elsewhere use send")
+        if self._closed:
+            raise RuntimeError("this EndpointSession is closed")
+        return await send_requests(requests, self.cfg, cache, api_key=self._api_key, connection=self._connection,
+                                   log_level=self.log_level)  # fmt: skip
+
     def close(self) -> None:
         """Cancel the calls still waiting, close the client and stop the loop (idempotent)."""
         with self._lock:

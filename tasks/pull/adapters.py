@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from data_contracts.kinds import DOMAINS
-from tasks.judge_protocol.templates import Turn
+from tasks.judge.protocol.templates import Turn
 from tasks.pull.config import SourceConfig
 from tasks.records.fields import (
     RowError,

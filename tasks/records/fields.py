@@ -21,7 +21,7 @@ from data_contracts.errors import UserError
 from data_contracts.kinds import DOMAINS, ROLES
 from data_contracts.versioning import UNLESS_DEFAULT
 from tasks.config import ConfigError, Int, config_section
-from tasks.judge_protocol.templates import Turn
+from tasks.judge.protocol.templates import Turn
 
 
 class RowError(UserError, ValueError):

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version, publish_table
 from data_contracts.kinds import DISTILL_SET, PREFERENCE_PAIRS, RL_SET
-from tasks.judge_protocol import place_pair
+from tasks.judge.protocol import place_pair
 from tasks.recipe import Recipe
 from tasks.split.config import SplitConfig
 from tasks.stage import Stage, StageResult, StageRun, Tables, reads

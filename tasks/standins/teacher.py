@@ -27,21 +27,20 @@ import logging
 import math
 import random
 import re
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tasks.judge_protocol import load_template_set, placeholder_markers
+from tasks.judge.protocol import load_template_set, placeholder_markers
 from tasks.llm.client import request_id_of
+from tasks.serving import HOST, AsgiServer
 from tasks.standins.refusal_task import rule_judgement, rule_trace
 
 logger = logging.getLogger(__name__)
@@ -57,7 +56,6 @@ RETIRED_STANDIN_MODELS = {
 }
 STANDIN_NOTICE = "stand-in teacher (heuristic: longer answer wins, or the refusal task's rule; NOT a real model)"
 RULE_MISTAKE_SHARE = 0.2  # pairs the rule judge misreads on purpose (the paper saw ~25% pass-1 failures, §5)
-HOST = "127.0.0.1"
 RATE_WINDOW_S = 60.0  # the sliding window of `requests_per_minute`
 CHARS_PER_TOKEN = 4  # token counts are estimated as ceil(chars / 4)
 QUOTE_WORDS = 8  # words quoted from each answer inside <quote_A>/<quote_B>
@@ -340,11 +338,8 @@ class StandinTeacher:
         self._files: dict[str, dict[str, Any]] = {}
         self._batches: dict[str, dict[str, Any]] = {}
         self._base_url: str | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: AsgiServer | None = None
         self._stopping: asyncio.Event | None = None
-        self._startup_error: BaseException | None = None
 
     # -- lifecycle
 
@@ -356,60 +351,29 @@ class StandinTeacher:
 
     def start(self) -> str:
         """Serve in a background thread on 127.0.0.1; returns the base URL ".../v1"."""
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("the stand-in teacher is already started")
-        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
-        # socket says TCP; without it every response stalls ~40 ms on Nagle + delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((HOST, self.port))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
         if self.log_path:
             self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in stop()
-        config = uvicorn.Config(
-            self._app(), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._serve, args=(sock,), name="standin-teacher", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the stand-in teacher did not start: {self._startup_error!r}")
-            time.sleep(0.01)
-        self._base_url = f"http://{HOST}:{port}/v1"
+        self._stopping = asyncio.Event()  # bound to the server's loop when first awaited there
+        self._server = AsgiServer(self._app(), HOST, self.port, name="standin-teacher")
+        try:
+            self._base_url = f"{self._server.start()}/v1"
+        except BaseException:
+            self.stop()
+            raise
         logger.info("%s serving %s (model %r)", STANDIN_NOTICE, self._base_url, self.model)
         return self._base_url
 
-    def _serve(self, sock: socket.socket) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            assert self._server is not None
-            await self._server.serve(sockets=[sock])
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._startup_error = exc
-        finally:
-            sock.close()
-
     def stop(self) -> None:
         """Stop serving; hanging requests are released with a 503. Safe to call twice."""
-        if self._thread is None:
+        if self._server is None:
             return
-        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._server is not None:
-            self._server.should_exit = True
-        self._thread.join(timeout=15)
-        self._thread = None
+        loop = self._server.loop
+        if loop is not None and self._stopping is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stopping.set)
+        self._server.stop()
+        self._server = None
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.judge_protocol import Verdict, eval_score, parse_eval_verdict
+from tasks.judge.protocol import Verdict, eval_score, parse_eval_verdict
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from data_contracts import ArtifactRef, ArtifactStore, artifact_version
 from data_contracts.kinds import RL_CHECKPOINT, RL_SET, SFT_CHECKPOINT
-from tasks.judge_protocol import Verdict, load_template_set, parse_eval_verdict, render_judge_messages, rl_reward
+from tasks.judge.protocol import Verdict, load_template_set, parse_eval_verdict, render_judge_messages, rl_reward
 from tasks.stage import ProgressCallback, StageResult
 from tasks.train.common import (
     FittingRows,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from data_contracts import ArtifactStore
 from data_contracts.kinds import RL_CHECKPOINT
-from tasks.judge_protocol import load_template_set
+from tasks.judge.protocol import load_template_set
 from tasks.models.config import TinyModelConfig
 from tasks.models.tiny import build_tiny_model
 

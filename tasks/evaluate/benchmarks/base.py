@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 import pandas as pd
 
 from data_contracts.errors import UserError
-from tasks.judge_protocol import Turn, Verdict
+from tasks.judge.protocol import Turn, Verdict
 from tasks.records.fields import FieldMap
 from tasks.records.reader import BadRow, SourceError, open_file, open_rows
 

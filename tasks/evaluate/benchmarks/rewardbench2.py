@@ -68,7 +68,7 @@ from tasks.evaluate.benchmarks.base import (
     score_row,
     user_turn,
 )
-from tasks.judge_protocol import Verdict
+from tasks.judge.protocol import Verdict
 from tasks.standins import synthetic_benchmarks
 
 NAME = "rewardbench2"

@@ -26,7 +26,7 @@ from tasks.evaluate.benchmarks.base import (
     record_field,
     score_row,
 )
-from tasks.judge_protocol import Turn
+from tasks.judge.protocol import Turn
 from tasks.standins import synthetic_benchmarks
 
 NAME = "rmb"

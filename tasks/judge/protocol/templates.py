@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 
 from data_contracts.errors import UserError
-from tasks.judge_protocol.verdicts import Winner
+from tasks.judge.protocol.verdicts import Winner
 
 Turn = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 

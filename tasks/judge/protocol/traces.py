@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.judge_protocol.templates import fill_placeholders
-from tasks.judge_protocol.verdicts import VERDICT_TAGS, Winner
+from tasks.judge.protocol.templates import fill_placeholders
+from tasks.judge.protocol.verdicts import VERDICT_TAGS, Winner
 
 PASS2_HINT_FILE = Path(__file__).parent / "templates" / "hints" / "pass2-v1.txt"
 _ANSWER = re.compile(r"<answer>\[\[([AB])\]\]</answer>")

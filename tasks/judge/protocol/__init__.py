@@ -5,7 +5,7 @@
 evaluation). Everything here is pure: no model calls, no I/O beyond reading template files.
 """
 
-from tasks.judge_protocol.templates import (
+from tasks.judge.protocol.templates import (
     BUILTIN_TEMPLATE_SETS,
     TemplateError,
     TemplateSet,
@@ -17,8 +17,8 @@ from tasks.judge_protocol.templates import (
     render_judge_messages,
     render_user_message,
 )
-from tasks.judge_protocol.traces import render_pass2_hint, trace_format_problem, trace_sections
-from tasks.judge_protocol.verdicts import (
+from tasks.judge.protocol.traces import render_pass2_hint, trace_format_problem, trace_sections
+from tasks.judge.protocol.verdicts import (
     FILTER_WINDOW,
     RL_WINDOW,
     Verdict,

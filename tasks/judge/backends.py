@@ -11,6 +11,7 @@ model's context minus `max_new_tokens` is not judged (None, counted in `notes`),
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -22,11 +23,11 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from tasks.evaluate.config import JudgeConfig
-from tasks.judge_protocol import Turn
-from tasks.judge_protocol.verdicts import TIE_TAG, VERDICT_TAGS
+from tasks.judge.config import JudgeConfig
+from tasks.judge.protocol import Turn
+from tasks.judge.protocol.verdicts import TIE_TAG, VERDICT_TAGS
 from tasks.llm.cache import RequestCache
-from tasks.llm.client import EndpointSession, TeacherRequest, resolve_api_key
+from tasks.llm.client import EndpointSession, Outcome, TeacherRequest, resolve_api_key
 
 LENGTH_JUDGE = "length-baseline"
 Done = Callable[[int], None] | None  # told how many more prompts were judged, as they finish
@@ -241,6 +242,20 @@ class OpenAIJudge:
 
         _, session, cache = self._opened()
         outcomes, _ = session.send(self.requests(inputs), cache, on_outcome=done)
+        return self._judged(outcomes)
+
+    async def judge_async(self, inputs: Sequence[JudgeInput]) -> list[Judged]:
+        """`judge`, awaited on the endpoint session's loop (`loop`): a server running there waits on no thread."""
+        _, session, cache = self._opened()
+        outcomes, _ = await session.send_async(self.requests(inputs), cache)
+        return self._judged(outcomes)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The endpoint session's event loop (the session opened on first use)."""
+        return self._opened()[1].loop
+
+    def _judged(self, outcomes: Sequence[Outcome]) -> list[Judged]:
         failed = Counter(f"request_{o.failure_category}" for o in outcomes if o.status == "failed")
         if failed:
             with self._lock:

@@ -27,8 +27,8 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import textwrap
+import threading
 from collections.abc import Sequence
 from typing import Any
 

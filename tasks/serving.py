@@ -37,6 +37,7 @@ class AsgiServer:
         self.config = uvicorn.Config(
             app, http="h11", h11_max_incomplete_event_size=max_header_bytes, limit_concurrency=max_connections,
             log_level="warning", access_log=False, lifespan="off", server_header=False, timeout_graceful_shutdown=5,
+            proxy_headers=False,  # bound for direct clients: no X-Forwarded-* header is trusted
             backlog=2048,  # bursts of concurrent clients are queued, not reset
         )  # fmt: skip
         self.server = uvicorn.Server(self.config)

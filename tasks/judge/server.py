@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -313,6 +313,10 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def _sent(answer: BaseModel) -> Response:
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
 def make_app(judge: PairwiseJudge, *, token: str | None = None, max_body: int = MAX_BODY,
              max_concurrency: int = 64) -> Any:  # fmt: skip
     """The ASGI app for `judge`: the FastAPI routes inside the `Guard`."""
@@ -350,13 +354,14 @@ def make_app(judge: PairwiseJudge, *, token: str | None = None, max_body: int = 
     async def health(request: Request) -> Health:
         return Health(status="ok", judge=judge.name if request.scope["state"]["authorized"] else None)
 
+    # The answers are built as the documented models and sent as they are (FastAPI would validate them again).
     @app.post("/get_reward", response_model=RewardResponse)
-    async def get_reward(body: RewardRequest) -> RewardResponse:
-        return rewards(await judged(reward_pairs(body)))
+    async def get_reward(body: RewardRequest) -> Response:
+        return _sent(rewards(await judged(reward_pairs(body))))
 
     @app.post("/v1/judge", response_model=JudgeResponse)
-    async def judge_pair(body: JudgeRequest) -> JudgeResponse:
-        return judgment_response((await judged([body.pair()]))[0])
+    async def judge_pair(body: JudgeRequest) -> Response:
+        return _sent(judgment_response((await judged([body.pair()]))[0]))
 
     return Guard(app, token, max_body)
 

@@ -4,12 +4,18 @@ against the official functions (tests/helpers/if_rewardbench_official.py) on ran
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tasks.evaluate.benchmarks.if_rewardbench_scoring import (
+from data_contracts import ArtifactStore
+from data_contracts.kinds import EVAL_PREDICTIONS, EVAL_SCORES
+from tasks.evaluate import stage as evaluate_stage
+from tasks.evaluate.benchmarks import BenchmarkError, if_rewardbench
+from tasks.evaluate.benchmarks.if_rewardbench import (
     Item,
     constraint_bucket,
     model_size,
@@ -17,6 +23,9 @@ from tasks.evaluate.benchmarks.if_rewardbench_scoring import (
     shown_pairs,
     turn_count,
 )
+from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
+from tasks.evaluate.stage import evaluate_versions
+from tasks.judge.config import JudgeConfig
 from tasks.judge.protocol import Verdict, parse_eval_verdict
 from tests.helpers.if_rewardbench_official import official_scores
 
@@ -89,3 +98,40 @@ def test_position_map_decides_who_is_shown_first() -> None:
     assert (constraint_bucket(3), constraint_bucket(6), constraint_bucket(7)) == ("<=3", "6", ">=7")
     assert turn_count([{"role": "system", "content": ""}] + [{"role": "user", "content": ""}] * 11) == 5
     assert model_size("GPT-5") == "API" and model_size("mine") == "Unknown"
+
+
+def test_the_length_baseline_scores_the_synthetic_copy_end_to_end(tmp_path: Path) -> None:
+    """The official layout written, loaded (every pair once, shown as the position map says), judged by the
+    evaluate stage and scored: in the synthetic copy the longer answer is always the preferred one, so the
+    longer-answer baseline ranks every item right (accuracy 1, τ_b 1), while the pairs it saw were shown in
+    both positions."""
+    config = EvaluateConfig(
+        judge=JudgeConfig(backend="length", allow_tie=True),
+        benchmarks=(BenchmarkConfig(name="if_rewardbench", path="synthetic"),),
+    )
+    store = ArtifactStore(tmp_path)
+    result = evaluate_stage.evaluate_judge(config, store, None, versions=evaluate_versions(config, None))
+    predictions = store.read_table(result.outputs[EVAL_PREDICTIONS.kind]).to_pandas()
+    assert set(predictions["chosen_position"]) == {"A"}  # the benchmark's own positions
+    assert predictions["verdict"].isin(["A", "B"]).all() and predictions["verdict"].nunique() == 2
+    scores = store.read_table(result.outputs[EVAL_SCORES.kind]).to_pandas()
+    mine = scores[scores["benchmark"] == "if_rewardbench"].set_index(["level", "name"])["score"]
+    assert mine[("benchmark", "score")] == 1.0 and mine[("benchmark", "kendall_tau_b")] == 1.0
+    assert {"instruction_type/Single_Turn", "instruction_type/Multi_Turn", "instruction_type/System_Prompt"} <= set(
+        mine.loc["subset"].index
+    )
+
+
+def test_the_loader_reads_the_official_layout_and_names_a_missing_position_map(tmp_path: Path) -> None:
+    folder = if_rewardbench.write_synthetic(str(tmp_path), 0)
+    config = BenchmarkConfig(name="if_rewardbench", path=folder)
+    comparisons = if_rewardbench.load(config)
+    data = json.loads((Path(folder) / "data" / "if_rewardbench.json").read_text())
+    maps = json.loads((Path(folder) / "inference" / "position_maps.json").read_text())
+    assert len(comparisons) == sum(len(d["responses"]) * (len(d["responses"]) - 1) // 2 for d in data)
+    first = [c for c in comparisons if c.item_id == "0"]
+    assert [(c.chosen_style, c.rejected_style) for c in first] == shown_pairs(len(data[0]["responses"]), maps["0"])
+    del maps["3"]
+    (Path(folder) / "inference" / "position_maps.json").write_text(json.dumps(maps))
+    with pytest.raises(BenchmarkError, match="no position map for item 3"):
+        if_rewardbench.load(config)

@@ -1,9 +1,9 @@
 """The evaluate stage: judge the benchmarks' pairs, publish `eval_predictions`, score them into `eval_scores`.
 
-Each benchmark's comparisons get a seeded A/B order (`order_of`; with `both_orders`, or when the benchmark's
-rule asks for it, also the reverse), `judge.samples` seeded samples each, are rendered with the judge
-template and judged in chunks. A finished chunk is written to the stage's work
-folder at once, so a killed run re-judges at most one chunk (the openai backend's request cache keeps even
+Each benchmark's comparisons get a seeded A/B order (`order_of`; IF-RewardBench fixes its own; with
+`both_orders`, or when the benchmark's rule asks for it, also the reverse), `judge.samples` seeded samples
+each, are rendered with the judge template and judged in chunks. A finished chunk is written to the stage's
+work folder at once, so a killed run re-judges at most one chunk (the openai backend's request cache keeps even
 that chunk's answers). Requests that fail for good score as errors, unless more than `max_failure_rate` of
 them failed: then nothing is published and a re-run sends only what is missing. The scores follow the
 official rules (`scoring`) and come with a markdown report beside published numbers (`report`).
@@ -84,7 +84,7 @@ def judgements(comparisons: list[Comparison], order_seed: int, both_orders: bool
     """The seeded order for every comparison, followed by the reverse of each when `both_orders` (or when
     the comparison's benchmark judges both orders by its official rule, as JudgeBench does); with several
     `samples`, all of those again for sample 1, 2, ..."""
-    primary = [Judgement(c, order_of(c.comparison_id, order_seed), False) for c in comparisons]
+    primary = [Judgement(c, c.position or order_of(c.comparison_id, order_seed), False) for c in comparisons]
     both = {c.benchmark for c in comparisons if both_orders or benchmark_of(c.benchmark).orders == "both"}
     swapped = [
         Judgement(j.comparison, "B" if j.chosen_position == "A" else "A", True)

@@ -17,7 +17,16 @@ import tempfile
 from typing import Any, Literal
 
 from data_contracts.versioning import file_sha256
-from tasks.evaluate.benchmarks import judgebench, pairwise, refusal_task, rewardbench, rewardbench2, rm_bench, rmb
+from tasks.evaluate.benchmarks import (
+    if_rewardbench,
+    judgebench,
+    pairwise,
+    refusal_task,
+    rewardbench,
+    rewardbench2,
+    rm_bench,
+    rmb,
+)
 from tasks.evaluate.benchmarks.base import Benchmark, BenchmarkError, BenchmarkSource, Comparison, benchmark_files
 
 REGISTRY: dict[str, Benchmark] = {
@@ -27,6 +36,7 @@ REGISTRY: dict[str, Benchmark] = {
     rewardbench2.NAME: rewardbench2.BENCHMARK,
     judgebench.NAME: judgebench.BENCHMARK,
     refusal_task.NAME: refusal_task.BENCHMARK,
+    if_rewardbench.NAME: if_rewardbench.BENCHMARK,
 }
 SYNTHETIC = "synthetic"
 

@@ -48,6 +48,7 @@ class Comparison:
     group_id: str | None = None  # comparisons scored together (an RM-Bench item, an RMB or RewardBench 2 BoN item)
     chosen_style: int | None = None  # RM-Bench: answer styles; RewardBench 2: the answers' indices in the item
     rejected_style: int | None = None
+    position: Literal["A", "B"] | None = None  # where `chosen` is shown by the benchmark's own rule; None: seeded
 
 
 class BenchmarkSource(Protocol):

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(n-1), or each candidate against the `reference` field (n).",
     )
     judge.add_argument("--seed", type=int, help="With --rank knockout: the bracket's seed (default 0).")
+    judge.add_argument(
+        "--best-of-k",
+        help="With `candidates` and `correct` (a flag per candidate): best-of-K for these K, e.g. 2,4,8,16,32 "
+        "(knockout and round robin picks beside random and oracle, and pairwise accuracy); --out is a .json "
+        "report, the curve a .png beside it. --seed seeds the draws.",
+    )
     judge.add_argument("--name", help="The benchmark name the rows carry (a custom set's); default 'judged'.")
     judge.add_argument("--subset", help="A record field that splits the score.")
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
@@ -433,6 +439,8 @@ def judge_command(args: argparse.Namespace) -> int:
     except (yaml.YAMLError, TypeError) as error:
         raise RecipeError(f"--fields: {error}") from None
     ranking = isinstance(fields, CandidateFields)
+    if args.best_of_k is not None:
+        return _best_of_k_command(args, fields)
     ignored = ["--name", "--subset"] if ranking else ["--rank", "--seed"]
     given = [flag for flag in ignored if getattr(args, flag[2:]) is not None]
     if given:
@@ -454,6 +462,37 @@ def judge_command(args: argparse.Namespace) -> int:
                                  max_bad_rows=args.max_bad_rows)  # fmt: skip
             what = f"{written} judgements"
         print(f"rmr1: judge: {what} by {judge.name} in {args.out} ({judge.calls} sent, the rest cached)")
+    return 0
+
+
+def _best_of_k_command(args: argparse.Namespace, fields: Any) -> int:
+    """`rmr1 judge FILE --best-of-k 2,4,8`: the report (JSON) and its curve (PNG), and a table on the terminal."""
+    from tasks.evaluate.files import CandidateFields, best_of_k_file
+
+    if not isinstance(fields, CandidateFields) or fields.correct is None:
+        raise RecipeError("rmr1 judge --best-of-k: map `candidates` and `correct` in --fields")
+    given = [flag for flag in ("--rank", "--name", "--subset") if getattr(args, flag[2:]) is not None]
+    if given:
+        raise RecipeError(f"rmr1 judge --best-of-k: {' and '.join(given)} mean nothing here (both picks are run)")
+    try:
+        ks = tuple(int(k) for k in args.best_of_k.split(","))
+    except ValueError:
+        raise RecipeError(f"--best-of-k: expected K values like 2,4,8, got {args.best_of_k!r}") from None
+    if not ks or min(ks) < 2:
+        raise RecipeError(f"--best-of-k: every K is at least 2, got {args.best_of_k!r}")
+    if not args.out.endswith(".json"):
+        raise RecipeError(f"--out {args.out}: --best-of-k writes a .json report")
+    fields.check("knockout")
+    with _open_judge(args) as judge:
+        report = best_of_k_file(args.file, fields, judge, args.out, ks=ks, seed=args.seed or 0,
+                                max_bad_rows=args.max_bad_rows)  # fmt: skip
+    print(f"{'K':>3} {'method':<12} {'prompts':>7} {'judge':>6} {'random':>6} {'oracle':>6} {'asked':>6} {'sent':>6}")
+    for row in report["best_of_k"]:
+        print(f"{row['k']:>3} {row['method']:<12} {row['prompts']:>7} {row['pick_accuracy']:>6.3f} "
+              f"{row['random']:>6.3f} {row['oracle']:>6.3f} {row['comparisons']:>6} {row['sent']:>6}")  # fmt: skip
+    pairs = report["pairwise"]
+    print(f"pairwise (correct vs incorrect): {pairs['accuracy']:.3f} on {pairs['pairs']} pairs; "
+          f"report {args.out}, curve {os.path.splitext(args.out)[0]}.png")  # fmt: skip
     return 0
 
 

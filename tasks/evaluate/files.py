@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from data_contracts.errors import UserError
 from tasks.config import ConfigError
 from tasks.evaluate.benchmarks import pairwise
+from tasks.evaluate.best_of_k import KS, Graded, best_of_k, pairwise_accuracy, plot
 from tasks.evaluate.config import BenchmarkConfig
 from tasks.judge.api import Judgment, PairwiseJudge
 from tasks.judge.ranking import Candidates, Method, Ranking, comparisons, rank_many
@@ -110,9 +111,10 @@ class CandidateFields:
     system: str | None = None
     reference: str | None = None  # a field with a reference answer, for `--rank reference`
     id: str | None = None  # a field naming the row in the output, unique (default: file#record)
+    correct: str | None = None  # a field with a correct/incorrect flag per candidate, for `--best-of-k`
 
     def check(self, method: Method) -> None:
-        for key in ("candidates", "prompt", "conversation", "system", "reference", "id"):
+        for key in ("candidates", "prompt", "conversation", "system", "reference", "id", "correct"):
             value = getattr(self, key)
             if (key == "candidates" or value is not None) and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"fields.{key}", f"expected a record field name, got {value!r}")
@@ -140,12 +142,25 @@ def read_candidates(record: dict[str, Any], fields: CandidateFields, method: Met
     return Candidates(conversation, texts, reference)
 
 
+def read_correct(record: dict[str, Any], fields: CandidateFields, count: int) -> tuple[bool, ...]:
+    """The candidates' correctness flags (true/false, or 1/0), one per candidate; RowError otherwise."""
+    assert fields.correct is not None
+    flags = record.get(fields.correct)
+    if not isinstance(flags, list) or len(flags) != count:
+        got = "missing" if flags is None else f"{len(flags)} flags" if isinstance(flags, list) else type(flags).__name__
+        raise RowError(fields.correct, f"expected a list of {count} flags (one per candidate), got {got}")
+    if not all(flag in (True, False, 0, 1) for flag in flags):
+        raise RowError(fields.correct, f"flags are true/false or 1/0, got {flags[:4]!r}")
+    return tuple(bool(flag) for flag in flags)
+
+
 def load_candidates(path: str, fields: CandidateFields, method: Method, max_bad_rows: float = 0.0
-                    ) -> list[tuple[str, Candidates]]:  # fmt: skip
-    """(item id, candidates) of every record of `path` (a file or folder). Unreadable records stop the run
-    (file, record and field named) unless within `max_bad_rows`; ids must be unique."""
+                    ) -> list[tuple[str, Candidates, tuple[bool, ...] | None]]:  # fmt: skip
+    """(item id, candidates, correctness flags when `fields.correct` maps them) of every record of `path` (a file
+    or folder). Unreadable records stop the run (file, record and field named) unless within `max_bad_rows`; ids
+    must be unique."""
     fields.check(method)
-    items: list[tuple[str, Candidates]] = []
+    items: list[tuple[str, Candidates, tuple[bool, ...] | None]] = []
     errors: list[str] = []
     seen: dict[str, str] = {}  # item id -> where it was read
     read = 0
@@ -157,13 +172,14 @@ def load_candidates(path: str, fields: CandidateFields, method: Method, max_bad_
                     raise RowError(record.where, record.reason)
                 name = f"{prefix}#{row}" if fields.id is None else _item_id(record, fields.id)
                 candidates = read_candidates(record, fields, method)
+                correct = read_correct(record, fields, len(candidates.texts)) if fields.correct else None
             except RowError as error:
                 errors.append(f"{where}, record {row}: {error}")
                 continue
             if name in seen:
                 raise JudgeFileError(f"{where}, record {row}: {fields.id}: id {name!r} is also {seen[name]}")
             seen[name] = f"{where}, record {row}"
-            items.append((name, candidates))
+            items.append((name, candidates, correct))
     pairwise.check_bad_rows(path, errors, read, max_bad_rows)
     if not items:
         raise JudgeFileError(f"{path}: no records to rank")
@@ -192,9 +208,9 @@ def rank_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str
                 size += comparisons(method, len(items[end][1].texts))
                 end += 1
             batch = items[start:end]
-            rankings = rank_many(judge, [item for _, item in batch], method, seed)
+            rankings = rank_many(judge, [item for _, item, _ in batch], method, seed)
             rows += [
-                _ranked_row(name, ranking, method, judge) for (name, _), ranking in zip(batch, rankings, strict=True)
+                _ranked_row(name, ranking, method, judge) for (name, _, _), ranking in zip(batch, rankings, strict=True)
             ]
             progress.update(len(batch))
             start = end
@@ -209,3 +225,24 @@ def _ranked_row(name: str, ranking: Ranking, method: Method, judge: PairwiseJudg
              for g in ranking.games]  # fmt: skip
     return {"item_id": name, "method": method, "judge": judge.name, "best": ranking.best,
             "ranking": ranking.order, "scores": ranking.scores, "games": games}  # fmt: skip
+
+
+def best_of_k_file(path: str, fields: CandidateFields, judge: PairwiseJudge, out: str, *,
+                   ks: tuple[int, ...] = KS, seed: int = 0, max_bad_rows: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """Best-of-K on every record of `path` (`tasks.evaluate.best_of_k`): the report as JSON at `out` and the
+    curve as a PNG beside it (`out` with .png); returns the report."""
+    if fields.correct is None:
+        raise ConfigError("fields.correct", "--best-of-k needs the field that flags each candidate correct or not")
+    loaded = load_candidates(path, fields, "knockout", max_bad_rows)
+    prompts = [Graded(name, item, correct) for name, item, correct in loaded if correct is not None]
+    report = {"judge": judge.name, "file": os.path.basename(path), "seed": seed,
+              "best_of_k": best_of_k(judge, prompts, ks, seed=seed),
+              "pairwise": pairwise_accuracy(judge, prompts, seed=seed)}  # fmt: skip
+    _check_requests(judge, out)
+    partial = f"{out}.partial"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=1)
+    os.replace(partial, out)
+    plot(report["best_of_k"], os.path.splitext(out)[0] + ".png", f"best-of-K: {judge.name}")
+    return report

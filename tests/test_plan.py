@@ -22,12 +22,13 @@ from tests.helpers.fake_hub import FakeHub
 SMOKE = ROOT / "recipes" / "smoke.yaml"
 # The smoke recipe's artifact versions: a refactor must not change them. (Issue 22 changed its task on purpose:
 # the refusal task, the rule-following stand-in, cor-compact-v1, the learning stage; then the student's initial
-# weights, `student.tiny.initializer_range: 0.06`, which moved the checkpoints and what is scored from them.)
+# weights, `student.tiny.initializer_range: 0.06`, which moved the checkpoints and what is scored from them;
+# then GRPO's rollout temperature 1.5, which moved rl_checkpoint and what is scored from it.)
 SMOKE_VERSIONS = {
     "preference_pairs": "678d4a23c68471df", "distill_set": "e5a751ad8e557759", "rl_set": "6c0d8c2ec02f0814",
     "teacher_traces": "fe8ee5bd318d4ea4", "sft_examples": "a71da6d95bd0c48b", "filter_rejects": "7cde6105179c63f8",
-    "sft_checkpoint": "5a20f87e3aa6f0ed", "rl_checkpoint": "96acd3f975e7a265", "eval_predictions": "e59d95ec25027879",
-    "eval_scores": "9f6cadc3e29812ef", "learning_scores": "93262f89fb49b06d",
+    "sft_checkpoint": "5a20f87e3aa6f0ed", "rl_checkpoint": "a062f1af5cd41fb7", "eval_predictions": "b9d11327003a8549",
+    "eval_scores": "85c0df0bf200310b", "learning_scores": "e1c8bd06a0391517",
 }  # fmt: skip
 
 

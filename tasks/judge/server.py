@@ -336,7 +336,6 @@ def make_app(judge: PairwiseJudge, *, token: str | None = None, max_body: int = 
 
     app = FastAPI(title="rmr1 serve", summary="A trained pairwise judge as a reward server.", docs_url=None,
                   redoc_url=None, responses={code: {"model": Refusal} for code in (401, 411, 413, 422)})  # fmt: skip
-    app.state.judging = judging
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -249,11 +249,12 @@ def score(judged: pd.DataFrame) -> list[ScoreRow]:
     `<group>/<key>` and `<group>/<key>/τ_b`; groups: model_type, instruction_type, turn, constraint_count)."""
     if judged.empty:
         return []
-    result = score_items(_items(judged))
+    items = _items(judged)
+    result = score_items(items)
     count = len(result["items"])
     rows = []
     for group in GROUPS:
-        sizes = Counter(item.groups[group] for item in _items(judged))
+        sizes = Counter(item.groups[group] for item in items)
         for key, metrics in result["groups"][group].items():
             rows.append(score_row(NAME, "subset", f"{group}/{key}", metrics["accuracy"], sizes[key], judged))
             rows.append(score_row(NAME, "subset", f"{group}/{key}/τ_b", metrics["kendall_tau_b"], sizes[key], judged))

@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 import openai
-from openai.types.chat import ChatCompletion
 
 from data_contracts import ArtifactRef, ArtifactStore
 from tasks.distill.config import DistillConfig, TeacherConfig
 from tasks.distill.stage import distill_traces, distill_version, judge_request
 from tasks.judge.protocol import load_template_set
+from tasks.llm.client import Connection
 from tasks.pull.config import PullConfig, SourceConfig
 from tasks.pull.stage import pull_preferences, pull_version
 from tasks.split.config import SplitConfig
@@ -70,23 +70,25 @@ def distill(distill_set: ArtifactRef, config: DistillConfig, store: ArtifactStor
 async def raw_client(
     base_url: str, messages: list[list[dict[str, str]]], in_flight: int, max_tokens: int, post: bool = False
 ) -> float:
-    """Requests per second of a bare client: `chat.completions.create`, or (post=True) the client's own
-    `post` that the stage uses, which skips `create`'s per-call parameter conversion."""
+    """Requests per second of a bare client: `chat.completions.create`, or (post=True) the stage's own path,
+    one POST on the SDK's pool with its headers (`tasks.llm.client.Connection`), without cache or bookkeeping."""
     client = openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    connection = Connection.open(TeacherConfig(base_url=base_url, max_in_flight=in_flight), KEY)
     gate = asyncio.Semaphore(in_flight)
 
     async def one(message: list[dict[str, str]]) -> None:
         async with gate:
             body = {"model": "teacher", "messages": message, "max_tokens": max_tokens}
             if post:
-                await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+                await connection.post(body)
             else:
-                await client.chat.completions.create(**body)
+                await client.chat.completions.create(**body)  # type: ignore[call-overload]
 
     started = time.perf_counter()
     await asyncio.gather(*(one(m) for m in messages))
     elapsed = time.perf_counter() - started
     await client.close()
+    await connection.close()
     return len(messages) / elapsed
 
 
@@ -139,7 +141,7 @@ def main() -> None:
     )
     print(f"{'distill stage, end to end':<34} {end_to_end:8.1f} {end_to_end / raw:8.2f}")
     print(
-        f"{'bare client.post (the stage path)':<34} {raw_post:8.1f} {raw_post / raw:8.2f}"
+        f"{'bare POST (the stage path)':<34} {raw_post:8.1f} {raw_post / raw:8.2f}"
         f"   stage / this: {send / raw_post:.2f}"
     )
     print(f"target: send phase >= 0.95 x raw: {'MET' if send / raw >= 0.95 else 'NOT MET'}")

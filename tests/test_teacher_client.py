@@ -689,6 +689,45 @@ def test_error_messages_are_scrubbed_of_the_key():
     assert FAKE_KEY not in failure.reason(1) and "***" in failure.reason(1)
 
 
+def test_answers_and_failures_are_read_from_the_wire_as_the_sdk_would():
+    import httpx2
+
+    from tasks.llm.client import _InvalidResponse, _parse_answer, _StatusError
+
+    request = TeacherRequest(messages=({"role": "user", "content": "q"},), model="m", max_tokens=8)
+    body = {"model": "served", "choices": [{"message": {"content": "text"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}}  # fmt: skip
+    answer = _parse_answer(request, body)
+    assert (answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens, answer.model) == (
+        "text",
+        "stop",
+        3,
+        2,
+        "served",
+    )
+    bare = _parse_answer(request, {"choices": [{"message": {"content": ""}}]})  # no usage, no model: defaults
+    assert (bare.text, bare.finish_reason, bare.prompt_tokens, bare.model) == ("", None, 0, "m")
+    for empty in ({"choices": []}, {"choices": [{"message": {"content": None}}]}, [], {"error": "x"}, "text"):
+        with pytest.raises(_InvalidResponse):
+            _parse_answer(request, empty)
+
+    cfg, keep = TeacherConfig(timeout_s=5), lambda text: text
+    limited = _classify(_StatusError(429, {"retry-after": "2"}, "slow down"), cfg, keep)
+    assert (limited.category, limited.retryable, limited.retry_after) == ("rate_limited", True, 2.0)
+    assert _classify(_StatusError(503, {}, ""), cfg, keep).category == "server_error"
+    refused = _classify(_StatusError(400, {}, '{"error": {"message": "bad max_tokens"}}'), cfg, keep)
+    assert not refused.retryable and refused.reason(1) == 'client_error: 400 {"error": {"message": "bad max_tokens"}}'
+    assert (
+        _classify(httpx2.ReadTimeout("slow"), cfg, keep).reason(2) == "timeout: no answer within 5 s after 2 attempts"
+    )
+    assert _classify(httpx2.ConnectError("refused"), cfg, keep).category == "connection"
+    assert (
+        _classify(httpx2.RemoteProtocolError(""), cfg, keep).reason(1)
+        == "connection: RemoteProtocolError after 1 attempts"
+    )
+    assert _classify(ValueError("Expecting value"), cfg, keep).category == "invalid_response"  # a body not JSON
+
+
 @pytest.mark.slow
 def test_throughput_is_at_least_95_percent_of_the_raw_client(tmp_path):
     """bench/-style check: 2,000 requests, 200 ms latency, 64 in flight, raw client first and last."""

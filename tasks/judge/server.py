@@ -334,8 +334,12 @@ def make_app(judge: PairwiseJudge, *, token: str | None = None, max_body: int = 
                 log.exception("rmr1 serve: judging %d pairs failed", len(pairs))
                 raise HTTPException(500, "internal error (see the server log)") from None
 
+    # FastAPI's OpenTelemetry layer off: it asked the global providers on every request (~5% of the serving
+    # loop's CPU, profiled) and, once an exporter is configured, would ship validation errors' messages.
+    off: Any = {"tracing": False, "metrics": False, "logs": False}
     app = FastAPI(title="rmr1 serve", summary="A trained pairwise judge as a reward server.", docs_url=None,
-                  redoc_url=None, responses={code: {"model": Refusal} for code in (401, 411, 413, 422)})  # fmt: skip
+                  redoc_url=None, responses={code: {"model": Refusal} for code in (401, 411, 413, 422)},
+                  telemetry=off)  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

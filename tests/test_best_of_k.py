@@ -94,3 +94,28 @@ def test_rmr1_judge_best_of_k_writes_the_report_and_the_curve(
                      str(out), "--model", "unused"]  # fmt: skip
     assert rmr1(without_flags) != 0
     assert "map `candidates` and `correct`" in capsys.readouterr().err
+
+
+def test_ppe_best_of_k_rows_load_as_they_are_on_the_hub(tmp_path: Path) -> None:
+    """PPE's `*-Best-of-K` layout: one column per answer (`response_1` ... `response_N`, natural order, the last
+    ones null in a row with fewer answers) and `scores`, one flag per answer, read with `candidates: response_*`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks.evaluate.files import CandidateFields, load_candidates
+
+    answers = [f"answer {k} " + "x" * k for k in range(1, 12)]  # response_1 .. response_11; lengths grow with k
+    full = {"question_id": "q1", "prompt": "Solve it.", "scores": [k >= 9 for k in range(1, 12)],
+            **{f"response_{k}": answers[k - 1] for k in range(1, 12)}}  # fmt: skip
+    short = {**full, "question_id": "q2", "scores": [False, True, False],
+             **{f"response_{k}": None for k in range(4, 12)}}  # fmt: skip
+    path = tmp_path / "data" / "test-00000-of-00001.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.Table.from_pylist([full, short]), path)
+    fields = CandidateFields(candidates="response_*", prompt="prompt", correct="scores", id="question_id")
+    items = load_candidates(str(tmp_path), fields, "round_robin")
+    assert [(name, len(c.texts), flags.count(True)) for name, c, flags in items] == [("q1", 11, 3), ("q2", 3, 1)]
+    assert items[0][1].texts == answers  # response_10 after response_9, not after response_1
+    graded = [Graded(name, candidates, flags) for name, candidates, flags in items]
+    [row] = best_of_k(length_judge(), graded[:1], ks=(11,), methods=("knockout",))
+    assert row["pick_accuracy"] == 1.0 and row["comparisons"] == 10  # the longest is correct; n-1 games

@@ -24,6 +24,8 @@ from tasks.evaluate.benchmarks.if_rewardbench import (
     turn_count,
 )
 from tasks.evaluate.config import BenchmarkConfig, EvaluateConfig
+from tasks.evaluate.predictions import score_file
+from tasks.evaluate.scoring import comparison_score, score_predictions, scores_as_dict
 from tasks.evaluate.stage import evaluate_versions
 from tasks.judge.config import JudgeConfig
 from tasks.judge.protocol import Verdict, parse_eval_verdict
@@ -120,6 +122,18 @@ def test_the_length_baseline_scores_the_synthetic_copy_end_to_end(tmp_path: Path
     assert {"instruction_type/Single_Turn", "instruction_type/Multi_Turn", "instruction_type/System_Prompt"} <= set(
         mine.loc["subset"].index
     )
+
+    # `rmr1 score` on the same judgments as a file (a third of the verdicts flipped, the score column left out for
+    # the reader to derive) gives what the stage's scorer gives on them.
+    flipped = predictions.copy()
+    flipped.loc[flipped.index % 3 == 0, "verdict"] = flipped["verdict"].map({"A": "B", "B": "A"})
+    pairs = zip(flipped["verdict"], flipped["chosen_position"], strict=True)
+    flipped["score"] = [comparison_score(verdict, position) for verdict, position in pairs]
+    exported = tmp_path / "judged.jsonl"
+    flipped.drop(columns=["score"]).to_json(exported, orient="records", lines=True)
+    from_file = score_file(str(exported), store)["if_rewardbench"]
+    expected = scores_as_dict(score_predictions(flipped))["if_rewardbench"]
+    assert from_file == expected and from_file["benchmark"]["score"]["score"] < 1.0
 
 
 def test_the_loader_reads_the_official_layout_and_names_a_missing_position_map(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +106,7 @@ class JudgeFileError(UserError, ValueError):
 class CandidateFields:
     """Where N candidate answers to one prompt lie in a record."""
 
-    candidates: str  # a field holding a list of answers (strings)
+    candidates: str  # a field holding a list of answers (strings), or a pattern like `response_*` (one field each)
     prompt: str | None = None  # the context, as in the pair mapping: prompt field(s), or a conversation field
     conversation: str | None = None
     system: str | None = None
@@ -127,7 +128,7 @@ class CandidateFields:
 def read_candidates(record: dict[str, Any], fields: CandidateFields, method: Method) -> Candidates:
     """One record as Candidates; RowError names the record field that is wrong."""
     conversation = map_context(record, fields.prompt, fields.conversation, fields.system)
-    texts = record.get(fields.candidates)
+    texts = _pattern_fields(record, fields.candidates) if "*" in fields.candidates else record.get(fields.candidates)
     if not isinstance(texts, list):
         raise RowError(
             fields.candidates, "missing" if texts is None else f"expected a list, got {type(texts).__name__}"
@@ -140,6 +141,19 @@ def read_candidates(record: dict[str, Any], fields: CandidateFields, method: Met
         raise RowError(fields.candidates, f"{len(texts)} candidate(s); ranking needs at least {least}")
     reference = text_value(record, fields.reference) if method == "reference" and fields.reference else None
     return Candidates(conversation, texts, reference)
+
+
+def _pattern_fields(record: dict[str, Any], pattern: str) -> list[Any] | None:
+    """The values of the fields matching `pattern` (`*` any text), in natural order (`response_2` before
+    `response_10`), as PPE's best-of-K rows hold their answers; fields left empty (null) at the end are not
+    candidates (a row with fewer answers than columns). None when no field matches."""
+    matcher = re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
+    names = sorted((n for n in record if matcher.match(n)), key=lambda n: [int(t) if t.isdigit() else t
+                                                                           for t in re.split(r"(\d+)", n)])  # fmt: skip
+    values = [record[name] for name in names]
+    while values and values[-1] is None:
+        values.pop()
+    return values or None
 
 
 def read_correct(record: dict[str, Any], fields: CandidateFields, count: int) -> tuple[bool, ...]:

@@ -21,6 +21,7 @@ from tasks.evaluate.benchmarks import (
     if_rewardbench,
     judgebench,
     pairwise,
+    ppe_human,
     refusal_task,
     rewardbench,
     rewardbench2,
@@ -37,6 +38,7 @@ REGISTRY: dict[str, Benchmark] = {
     judgebench.NAME: judgebench.BENCHMARK,
     refusal_task.NAME: refusal_task.BENCHMARK,
     if_rewardbench.NAME: if_rewardbench.BENCHMARK,
+    ppe_human.NAME: ppe_human.BENCHMARK,
 }
 SYNTHETIC = "synthetic"
 

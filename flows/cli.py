@@ -486,12 +486,15 @@ def _best_of_k_command(args: argparse.Namespace, fields: Any) -> int:
     with _open_judge(args) as judge:
         report = best_of_k_file(args.file, fields, judge, args.out, ks=ks, seed=args.seed or 0,
                                 max_bad_rows=args.max_bad_rows)  # fmt: skip
-    print(f"{'K':>3} {'method':<12} {'prompts':>7} {'judge':>6} {'random':>6} {'oracle':>6} {'asked':>6} {'sent':>6}")
+    header = ("K", "method", "prompts", "judge", "random", "oracle", "asked", "sent", "tokens")
+    print("{:>3} {:<12} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8}".format(*header))
     for row in report["best_of_k"]:
         print(f"{row['k']:>3} {row['method']:<12} {row['prompts']:>7} {row['pick_accuracy']:>6.3f} "
-              f"{row['random']:>6.3f} {row['oracle']:>6.3f} {row['comparisons']:>6} {row['sent']:>6}")  # fmt: skip
+              f"{row['random']:>6.3f} {row['oracle']:>6.3f} {row['comparisons']:>6} {row['sent']:>6} "
+              f"{row['tokens']:>8}")  # fmt: skip
     pairs = report["pairwise"]
-    print(f"pairwise (correct vs incorrect): {pairs['accuracy']:.3f} on {pairs['pairs']} pairs; "
+    print(f"pairwise (correct vs incorrect): {pairs['accuracy']:.3f} on {pairs['pairs']} pairs "
+          f"({pairs['sent']} sent, {pairs['tokens']} tokens); "
           f"report {args.out}, curve {os.path.splitext(args.out)[0]}.png")  # fmt: skip
     return 0
 

@@ -89,6 +89,8 @@ def test_rmr1_judge_best_of_k_writes_the_report_and_the_curve(
     assert {(r["k"], r["method"]) for r in report["best_of_k"]} == {(k, m) for k in (2, 4, 8)
                                                                     for m in ("knockout", "round_robin")}  # fmt: skip
     assert all(r["prompts"] == 6 and r["pick_accuracy"] == r["oracle"] for r in report["best_of_k"])
+    tokens = {(r["k"], r["method"]): r["tokens"] for r in report["best_of_k"]}  # the traces' output tokens
+    assert 0 < tokens[8, "knockout"] < tokens[8, "round_robin"] and report["pairwise"]["tokens"] > 0
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     without_flags = ["judge", str(data), "--fields", "{prompt: q, candidates: answers}", "--best-of-k", "2", "--out",
                      str(out), "--model", "unused"]  # fmt: skip

@@ -50,7 +50,8 @@ def draw(name: str, n: int, k: int, seed: int) -> list[int]:
 def best_of_k(judge: PairwiseJudge, prompts: Sequence[Graded], ks: Sequence[int] = KS,
               methods: Sequence[Method] = METHODS, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
     """One row per (K, method): prompts used, pick accuracy, random and oracle accuracy on the same draws, the
-    comparisons the picks asked for and the calls sent (the rest came from the judge's cache)."""
+    comparisons the picks asked for, the calls sent (the rest came from the judge's cache) and the output tokens
+    of the judge's traces behind the picks (cached ones included: what the metric costs to measure afresh)."""
     rows = []
     for k in ks:
         used = [p for p in prompts if len(p.correct) >= k]
@@ -71,6 +72,7 @@ def best_of_k(judge: PairwiseJudge, prompts: Sequence[Graded], ks: Sequence[int]
                 "random": fmean(fmean(map(float, f)) for f in flags),
                 "oracle": fmean(float(any(f)) for f in flags),
                 "comparisons": sum(comparisons(method, k) for _ in used), "sent": judge.calls - before,
+                "tokens": sum(game.judgment.tokens for r in rankings for game in r.games),
             })  # fmt: skip
     return rows
 
@@ -94,7 +96,8 @@ def pairwise_accuracy(judge: PairwiseJudge, prompts: Sequence[Graded], max_pairs
     before = judge.calls
     judgments = judge.compare_many(pairs)
     scores = [game_points(j)[0 if correct_first else 1] for j, correct_first in zip(judgments, first, strict=True)]
-    return {"pairs": len(pairs), "accuracy": fmean(scores) if scores else 0.0, "sent": judge.calls - before}
+    return {"pairs": len(pairs), "accuracy": fmean(scores) if scores else 0.0, "sent": judge.calls - before,
+            "tokens": sum(j.tokens for j in judgments)}  # fmt: skip
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str, title: str) -> str:

@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(knockout and round robin picks beside random and oracle, and pairwise accuracy); --out is a .json "
         "report, the curve a .png beside it. --seed seeds the draws.",
     )
+    judge.add_argument(
+        "--ui",
+        action="store_true",
+        help="With --best-of-k: also show the report and its curve in the Prefect UI (artifacts keyed "
+        "best-of-k-<out file name>; needs PREFECT_API_URL).",
+    )
     judge.add_argument("--name", help="The benchmark name the rows carry (a custom set's); default 'judged'.")
     judge.add_argument("--subset", help="A record field that splits the score.")
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
@@ -441,6 +447,8 @@ def judge_command(args: argparse.Namespace) -> int:
     ranking = isinstance(fields, CandidateFields)
     if args.best_of_k is not None:
         return _best_of_k_command(args, fields)
+    if args.ui:
+        raise RecipeError("rmr1 judge --ui: only a --best-of-k report is shown in the Prefect UI")
     ignored = ["--name", "--subset"] if ranking else ["--rank", "--seed"]
     given = [flag for flag in ignored if getattr(args, flag[2:]) is not None]
     if given:
@@ -465,12 +473,20 @@ def judge_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prefect_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 def _best_of_k_command(args: argparse.Namespace, fields: Any) -> int:
     """`rmr1 judge FILE --best-of-k 2,4,8`: the report (JSON) and its curve (PNG), and a table on the terminal."""
     from tasks.evaluate.files import CandidateFields, best_of_k_file
 
     if not isinstance(fields, CandidateFields) or fields.correct is None:
         raise RecipeError("rmr1 judge --best-of-k: map `candidates` and `correct` in --fields")
+    if args.ui and not _prefect_api_url():
+        raise RecipeError("rmr1 judge --ui: set PREFECT_API_URL to the Prefect server whose UI should show the report")
     given = [flag for flag in ("--rank", "--name", "--subset") if getattr(args, flag[2:]) is not None]
     if given:
         raise RecipeError(f"rmr1 judge --best-of-k: {' and '.join(given)} mean nothing here (both picks are run)")
@@ -492,6 +508,13 @@ def _best_of_k_command(args: argparse.Namespace, fields: Any) -> int:
         print(f"{row['k']:>3} {row['method']:<12} {row['prompts']:>7} {row['pick_accuracy']:>6.3f} "
               f"{row['random']:>6.3f} {row['oracle']:>6.3f} {row['comparisons']:>6} {row['sent']:>6} "
               f"{row['tokens']:>8}")  # fmt: skip
+    if args.ui:
+        from flows.rankings import show_best_of_k
+
+        key = show_best_of_k(
+            report, os.path.splitext(args.out)[0] + ".png", os.path.splitext(os.path.basename(args.out))[0]
+        )
+        print(f"in the Prefect UI: artifacts {key} and {key}-curve")
     pairs = report["pairwise"]
     print(f"pairwise (correct vs incorrect): {pairs['accuracy']:.3f} on {pairs['pairs']} pairs "
           f"({pairs['sent']} sent, {pairs['tokens']} tokens); "

@@ -121,3 +121,34 @@ def test_ppe_best_of_k_rows_load_as_they_are_on_the_hub(tmp_path: Path) -> None:
     graded = [Graded(name, candidates, flags) for name, candidates, flags in items]
     [row] = best_of_k(length_judge(), graded[:1], ks=(11,), methods=("knockout",))
     assert row["pick_accuracy"] == 1.0 and row["comparisons"] == 10  # the longest is correct; n-1 games
+
+
+def test_best_of_k_shows_its_table_and_curve_in_the_prefect_ui(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: dict[str, str]
+) -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"q": f"question {p.name}", "answers": list(p.candidates.texts), "ok": list(p.correct)}
+            for p in prompts(3, longer_is_correct=True)]  # fmt: skip
+    data = tmp_path / "candidates.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "Support Set v2.json"
+    command = ["judge", str(data), "--fields", "{prompt: q, candidates: answers, correct: ok}", "--best-of-k", "2,4",
+               "--out", str(out), "--artifacts", str(tmp_path / "artifacts"), "--ui"]  # fmt: skip
+    url = prefect_server["PREFECT_API_URL"]
+    with StandinTeacher() as server:
+        endpoint = ["--endpoint", server.base_url, "--served-model", "judge"]
+        assert rmr1([*command, *endpoint]) != 0  # no Prefect API configured: refused before judging anything
+        assert not out.exists()
+        with temporary_settings({PREFECT_API_URL: url}):
+            assert rmr1([*command, *endpoint]) == 0
+    found = httpx.post(f"{url}/artifacts/filter", json={"artifacts": {"key": {"like_": "best-of-k-support-set-v2"}}})
+    by_key = {a["key"]: a for a in found.json()}
+    assert set(by_key) == {"best-of-k-support-set-v2", "best-of-k-support-set-v2-curve"}
+    table = json.loads(by_key["best-of-k-support-set-v2"]["data"])
+    assert [(r["K"], r["method"]) for r in table] == [(2, "knockout"), (2, "round_robin"), (4, "knockout"),
+                                                      (4, "round_robin")]  # fmt: skip
+    assert all(r["judge"] == r["oracle"] and r["tokens"] > 0 for r in table)
+    assert "data:image/png;base64,iVBORw0KGgo" in by_key["best-of-k-support-set-v2-curve"]["data"]

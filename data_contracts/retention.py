@@ -7,7 +7,16 @@ its lineage. `collect` is the edge: it removes what a plan says, newest first (a
 was built from, so a killed run never leaves an artifact whose upstream is gone), each one unpublished
 before its files go. It only ever sees published artifacts (`ArtifactStore.list`): a writer's temporary
 folder, a version folder without a manifest (a publish in progress on an object store), the scratch folders
-and the request caches (hidden folders) are never touched.
+and the request caches (hidden folders) are never touched by it.
+
+`find_litter` / `sweep_litter` are the other half of gc: what killed writers and publishers leave behind on
+any root. A table writer's `.tmp-*` folder under its kind (local roots and object stores alike), and on object
+stores an `attempt-*` prefix under a version folder that no manifest lists (a publisher killed before its
+conditional create of the manifest, or one that lost the race and died before removing its files). Neither is
+ever read. A publish in progress is never taken for litter: every file of a candidate must be older than the
+litter age (24 h by default). A writer or publisher at work writes its files one after another and the
+manifest last, so its newest file is at most one file's write old; an attempt a manifest lists is published,
+never litter, whatever its age.
 
 A run planned before the collection may still be about to read an artifact the collection removes: `--older-than`
 longer than a pipeline run is the guard.
@@ -20,13 +29,14 @@ import datetime as dt
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from data_contracts.errors import UserError
-from data_contracts.store import MANIFEST, TEMP_PREFIX, ArtifactStore, file_key
+from data_contracts.store import ATTEMPT_PREFIX, MANIFEST, STALE_TEMP_SECONDS, TEMP_PREFIX, ArtifactStore, file_key
 
 Key = tuple[str, str]  # (kind, version)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -152,6 +162,106 @@ def collect_garbage(
     age = parse_age(older_than) if older_than else None
     plan = plan_retention(store.list(), keep, kind=kind, older_than=age)
     return plan, collect(store, plan, dry_run=dry_run)
+
+
+# ---------------------------------------------------------------- litter: what killed writers leave
+
+LITTER_AGE = dt.timedelta(seconds=STALE_TEMP_SECONDS)
+
+
+@dataclass(frozen=True)
+class Litter:
+    path: str  # under the root: KIND/.tmp-… or KIND/VERSION/attempt-…
+    what: Literal["temporary folder", "unlisted attempt"]
+    bytes: int
+    age_s: float  # since its newest file was written
+
+
+def _modified(info: dict[str, Any]) -> float | None:
+    """When a file was last written (epoch seconds), from what fsspec reports (local `mtime`, S3
+    `LastModified`, others `last_modified` / `created`); None when it does not say."""
+    for name in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(name)
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _candidates(
+    store: ArtifactStore, kind: str | None
+) -> list[tuple[str, Literal["temporary folder", "unlisted attempt"]]]:
+    """Paths that would be litter if old enough: temporary folders, and attempts no manifest lists."""
+    found: list[tuple[str, Literal["temporary folder", "unlisted attempt"]]] = []
+    if not store.fs.exists(store.root):
+        return found
+    kinds = [kind] if kind else sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.root, detail=False))
+    for name in kinds:
+        kind_folder = f"{store.root}/{name}"
+        if name.startswith(".") or not store.fs.isdir(kind_folder):
+            continue
+        for entry in sorted(store.fs.ls(kind_folder, detail=False)):
+            entry_name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if entry_name.startswith(TEMP_PREFIX):
+                found.append((f"{kind_folder}/{entry_name}", "temporary folder"))
+            elif not store.local and not entry_name.startswith(".") and store.fs.isdir(entry):
+                version_folder = f"{kind_folder}/{entry_name}"
+                attempts = [p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(version_folder, detail=False)]
+                attempts = [a for a in attempts if a.startswith(ATTEMPT_PREFIX)]
+                if not attempts:
+                    continue
+                ref = store.get(name, entry_name)
+                files = store.manifest(ref)["files"] if ref is not None else []
+                listed = {file_key(f).split("/", 1)[0] for f in files if "key" in f}
+                found += [(f"{version_folder}/{a}", "unlisted attempt") for a in sorted(attempts) if a not in listed]
+    return found
+
+
+def find_litter(
+    store: ArtifactStore, min_age: dt.timedelta = LITTER_AGE, *, kind: str | None = None, now: float | None = None
+) -> list[Litter]:
+    """Temporary folders and unlisted attempts (of `kind`, or all kinds) whose every file is older than
+    `min_age`, with their sizes. Something that cannot be dated is left alone."""
+    now = time.time() if now is None else now
+    litter = []
+    for path, what in _candidates(store, kind):
+        store.fs.invalidate_cache(path)
+        infos = list(store.fs.find(path, detail=True, withdirs=False).values()) or [store.fs.info(path)]
+        times = [_modified(info) for info in infos]
+        if any(t is None for t in times):
+            continue
+        age = now - max(t for t in times if t is not None)
+        if age >= min_age.total_seconds():
+            relative = path[len(store.root) + 1 :]
+            litter.append(Litter(relative, what, sum(int(i.get("size") or 0) for i in infos), age))
+    return litter
+
+
+def sweep_litter(
+    store: ArtifactStore, min_age: dt.timedelta = LITTER_AGE, *, kind: str | None = None, dry_run: bool = False
+) -> list[Litter]:
+    """Remove what `find_litter` finds (nothing when `dry_run`); what was (or would be) removed."""
+    litter = find_litter(store, min_age, kind=kind)
+    if not dry_run:
+        for item in litter:
+            path = f"{store.root}/{item.path}"
+            if store.local:
+                shutil.rmtree(path, ignore_errors=True)
+            elif store.fs.exists(path):
+                store.fs.rm(path, recursive=True)
+    return litter
+
+
+def litter_report(litter: list[Litter], *, dry_run: bool) -> str:
+    """One line per leftover (path, what, size, age) and the total, as the CLI and the flow print it."""
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb} {item.path}  ({item.what}, {human_bytes(item.bytes)}, {item.age_s / 3600:.1f} h old)"
+             for item in litter]  # fmt: skip
+    total = sum(item.bytes for item in litter)
+    lines.append(f"{len(litter)} leftover(s) of killed writers {verb.replace('would remove', 'to remove')}; "
+                 f"{human_bytes(total)} ({total} bytes)")  # fmt: skip
+    return "\n".join(lines)
 
 
 def human_bytes(count: int) -> str:

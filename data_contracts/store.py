@@ -19,6 +19,7 @@ The store never decides versions (see `versioning.py`) and never interprets rows
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -28,8 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,14 @@ def cache_dir() -> str:
 
 class ArtifactMissing(UserError, FileNotFoundError):
     """The artifact asked for is not published under this root."""
+
+
+class PublishedMeanwhile(Exception):
+    """What a run was about to publish was published by another run while this one waited for the scratch lock."""
+
+    def __init__(self, refs: list[ArtifactRef]) -> None:
+        super().__init__(", ".join(map(str, refs)) + ": published by another run while this one waited")
+        self.refs = refs
 
 
 class ArtifactNotFound(UserError, LookupError):
@@ -130,6 +138,27 @@ class ArtifactStore:
                 with self.fs.open(path, "rb") as handle:
                     tables.append(pq.read_table(pa.BufferReader(handle.read()), columns=columns))
         return pa.concat_tables(tables)
+
+    def batches(
+        self, ref: ArtifactRef, columns: list[str] | None = None, batch_size: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """The artifact's rows in order, a batch at a time, and only `columns`: each part is opened when the
+        reader gets to it and its row groups are read as they are consumed, so a reader that stops early pays
+        for what it read (on object stores too: ranged reads of the footer and of those row groups)."""
+        folder = self.folder(ref.kind, ref.version)
+        for part in self.manifest(ref)["files"]:
+            path = f"{folder}/{file_key(part)}"
+            with self.fs.open(path, "rb") as handle:
+                parquet = pq.ParquetFile(handle, pre_buffer=False)
+                yield from parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+    def column_names(self, ref: ArtifactRef) -> list[str]:
+        """The artifact's columns, from its first part's footer (no rows read)."""
+        files = self.manifest(ref)["files"]
+        if not files:
+            return []
+        with self.fs.open(f"{self.folder(ref.kind, ref.version)}/{file_key(files[0])}", "rb") as handle:
+            return list(pq.ParquetFile(handle).schema_arrow.names)
 
     def file(self, ref: ArtifactRef, name: str) -> str | None:
         """Where the artifact's file `name` (its path in the manifest) lies, or None when it has no such file."""
@@ -272,12 +301,29 @@ class ArtifactStore:
         os.makedirs(path, exist_ok=True)
         return path
 
+    @contextlib.contextmanager
     def scratch(
-        self, stage: str, version: str, wait_s: float | None = None, *, node: int = 0
-    ) -> AbstractContextManager[str]:
+        self,
+        stage: str,
+        version: str,
+        wait_s: float | None = None,
+        *,
+        node: int = 0,
+        publishes: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
         """`work_dir` held under an exclusive lock for a `with` block: how stages enter their scratch
-        (a second run of the same version waits or fails naming the holder; see `scratch.py`)."""
-        return locked_scratch(self.work_dir(stage, version), wait_s, node=node)
+        (a second run of the same version waits or fails naming the holder; see `scratch.py`).
+
+        `publishes` (kind -> version): what the run will publish. Checked again once the lock is held: a run
+        that waited while another published all of it raises `PublishedMeanwhile` instead of doing the work again
+        (the runner reports the step skipped)."""
+        with locked_scratch(self.work_dir(stage, version), wait_s, node=node) as work_dir:
+            if publishes:
+                self.fs.invalidate_cache()
+                found = [self.get(kind, v) for kind, v in publishes.items()]
+                if all(ref is not None for ref in found):
+                    raise PublishedMeanwhile([ref for ref in found if ref is not None])
+            yield work_dir
 
     def remove_stale_temporaries(self, kind: str, max_age_seconds: float = STALE_TEMP_SECONDS) -> list[str]:
         """Delete temporary folders of writers killed long ago (local roots); return what was removed."""

@@ -4,7 +4,8 @@
     rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
-    rmr1 artifacts gc --keep N [--kind KIND] [--older-than AGE] [--dry-run] [--compact-cache] [--artifacts DIR]
+    rmr1 artifacts gc --keep N [--kind KIND] [--older-than AGE] [--litter-age AGE] [--dry-run] [--compact-cache]
+                      [--artifacts DIR]
     rmr1 show KIND[/VERSION] [--rows N] [--where COL=VALUE ...] [--chars N] [--artifacts DIR]
     rmr1 score FILE [--artifacts DIR] [--allow-tie]
     rmr1 serve [--checkpoint KIND[/VERSION] | --model PATH | --endpoint URL --served-model NAME] [--port 8000]
@@ -32,6 +33,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 import yaml
 
 from data_contracts import ArtifactRef, ArtifactStore
@@ -164,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--older-than", metavar="AGE", help="gc: remove only artifacts older than AGE (7d, 12h).")
     listing.add_argument("--dry-run", action="store_true", help="gc: print what would be removed; remove nothing.")
     listing.add_argument(
+        "--litter-age",
+        metavar="AGE",
+        default="24h",
+        help="gc: also remove what killed writers left (temporary folders; on object stores, attempts no manifest "
+        "lists) once every file of it is older than AGE (default 24h; a publish in progress writes more often).",
+    )
+    listing.add_argument(
         "--compact-cache",
         action="store_true",
         help="gc: also drop teacher answers older than --older-than that no kept teacher_traces/filter_rejects names.",
@@ -204,7 +213,7 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
 
 def collect_artifacts(args: argparse.Namespace) -> str:
     """`rmr1 artifacts gc`: remove all but the newest --keep versions of each kind and their lineage."""
-    from data_contracts.retention import BadRetention, collect_garbage, parse_age, report
+    from data_contracts.retention import BadRetention, collect_garbage, litter_report, parse_age, report, sweep_litter
 
     if args.keep is None or args.lineage:
         raise BadRetention("rmr1 artifacts gc: give --keep N (versions of each kind to keep); --lineage is for listing")
@@ -218,10 +227,13 @@ def collect_artifacts(args: argparse.Namespace) -> str:
         known = sorted({m["kind"] for m in store.list()})
         raise BadRetention(f"rmr1 artifacts gc --kind {args.kind}: nothing of that kind under {store.uri(store.root)}; "
                            f"published kinds: {', '.join(known) or 'none'}")  # fmt: skip
+    litter_age = parse_age(args.litter_age)
     plan, removals = collect_garbage(store, args.keep, kind=args.kind, older_than=args.older_than, dry_run=args.dry_run)
+    litter = sweep_litter(store, litter_age, kind=args.kind, dry_run=args.dry_run)
     lines = [
         f"rmr1: artifacts gc under {store.uri(store.root)}",
         report(removals, len(plan.keep), dry_run=args.dry_run),
+        litter_report(litter, dry_run=args.dry_run),
     ]
     if args.compact_cache:
         from tasks.llm.cache import compact_request_cache
@@ -344,23 +356,48 @@ def _value_lines(column: str, text: str, chars: int) -> list[str]:
     return [f"{column}:", *(f"  {piece}" for piece in wrapped)]
 
 
+def _matches(column: pa.Array, value: str) -> list[bool]:
+    """Where `column` shows as `value` (`as_text`): compared in Arrow for text columns, else cell by cell."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pc.fill_null(pc.equal(column, value), False).to_pylist()  # type: ignore[no-any-return]
+    return [as_text(cell) == value for cell in column.to_pylist()]
+
+
 def show_rows(store: ArtifactStore, target: str, rows: int = 5, where: Sequence[str] = (),
               chars: int = SHOW_CHARS) -> str:  # fmt: skip
-    """Rows of a published table artifact, one block per row (`column: value`), those matching every `where`."""
+    """Rows of a published table artifact, one block per row (`column: value`), those matching every `where`.
+
+    It reads what it prints: without `where`, the first row groups of the first parts, all columns; with it,
+    only the `where` columns of every row (to count the matches), then the rows it shows."""
     if rows < 0:
         raise RecipeError(f"--rows {rows}: expected 0 or more")
     ref = store.resolve(target, "show")
     if ref.kind in FOLDER_KINDS:
         raise ArtifactNotFound(f"show {ref}: a folder of files (a model checkpoint), not rows; see {ref.uri}")
-    table = store.read_table(ref)
-    conditions = _conditions(where, ref, table.column_names)
+    manifest = store.manifest(ref)
+    total = int(manifest.get("rows") or sum(int(f.get("rows") or 0) for f in manifest["files"]))
+    conditions = _conditions(where, ref, store.column_names(ref))
     if conditions:
-        numbered = enumerate(row for batch in table.to_batches() for row in batch.to_pylist())
-        matches = [(index, row) for index, row in numbered if all(as_text(row[c]) == v for c, v in conditions)]
-        matching, picked = len(matches), matches[:rows]
+        wanted, matching, offset = [], 0, 0
+        for batch in store.batches(ref, columns=list(dict.fromkeys(c for c, _ in conditions))):
+            hits = [all(row) for row in zip(*(_matches(batch.column(c), v) for c, v in conditions), strict=True)]
+            found = [offset + k for k, hit in enumerate(hits) if hit]
+            matching += len(found)
+            wanted += found[: rows - len(wanted)]
+            offset += batch.num_rows
     else:
-        matching, picked = table.num_rows, list(enumerate(table.slice(0, rows).to_pylist()))
-    which = f"{matching} of {table.num_rows} rows match {' and '.join(where)}" if where else f"{table.num_rows} rows"
+        matching, wanted = total, list(range(min(rows, total)))
+    picked: list[tuple[int, dict[str, Any]]] = []
+    if wanted:
+        offset, keep = 0, set(wanted)
+        for batch in store.batches(ref, batch_size=max(64, min(rows, 65_536))):
+            picked += [(offset + k, row) for k, row in enumerate(batch.to_pylist()) if offset + k in keep]
+            offset += batch.num_rows
+            if offset > wanted[-1]:
+                break
+    which = f"{matching} of {total} rows match {' and '.join(where)}" if where else f"{total} rows"
     lines = [f"{ref}: {which}; showing {len(picked)}"]
     for index, row in picked:
         lines += ["", f"── row {index} ──"]

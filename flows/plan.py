@@ -8,17 +8,21 @@ one up in the store: published (skipped), will run, reused (before `--from`) or 
 `Plan.recipe` is the pinned recipe, so every step loads exactly the commits its version was computed from.
 `execute` runs the steps that need it, in order, through a step runner: in this process by default; the
 Prefect flows pass one that wraps a step in a flow run or hands it to a deployment. Nothing here imports
-Prefect, and no stage decides for itself whether it is already done.
+Prefect, and no stage decides for itself whether it is already done: a run that waited for a stage version's
+scratch lock while another run published it is told so by the store (`PublishedMeanwhile`) and reported
+skipped here, as the plan would have.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
+from data_contracts.store import PublishedMeanwhile
 from tasks.distill.stage import STAGE as DISTILL
 from tasks.evaluate.stage import STAGE as EVALUATE
 from tasks.filter.stage import STAGE as FILTER
@@ -35,6 +39,8 @@ STAGES: tuple[Stage, ...] = (PULL, SPLIT, DISTILL, FILTER, SFT, RL, EVALUATE, LE
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 BY_NAME = {stage.name: stage for stage in STAGES}
 PRODUCER = {kind: stage.name for stage in STAGES for kind in stage.writes}
+
+log = logging.getLogger(__name__)
 
 
 class MissingUpstream(UserError):
@@ -174,15 +180,19 @@ def _needed(name: str, recipe: Recipe) -> list[str]:
     return [stage for stage in STAGE_NAMES if stage in needed]
 
 
-StepRunner = Callable[[Step], StageResult]
+StepRunner = Callable[[Step], StageResult | None]  # None: published by another run meanwhile (skipped)
 
 
 def run_here(plan: Plan, on_progress: ProgressCallback | None = None, shard_runner: Any = None) -> StepRunner:
     """A step runner that runs each stage in this process."""
 
-    def run(step: Step) -> StageResult:
+    def run(step: Step) -> StageResult | None:
         stage_run = StageRun(plan.recipe, plan.store, step.inputs, step.versions, on_progress, shard_runner)
-        return step.stage.run(stage_run)
+        try:
+            return step.stage.run(stage_run)
+        except PublishedMeanwhile as published:  # it waited for the scratch lock while another run published
+            log.info("%s: %s; skipped, nothing redone", step.name, published)
+            return None
 
     return run
 

@@ -324,3 +324,38 @@ def test_show_prints_the_rows_that_match_every_where_one_block_each_long_values_
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "filter_rejects/abd456: 1 rows; showing 1"
     assert done.stdout.splitlines()[-1] == "False"
+
+
+def test_show_reads_only_the_parts_it_prints_and_counts_matches_from_the_where_columns(tmp_path: Path) -> None:
+    """Four parts of 50 rows: three rows open the first part only; a `--where` reads its column from every part
+    (to count) and the rows it shows, numbered across parts."""
+    import pyarrow as pa
+
+    from data_contracts import ArtifactStore
+    from data_contracts.kinds import PREFERENCE_PAIRS
+    from flows.cli import show_rows
+    from tests.helpers.store_worker import pair_rows
+
+    store = ArtifactStore(tmp_path)
+    with store.writer(PREFERENCE_PAIRS, "v1", rows_per_part=50) as writer:
+        writer.write_valid(pa.Table.from_pylist(pair_rows(0, 200), schema=PREFERENCE_PAIRS.schema))
+        writer.commit()
+    opened: list[str] = []
+    real_open = store.fs.open
+
+    def recording_open(path: str, *args: object, **kwargs: object) -> object:
+        opened.append(path.rsplit("/", 1)[-1])
+        return real_open(path, *args, **kwargs)
+
+    store.fs.open = recording_open  # type: ignore[method-assign]
+    text = show_rows(store, "preference_pairs/v1", rows=3)
+    assert text.startswith("preference_pairs/v1: 200 rows; showing 3") and "── row 2 ──" in text
+    assert {name for name in opened if name.startswith("part-")} == {"part-00000.parquet"}
+
+    opened.clear()
+    text = show_rows(store, "preference_pairs/v1", rows=2, where=["domain=math", "source=worker"])
+    assert text.splitlines()[0] == "preference_pairs/v1: 50 of 200 rows match domain=math and source=worker; showing 2"
+    assert "── row 3 ──\npair_id: pair-000003" in text and "── row 7 ──" in text  # domain cycles chat/safety/code/math
+    assert sorted({name for name in opened if name.startswith("part-")}) == [f"part-0000{k}.parquet" for k in range(4)]
+    late = show_rows(store, "preference_pairs/v1", rows=1, where=["pair_id=pair-000187"])
+    assert late.splitlines()[0].startswith("preference_pairs/v1: 1 of 200 rows") and "── row 187 ──" in late

@@ -198,8 +198,21 @@ def test_gc_on_an_object_store_root_removes_manifest_and_files(tmp_path: Path) -
         fs.rm(f"/gc-{tmp_path.name}", recursive=True)
 
 
+def _leftovers(root: Path) -> tuple[Path, Path]:
+    """A killed writer's temporary folder from two days ago, and one a writer is filling now."""
+    kind = next(p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith("."))
+    old, new = kind / ".tmp-v9-0123abcd", kind / ".tmp-v9-4567cdef"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"x" * 1000)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old / "part-00000.parquet", (two_days_ago, two_days_ago))
+    return old, new
+
+
 def test_cli_dry_run_prints_the_removals_and_changes_nothing(store: ArtifactStore, tmp_path: Path) -> None:
     root = Path(store.root)
+    old, new = _leftovers(root)
     before = _tree(root)
     result = rmr1("artifacts", "gc", "--keep", "1", "--dry-run", "--artifacts", str(root), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -207,7 +220,10 @@ def test_cli_dry_run_prints_the_removals_and_changes_nothing(store: ArtifactStor
     lines = result.stdout.splitlines()
     for kind, version in REMOVED_AT_KEEP_1:
         assert any(line.startswith(f"would remove {kind}/{version} ") for line in lines), result.stdout
-    assert lines[-1].startswith("4 to remove, 6 kept; would free ")
+    assert lines[len(REMOVED_AT_KEEP_1) + 1].startswith("4 to remove, 6 kept; would free ")  # then the leftovers
+    leftover = f"would remove {old.parent.name}/{old.name}  (temporary folder, 1000 B, 48.0 h old)"
+    assert leftover in lines and not any(new.name in line for line in lines)
+    assert lines[-1] == "1 leftover(s) of killed writers to remove; 1000 B (1000 bytes)"
 
 
 def test_cli_gc_removes_and_reports_each_size_and_the_total(store: ArtifactStore, tmp_path: Path) -> None:
@@ -216,12 +232,16 @@ def test_cli_gc_removes_and_reports_each_size_and_the_total(store: ArtifactStore
         (kind, version): sum(p.stat().st_size for p in (root / kind / version).rglob("*") if p.is_file())
         for kind, version in REMOVED_AT_KEEP_1
     }
+    old, new = _leftovers(root)
     result = rmr1("artifacts", "gc", "--keep", "1", "--artifacts", str(root), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for (kind, version), size in sizes.items():
         assert f"removed {kind}/{version} " in result.stdout and f"({size} bytes)" in result.stdout
         assert not (root / kind / version).exists()
-    assert result.stdout.splitlines()[-1].endswith(f"({sum(sizes.values())} bytes)")
+    summary = result.stdout.splitlines()[len(REMOVED_AT_KEEP_1) + 1]
+    assert summary.startswith("4 removed, 6 kept; freed ") and summary.endswith(f"({sum(sizes.values())} bytes)")
+    assert not old.exists() and new.exists()  # the fresh one may be a writer at work
+    assert result.stdout.splitlines()[-1] == "1 leftover(s) of killed writers removed; 1000 B (1000 bytes)"
     assert _published(store) == _lineage_closure_of_newest(store, 1)
 
 

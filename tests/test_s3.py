@@ -210,3 +210,69 @@ def test_a_manifest_create_retried_after_it_succeeded_keeps_the_artifact(
     with pytest.raises(OSError, match="needs conditional creates"), store.writer(PREFERENCE_PAIRS, "v2") as writer:
         writer.write_valid(_table(0, 10))
         writer.commit()
+
+
+def _kill_at(point: str, root: str, version: str, env: dict[str, str]) -> None:
+    """A publisher of `version` SIGKILLed at `point` (tests/helpers/store_worker.py `die`)."""
+    command = [sys.executable, str(WORKER), "die", root, version, point]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "at-point", point
+    finally:
+        child.kill()  # SIGKILL: no `finally`, no abort
+        child.wait(timeout=30)
+
+
+def test_gc_sweeps_what_killed_publishers_left_and_nothing_else(
+    s3_root: str, s3_server: dict[str, str], tmp_path: Path
+) -> None:
+    """Publishers SIGKILLed mid-write, mid-move and before the manifest, and a race loser that died before
+    removing its files: gc finds each leftover once it is older than the litter age, reports sizes, --dry-run
+    removes nothing, the real run removes them all; the published artifacts stay intact and readable, and a
+    publish in progress at that moment (writing every 20 ms) is untouched and publishes afterwards."""
+    from data_contracts.retention import find_litter, parse_age
+    from flows.cli import main as rmr1
+
+    store = ArtifactStore(s3_root)
+    env = {**s3_server, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with store.writer(PREFERENCE_PAIRS, "kept") as writer:
+        writer.write_valid(_table(0, 10))
+        kept = writer.commit()
+    for point in ("mid-write", "mid-move", "before-manifest"):
+        _kill_at(point, s3_root, point, env)
+    loser = f"{store.folder(KIND, 'kept')}/{ATTEMPT_PREFIX}deadbeef0000/part-00000.parquet"
+    store.fs.pipe_file(loser, b"a race loser's part, never listed")
+    release = tmp_path / "release"
+    live = subprocess.Popen([sys.executable, str(WORKER), "slow", s3_root, "live", str(release)],
+                            stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == "first-batch-written"
+        time.sleep(3.5)  # the dead ones' files are now older than the 3 s litter age; the live writer's are not
+
+        gc = ["artifacts", "gc", "--keep", "5", "--litter-age", "3s", "--artifacts", s3_root]
+        assert rmr1([*gc, "--dry-run"]) == 0
+        store.fs.invalidate_cache()
+        leftovers = find_litter(store, parse_age("3s"))
+        assert {item.what for item in leftovers} == {"temporary folder", "unlisted attempt"}
+        paths = {item.path for item in leftovers}
+        assert any(p.startswith(f"{KIND}/.tmp-mid-write-") for p in paths)  # the killed writer's parts
+        assert any(p.startswith(f"{KIND}/.tmp-mid-move-") for p in paths)  # the parts not moved yet
+        assert any(p.startswith(f"{KIND}/mid-move/{ATTEMPT_PREFIX}") for p in paths)  # the part moved
+        assert any(p.startswith(f"{KIND}/before-manifest/{ATTEMPT_PREFIX}") for p in paths)
+        assert f"{KIND}/kept/{ATTEMPT_PREFIX}deadbeef0000" in paths
+        assert not any("live" in p for p in paths)  # a publish in progress is never litter
+        assert len(paths) == 5 and all(item.bytes > 0 for item in leftovers)
+
+        assert rmr1(gc) == 0
+        store.fs.invalidate_cache()
+        remaining = find_litter(store, parse_age("0s"))  # at any age: only the live writer's folder is left
+        assert [item.path.startswith(f"{KIND}/.tmp-live-") for item in remaining] == [True]
+        release.touch()
+        assert live.wait(timeout=60) == 0
+    finally:
+        live.kill()
+    store.fs.invalidate_cache()
+    assert store.verify(kept) == [] and store.read_table(kept).to_pylist() == pair_rows(0, 10)
+    assert store.read_table(store.require(KIND, "live")).num_rows >= 5
+    assert {m["version"] for m in store.list()} == {"kept", "live"}
+    assert find_litter(store, parse_age("0s")) == []

@@ -198,3 +198,38 @@ def test_the_evaluate_stage_enters_its_scratch_under_the_lock(tmp_path: Path) ->
     result = evaluate_judge(config, store, None, versions=versions)  # released: the next run goes through
     assert result.outputs[EVAL_PREDICTIONS.kind].version == versions[EVAL_PREDICTIONS.kind]
     assert not os.path.exists(scratch) and not os.path.exists(lock_path(scratch))
+
+
+def test_a_run_that_waited_while_another_published_skips_and_redoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run B of an evaluate step waits for the scratch lock (RMR1_SCRATCH_WAIT) held by run A; A publishes the
+    versions and leaves. B then finds them published: the step is reported skipped (no result), nothing is
+    judged again and what A published stays as A wrote it."""
+    import shutil
+
+    from flows.plan import execute, make_plan
+    from flows.recipe import load_recipe
+
+    benchmarks = "evaluate.benchmarks=[{name: rewardbench, path: synthetic}, {name: rm_bench, path: synthetic}]"
+    recipe = load_recipe(ROOT / "recipes" / "eval-length-baseline.yaml", [benchmarks])
+    store = ArtifactStore(tmp_path / "artifacts")
+    plan = make_plan(recipe, store)
+    [step] = [s for s in plan.steps if s.runs]
+    assert step.name == "evaluate"
+    monkeypatch.setenv("RMR1_SCRATCH_WAIT", "60")
+    heard: list[object] = []
+    b = threading.Thread(target=lambda: execute(plan, on_step=lambda s, result: heard.append(result)))
+    with store.scratch("evaluate", step.versions[EVAL_PREDICTIONS.kind], wait_s=0):  # run A holds the scratch
+        b.start()
+        time.sleep(0.5)  # B is waiting for the lock now
+        assert heard == [] and b.is_alive()
+        elsewhere = ArtifactStore(tmp_path / "elsewhere")  # A's work, published under the same versions
+        execute(make_plan(recipe, elsewhere))
+        for kind, version in step.versions.items():
+            shutil.copytree(elsewhere.folder(kind, version), store.folder(kind, version))
+        published = {k: store.manifest(store.require(k, v)) for k, v in step.versions.items()}
+    b.join(CHILD_TIMEOUT_S)
+    assert heard == [None]  # skipped: the runner heard of no result
+    assert {k: store.manifest(store.require(k, v)) for k, v in step.versions.items()} == published
+    assert not os.path.exists(os.path.join(store.root, "evaluate"))  # nothing else written beside them

@@ -335,7 +335,8 @@ def _judge_and_publish(
 ) -> ArtifactRef:
     comparisons = [c for benchmark in config.benchmarks for c in load_benchmark(benchmark)]
     items = judgements(comparisons, config.order_seed, config.both_orders, config.judge.samples)
-    with store.scratch("evaluate", versions[EVAL_PREDICTIONS.kind]) as work_dir:  # one run per version at a time
+    # One run per version at a time; a run that waited while another published these versions skips.
+    with store.scratch("evaluate", versions[EVAL_PREDICTIONS.kind], publishes=versions) as work_dir:
         cache_path = default_cache_path(store, None, "judge_requests.sqlite")
 
         def open_judge() -> Judge:

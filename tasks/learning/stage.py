@@ -108,7 +108,8 @@ def measure_learning(
     cache_path = default_cache_path(store, None, "judge_requests.sqlite")
     judges = [UNTRAINED, *([SFT] if SFT_CHECKPOINT.kind in inputs else []), RL, LENGTH]
     rows, samples = [], {}
-    with store.scratch("learning", version) as work_dir:  # one run per version at a time
+    # One run per version at a time; a run that waited while another published this version skips.
+    with store.scratch("learning", version, publishes={LEARNING_SCORES.kind: version}) as work_dir:
         start = starting_student(recipe, inputs, store, os.path.join(work_dir, "student"))
         models: dict[str, tuple[Callable[[], str], str]] = {
             UNTRAINED: (lambda: start.model, start.label),

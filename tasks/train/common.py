@@ -169,7 +169,8 @@ def train_and_publish(
     from transformers import AutoTokenizer
 
     machine = int(os.environ.get("MACHINE_RANK", "0"))
-    with store.scratch(stage.name, version, node=machine) as work_dir:  # a second run of `version` waits or fails
+    publishes = {stage.kind.kind: version}  # re-checked once the lock is held: a run that waited skips
+    with store.scratch(stage.name, version, node=machine, publishes=publishes) as work_dir:
         base = start(work_dir)
         tokenizer = AutoTokenizer.from_pretrained(base.model, revision=base.revision)
         lengths = token_counts(tokenizer, [messages(row) for row in rows], add_generation_prompt=add_generation_prompt)

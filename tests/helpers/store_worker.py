@@ -7,6 +7,10 @@ Two modes, each printing one line per milestone on stdout (flushed) so the paren
 - `slow ROOT VERSION RELEASE_FILE`: write a 5-row batch, print `first-batch-written`, keep writing a batch
   every 20 ms until RELEASE_FILE exists, then commit and print `ref <json>`. Gives up (exit 3, nothing
   published) after 60 s so a forgotten child never lingers.
+- `die ROOT VERSION POINT`: publish 20 rows in parts of 5, stop at POINT, print `at-point` and sleep until
+  killed: `mid-write` (two parts in the writer's temporary folder), `mid-move` (object stores: the first part
+  moved under this publisher's attempt, the rest still in the temporary folder) or `before-manifest` (every
+  part under the attempt, the manifest not created). What a SIGKILL there leaves is what gc must sweep.
 
 It imports only the package under test, never the test modules.
 """
@@ -92,6 +96,40 @@ def slow(root: str, version: str, release_file: str) -> None:
     _report(ref, writer.rows)
 
 
+def _stop() -> None:
+    _say("at-point")
+    time.sleep(GIVE_UP_AFTER_S)
+    sys.exit(3)
+
+
+def die(root: str, version: str, point: str) -> None:
+    store = ArtifactStore(root)
+    rows = pa.Table.from_pylist(pair_rows(0, 4 * BATCH_ROWS), schema=PREFERENCE_PAIRS.schema)
+    move, create = store.fs.mv, store.fs.pipe_file
+    moved: list[str] = []
+
+    def mv(source: str, target: str, **kwargs: object) -> None:
+        if point == "mid-move" and moved:
+            _stop()
+        move(source, target, **kwargs)
+        moved.append(target)
+
+    def pipe_file(path: str, value: bytes, **kwargs: object) -> None:
+        if point == "before-manifest" and path.endswith("_manifest.json"):
+            _stop()
+        create(path, value, **kwargs)
+
+    store.fs.mv, store.fs.pipe_file = mv, pipe_file  # type: ignore[method-assign]
+    with store.writer(PREFERENCE_PAIRS, version, rows_per_part=BATCH_ROWS) as writer:
+        writer.write_valid(rows.slice(0, 2 * BATCH_ROWS))
+        if point == "mid-write":
+            writer._close_part()  # the second part on disk too, as the next batch would leave it
+            _stop()
+        writer.write_valid(rows.slice(2 * BATCH_ROWS))
+        writer.commit()
+    _say("published")  # a point this store never reaches (e.g. mid-move on a local root)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -104,9 +142,15 @@ def main() -> None:
     slow_args.add_argument("root")
     slow_args.add_argument("version")
     slow_args.add_argument("release_file")
+    die_args = modes.add_parser("die")
+    die_args.add_argument("root")
+    die_args.add_argument("version")
+    die_args.add_argument("point", choices=("mid-write", "mid-move", "before-manifest"))
     args = parser.parse_args()
     if args.mode == "race":
         race(args.root, args.version, args.go_file, args.api)
+    elif args.mode == "die":
+        die(args.root, args.version, args.point)
     else:
         slow(args.root, args.version, args.release_file)
 

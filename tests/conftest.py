@@ -95,7 +95,8 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real S3-compatible server (moto's server mode, in its own process) on 127.0.0.1 for the session; this
+    """A real S3-compatible server (moto's server mode, in its own process, conditional writes atomic as on S3:
+    `tests/helpers/s3_server.py`) on 127.0.0.1 for the session; this
     process's botocore points at it while it runs. Yields the environment a child process needs to use it."""
     home = tmp_path_factory.mktemp("s3-server")
     with socket.socket() as sock:
@@ -103,7 +104,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     log = open(home / "server.log", "w")  # noqa: SIM115 (kept open for the server's lifetime)
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    server = Path(__file__).parent / "helpers" / "s3_server.py"  # moto, its conditional writes made atomic
+    process = subprocess.Popen([sys.executable, str(server), "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=log)  # fmt: skip
     env = {**S3_ENV, "AWS_ENDPOINT_URL": url}
     try:

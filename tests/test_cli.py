@@ -39,8 +39,12 @@ def printed_versions(output: str) -> dict[str, str]:
     return {parts[0]: parts[1] for parts in lines if len(parts) == 3}  # kind, version, folder
 
 
-def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(tmp_path: Path) -> None:
-    first = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path)
+def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
+    url = prefect_server["PREFECT_API_URL"]  # the session's server; the second run starts an ephemeral one
+    first = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path,
+                 api_url=url)  # fmt: skip
     assert first.returncode == 0, first.stderr
     versions = printed_versions(first.stdout)
     assert set(versions) == {"preference_pairs", "distill_set", "rl_set"}
@@ -78,6 +82,7 @@ def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstre
         "--to",
         "split",
         cwd=tmp_path,
+        api_url=url,
     )
     assert changed.returncode == 0, changed.stderr
     new_versions = printed_versions(changed.stdout)
@@ -97,7 +102,7 @@ def test_bad_override_exits_2_naming_the_key(tmp_path: Path) -> None:
     assert not (tmp_path / "artifacts").exists()
 
 
-def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
+def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path, prefect_server: dict[str, str]) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"q": "a", "good": "b", "bad": "c"}\n{"q": "d", "good": "", "bad": "f"}\n')
     recipe = tmp_path / "recipe.yaml"
@@ -105,7 +110,7 @@ def test_too_many_rejects_exit_1_naming_the_file(tmp_path: Path) -> None:
         "name: mine\npull:\n  sources:\n    - {name: mine, adapter: generic, path: pairs.jsonl,"
         " fields: {prompt: q, chosen: good, rejected: bad}}\n"
     )
-    result = rmr1("stage", "pull", "--recipe", str(recipe), cwd=tmp_path)
+    result = rmr1("stage", "pull", "--recipe", str(recipe), cwd=tmp_path, api_url=prefect_server["PREFECT_API_URL"])
     assert result.returncode == 1
     assert "pairs.jsonl: 1 of 2 rows (50.0%) were rejected" in result.stderr
     assert "pairs.jsonl#row=1: adapter: good: empty text" in result.stderr
@@ -189,7 +194,9 @@ def test_a_bug_in_a_flow_keeps_its_traceback_on_the_terminal(tmp_path: Path, pre
     assert result.stderr.rstrip().endswith("RuntimeError: an injected bug")
 
 
-def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Path) -> None:
+def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
     from tasks.standins.teacher import StandinTeacher
 
     fake_key = "sk-rmr1-FAKE-cli-secret-93be41d07a"
@@ -202,15 +209,17 @@ def test_the_api_key_never_reaches_artifacts_prefect_or_the_output(tmp_path: Pat
         ]  # fmt: skip
         os.environ.update(env_key)
         try:
-            result = rmr1("run", "--recipe", SMOKE, "--to", "filter", *overrides, cwd=tmp_path)
+            result = rmr1("run", "--recipe", SMOKE, "--to", "filter", *overrides, cwd=tmp_path,
+                          api_url=prefect_server["PREFECT_API_URL"])  # fmt: skip
         finally:
             os.environ.pop("RMR1_TEST_TEACHER_KEY")
         assert all(entry["auth"] for entry in teacher.request_log()) and teacher.request_log()
     assert result.returncode == 0, result.stderr
     assert "teacher_traces" in result.stdout
     assert fake_key not in result.stdout + result.stderr
-    files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert any(p.name.endswith(".db") for p in files)  # Prefect's database is in this PREFECT_HOME
+    server_home = Path(prefect_server["PREFECT_HOME"])  # the runs, their logs and artifacts are in its database
+    files = [p for folder in (tmp_path, server_home) for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files)
     assert [p for p in files if fake_key.encode() in p.read_bytes()] == []
 
 
@@ -232,11 +241,13 @@ def test_dry_run_prints_the_resolved_trl_config_of_a_paper_recipe_and_runs_nothi
     assert no_sft.returncode == 2 and "has no sft training section" in no_sft.stderr
 
 
-def test_an_evaluation_only_recipe_runs_evaluate_alone_and_prints_the_scores(tmp_path: Path) -> None:
+def test_an_evaluation_only_recipe_runs_evaluate_alone_and_prints_the_scores(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
     recipe = str(ROOT / "recipes" / "eval-length-baseline.yaml")
     paths = [f"evaluate.benchmarks.{k}.path=synthetic" for k in range(3)]
     sets = [arg for path in paths for arg in ("--set", path)]
-    done = rmr1("stage", "evaluate", "--recipe", recipe, *sets, cwd=tmp_path)
+    done = rmr1("stage", "evaluate", "--recipe", recipe, *sets, cwd=tmp_path, api_url=prefect_server["PREFECT_API_URL"])
     assert done.returncode == 0, done.stderr
     assert set(printed_versions(done.stdout)) == {"eval_predictions", "eval_scores"}
     assert sorted(p.parent.parent.name for p in (tmp_path / "artifacts").glob("*/*/_manifest.json")) == [

@@ -214,15 +214,17 @@ def test_evaluate_pins_its_hub_benchmark_and_a_hub_judge_model(fake_hub: FakeHub
 # ---------------------------------------------------------------- the scheduled run, through the CLI
 
 
-@pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Prefect home for the module's CLI runs (its database is made once)."""
-    return tmp_path_factory.mktemp("prefect-home")
+@pytest.fixture
+def prefect_home(prefect_server: dict[str, str]) -> dict[str, str]:
+    """The module's CLI runs report to the session's Prefect server (no ephemeral server started per run)."""
+    return {"PREFECT_HOME": prefect_server["PREFECT_HOME"], "PREFECT_API_URL": prefect_server["PREFECT_API_URL"]}
 
 
-def rmr1(*args: str, cwd: Path, prefect_home: Path, hub: FakeHub, **env: str) -> subprocess.CompletedProcess[str]:
+def rmr1(
+    *args: str, cwd: Path, prefect_home: dict[str, str], hub: FakeHub, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`rmr1 ...` in a fresh process whose Hub is the fake one, with its own Hugging Face caches."""
-    environment = {**os.environ, "PREFECT_HOME": str(prefect_home), "HF_ENDPOINT": hub.url,
+    environment = {**os.environ, **prefect_home, "HF_ENDPOINT": hub.url,
                    "HF_HOME": str(cwd / "hf-home"), "HF_DATASETS_CACHE": str(cwd / "hf-datasets"), **env}  # fmt: skip
     environment.pop("RMR1_ARTIFACTS", None)
     return subprocess.run(
@@ -237,7 +239,7 @@ def published(root: Path, kind: str) -> dict[str, dict[str, object]]:
 
 
 def test_a_scheduled_pull_of_main_skips_while_main_stays_and_reruns_when_it_moves(
-    fake_hub: FakeHub, tmp_path: Path, prefect_home: Path, capsys: pytest.CaptureFixture[str]
+    fake_hub: FakeHub, tmp_path: Path, prefect_home: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = fake_hub.commit("dataset", "org/prefs", {DATA_FILE: parquet(skywork_rows("first", 3))})
     recipe = tmp_path / "hub-pull.yaml"
@@ -276,7 +278,7 @@ def test_a_scheduled_pull_of_main_skips_while_main_stays_and_reruns_when_it_move
 
 
 def test_offline_a_branch_fails_the_run_with_one_line_and_a_pinned_sha_plans_without_network(
-    fake_hub: FakeHub, tmp_path: Path, prefect_home: Path
+    fake_hub: FakeHub, tmp_path: Path, prefect_home: dict[str, str]
 ) -> None:
     sha = fake_hub.commit("dataset", "org/prefs", {DATA_FILE: parquet(skywork_rows("first", 3))})
     recipe = tmp_path / "hub-pull.yaml"
@@ -299,7 +301,7 @@ def test_offline_a_branch_fails_the_run_with_one_line_and_a_pinned_sha_plans_wit
 
 
 def test_an_evaluation_reads_a_hub_benchmark_at_the_commit_its_branch_named(
-    fake_hub: FakeHub, tmp_path: Path, prefect_home: Path
+    fake_hub: FakeHub, tmp_path: Path, prefect_home: dict[str, str]
 ) -> None:
     rows = [{"prompt": f"q{i}", "chosen": "a longer answer", "rejected": "short", "chosen_model": "m",
              "rejected_model": "n", "subset": "hep-go", "id": i} for i in range(3)]  # fmt: skip

@@ -247,12 +247,12 @@ def test_gc_sweeps_what_killed_publishers_left_and_nothing_else(
                             stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
     try:
         assert live.stdout is not None and live.stdout.readline().strip() == "first-batch-written"
-        time.sleep(3.5)  # the dead ones' files are now older than the 3 s litter age; the live writer's are not
+        time.sleep(5.5)  # the dead ones' files are older than the 4 s litter age (S3 times are whole seconds)
 
-        gc = ["artifacts", "gc", "--keep", "5", "--litter-age", "3s", "--artifacts", s3_root]
+        gc = ["artifacts", "gc", "--keep", "5", "--litter-age", "4s", "--artifacts", s3_root]
         assert rmr1([*gc, "--dry-run"]) == 0
         store.fs.invalidate_cache()
-        leftovers = find_litter(store, parse_age("3s"))
+        leftovers = find_litter(store, parse_age("4s"))
         assert {item.what for item in leftovers} == {"temporary folder", "unlisted attempt"}
         paths = {item.path for item in leftovers}
         assert any(p.startswith(f"{KIND}/.tmp-mid-write-") for p in paths)  # the killed writer's parts
@@ -265,7 +265,8 @@ def test_gc_sweeps_what_killed_publishers_left_and_nothing_else(
 
         assert rmr1(gc) == 0
         store.fs.invalidate_cache()
-        remaining = find_litter(store, parse_age("0s"))  # at any age: only the live writer's folder is left
+        later = time.time() + 3600  # as if an hour from now: all that is left is the live writer's folder
+        remaining = find_litter(store, parse_age("0s"), now=later)
         assert [item.path.startswith(f"{KIND}/.tmp-live-") for item in remaining] == [True]
         release.touch()
         assert live.wait(timeout=60) == 0

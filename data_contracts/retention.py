@@ -76,9 +76,11 @@ def plan_retention(
     kind: str | None = None,
     older_than: dt.timedelta | None = None,
     now: dt.datetime | None = None,
+    tagged: dict[Key, str] | None = None,
 ) -> RetentionPlan:
     """Keep the newest `keep` versions of each kind (only `kind` is collected when given), whatever is younger
-    than `older_than`, and the upstream closure of all of those; remove the rest."""
+    than `older_than`, what a tag names (`tagged`: (kind, version) -> tag names), and the upstream closure of
+    all of those; remove the rest."""
     if keep < 0:
         raise BadRetention(f"--keep {keep}: expected 0 or more versions to keep per kind")
     now = now or dt.datetime.now(dt.UTC)
@@ -91,6 +93,8 @@ def plan_retention(
         newest[name] = newest.get(name, 0) + 1
         if kind is not None and name != kind:
             why[key(manifest)] = "another kind"
+        elif key(manifest) in (tagged or {}):
+            why[key(manifest)] = f"tagged {(tagged or {})[key(manifest)]}"
         elif newest[name] <= keep:
             why[key(manifest)] = f"newest {keep}"
         elif older_than is not None and now - dt.datetime.fromisoformat(manifest["created_at"]) <= older_than:
@@ -159,8 +163,10 @@ def collect_garbage(
     store: ArtifactStore, keep: int, *, kind: str | None = None, older_than: str | None = None, dry_run: bool = False
 ) -> tuple[RetentionPlan, list[Removal]]:
     """`rmr1 artifacts gc` and its flow: plan over every published artifact of `store`, then collect."""
+    from data_contracts.tags import tagged
+
     age = parse_age(older_than) if older_than else None
-    plan = plan_retention(store.list(), keep, kind=kind, older_than=age)
+    plan = plan_retention(store.list(), keep, kind=kind, older_than=age, tagged=tagged(store))
     return plan, collect(store, plan, dry_run=dry_run)
 
 

@@ -229,12 +229,17 @@ class ArtifactStore:
         return self.require(kind, matches[0]["version"])
 
     def resolve(self, target: str, option: str = "") -> ArtifactRef:
-        """KIND/VERSION (a unique version prefix will do) or KIND alone (the newest of that kind); `option` is
-        the command-line option that named it, for the error."""
+        """KIND/VERSION (a unique version prefix will do), KIND@TAG (the version a tag names, `tags.py`) or KIND
+        alone (the newest of that kind); `option` is the command-line option that named it, for the error."""
+        if "@" in target and "/" not in target:
+            from data_contracts.tags import version_of
+
+            kind, _, name = target.partition("@")
+            return self.require(kind, version_of(self, kind, name))
         kind, _, prefix = target.partition("/")
         said = f"{option} " if option else ""
         if not kind:
-            raise ArtifactNotFound(f"{said}{target!r}: expected KIND[/VERSION], e.g. eval_scores/3e97f04a")
+            raise ArtifactNotFound(f"{said}{target!r}: expected KIND[/VERSION] or KIND@TAG, e.g. eval_scores/3e97f04a")
         if not prefix:
             published = self.list(kind)
             if not published:

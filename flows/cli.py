@@ -4,6 +4,7 @@
     rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
+    rmr1 artifacts tag KIND/VERSION NAME [--require 'BENCH>=SCORE,...'] [--note TEXT] [--artifacts DIR]
     rmr1 artifacts gc --keep N [--kind KIND] [--older-than AGE] [--litter-age AGE] [--dry-run] [--compact-cache]
                       [--artifacts DIR]
     rmr1 show KIND[/VERSION] [--rows N] [--where COL=VALUE ...] [--chars N] [--artifacts DIR]
@@ -157,10 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
     _judge_source_arguments(judge)
 
-    listing = commands.add_parser("artifacts", help="List published artifacts, or remove old ones (gc).")
-    listing.add_argument(
-        "action", nargs="?", choices=("gc",), help="gc: remove all but the newest versions and their lineage."
+    listing = commands.add_parser(
+        "artifacts", help="List published artifacts and their tags, remove old ones (gc), or tag a version."
     )
+    listing.add_argument(
+        "action",
+        nargs="?",
+        choices=("gc", "tag"),
+        help="gc: remove all but the newest versions and their lineage. tag KIND/VERSION NAME: point KIND@NAME "
+        "(e.g. rl_checkpoint@production) at that version.",
+    )
+    listing.add_argument("operands", nargs="*", metavar="KIND/VERSION NAME", help="tag: the version and the name.")
+    listing.add_argument(
+        "--require",
+        metavar="SPEC",
+        help="tag: move the name only if the version's own published scores meet every bar, e.g. "
+        "'rewardbench>=0.80,judgebench>=0.60' (fractions); else exit 1 naming each miss.",
+    )
+    listing.add_argument("--note", default="", help="tag: a note kept with the move (why it moved).")
     listing.add_argument("--kind", help="Only this artifact kind (gc: collect only this kind).")
     listing.add_argument("--keep", type=int, help="gc: versions of each kind to keep, newest first.")
     listing.add_argument("--older-than", metavar="AGE", help="gc: remove only artifacts older than AGE (7d, 12h).")
@@ -200,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
+    from data_contracts.tags import all_tags
+
     manifests = store.list(kind)
     if not manifests:
         return f"no artifacts under {store.uri(store.root)}"
@@ -208,7 +225,37 @@ def list_artifacts(store: ArtifactStore, kind: str | None) -> str:
     for m in manifests:
         upstream = ", ".join(f"{k}/{v}" for k, v in m["upstream"].items()) or "-"
         lines.append(f"{m['kind']:<26} {m['version']:<17} {m.get('rows', '-'):>9}  {m['created_at']:<25} {upstream}")
+    tags = [t for t in all_tags(store) if kind is None or t["kind"] == kind]
+    if tags:
+        lines += ["", "tags:"]
+        for t in tags:
+            lines.append(f"  {t['kind']}@{t['name']} -> {t['kind']}/{t['version']}  (moved {t['moved_at']}, "
+                         f"move {t['number']})")  # fmt: skip
     return "\n".join(lines)
+
+
+def tag_artifact(store: ArtifactStore, operands: Sequence[str], require: str | None, note: str) -> str:
+    """`rmr1 artifacts tag KIND/VERSION NAME [--require SPEC]`: move the name, after the gate when one is given."""
+    from data_contracts import tags
+
+    if len(operands) != 2:
+        raise RecipeError("rmr1 artifacts tag: expected KIND/VERSION NAME, e.g. rl_checkpoint/3e97f04a production")
+    target, name = operands
+    tags.check_name(name)
+    ref = store.resolve(target, "tag")
+    lines = []
+    if require:
+        from tasks.evaluate.promotion import PromotionRefused, misses, parse_requirements, published_scores
+
+        requirements = parse_requirements(require)
+        scores = published_scores(store, ref)
+        missed = misses(ref, scores, requirements)
+        if missed:
+            raise PromotionRefused(f"{ref.kind}@{name} not moved to {ref}: " + "; ".join(missed))
+        lines.append("gate passed: " + ", ".join(f"{b} {scores[b]:.3f}" for b, _, _ in requirements))
+    entry = tags.move(store, ref, name, note=note)
+    was = f" (was {ref.kind}/{entry['previous']})" if entry["previous"] else " (new tag)"
+    return "\n".join([*lines, f"{ref.kind}@{name} -> {ref}{was}"])
 
 
 def collect_artifacts(args: argparse.Namespace) -> str:
@@ -587,6 +634,11 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "artifacts" and args.action == "gc":
         print(collect_artifacts(args))
         return 0
+    if args.command == "artifacts" and args.action == "tag":
+        print(tag_artifact(ArtifactStore(args.artifacts), args.operands, args.require, args.note))
+        return 0
+    if args.command == "artifacts" and (args.operands or args.require):
+        raise RecipeError("rmr1 artifacts: KIND/VERSION NAME and --require belong to `rmr1 artifacts tag`")
     if args.command == "artifacts":
         given = [
             flag for flag, value in (("--keep", args.keep), ("--older-than", args.older_than)) if value is not None

@@ -4,6 +4,7 @@
     rmr1 plan --recipe FILE [--artifacts DIR] [--from STAGE] [--to STAGE] [--stage NAME] [--set ...]
     rmr1 stage NAME --recipe FILE [--artifacts DIR] [--set ...] [--dry-run]
     rmr1 artifacts [--kind KIND | --lineage KIND[/VERSION]] [--artifacts DIR]
+    rmr1 release KIND[/VERSION|@TAG] --to DIR [--name NAME] [--push-to-hub ORG/NAME [--revision REV]]
     rmr1 artifacts tag KIND/VERSION NAME [--require 'BENCH>=SCORE,...'] [--note TEXT] [--artifacts DIR]
     rmr1 artifacts gc --keep N [--kind KIND] [--older-than AGE] [--litter-age AGE] [--dry-run] [--compact-cache]
                       [--artifacts DIR]
@@ -157,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--subset", help="A record field that splits the score.")
     judge.add_argument("--max-bad-rows", type=float, default=0.0, help="Share of unreadable records left out.")
     _judge_source_arguments(judge)
+
+    releasing = commands.add_parser("release", help="Write a checkpoint as a Hugging Face folder with a model card.")
+    releasing.add_argument("target", metavar="KIND[/VERSION|@TAG]", help="A checkpoint, e.g. rl_checkpoint@production.")
+    releasing.add_argument("--to", required=True, metavar="DIR", help="A new (or empty) folder for the release.")
+    releasing.add_argument("--name", help="The model's name in its card (default rm-r1-judge-<version>).")
+    releasing.add_argument("--push-to-hub", metavar="ORG/NAME", help="Also upload the folder (a private repo).")
+    releasing.add_argument("--revision", help="With --push-to-hub: the branch to upload to (created if missing).")
+    releasing.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
 
     listing = commands.add_parser(
         "artifacts", help="List published artifacts and their tags, remove old ones (gc), or tag a version."
@@ -650,6 +659,15 @@ def _command(args: argparse.Namespace) -> int:
             raise RecipeError(f"rmr1 artifacts: {', '.join(given)} belong to `rmr1 artifacts gc`")
         store = ArtifactStore(args.artifacts)
         print(show_lineage(store, args.lineage) if args.lineage else list_artifacts(store, args.kind))
+        return 0
+    if args.command == "release":
+        from tasks.release import push_to_hub, release
+
+        name = args.name or (args.push_to_hub.split("/")[-1] if args.push_to_hub else None)
+        ref, folder = release(ArtifactStore(args.artifacts), args.target, args.to, name)
+        print(f"rmr1: released {ref} to {folder} (model card: {folder}/README.md)")
+        if args.push_to_hub:
+            print(f"rmr1: uploaded to {args.push_to_hub}: {push_to_hub(folder, args.push_to_hub, args.revision)}")
         return 0
     if args.command == "show":
         print(show_rows(ArtifactStore(args.artifacts), args.target, args.rows, args.where, args.chars))

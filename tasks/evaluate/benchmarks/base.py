@@ -106,6 +106,7 @@ class Benchmark:
     right_vs_wrong: Callable[[pd.DataFrame], pd.Series] | None = None
     published: tuple[Published, ...] = ()
     write_synthetic: Callable[[str, int], str] | None = None  # (folder, seed) -> path of a small seeded copy
+    rule: str = ""  # its official overall score in a few words, for reports and model cards
 
 
 # ---------------------------------------------------------------- reading records

@@ -296,6 +296,7 @@ def write_synthetic(folder: str, seed: int) -> str:
 BENCHMARK = Benchmark(
     name=NAME,
     title="IF-RewardBench",
+    rule="listwise: Elo over each item's judged pairs, graph edges predicted; mean over instruction types",
     load=load,
     score=score,
     files=(DATA_FILE, POSITIONS_FILE),

@@ -143,6 +143,7 @@ def _paper(model: str, table: int, knowledge: float, reasoning: float, math: flo
 BENCHMARK = Benchmark(
     name=NAME,
     title="JudgeBench",
+    rule="accuracy over pairs, each judged in both orders (net rule)",
     load=load,
     score=score,
     files=("*.json", "*.jsonl", "*.parquet"),

@@ -142,6 +142,7 @@ def write_synthetic(folder: str, seed: int) -> str:
 BENCHMARK = Benchmark(
     name=NAME,
     title="PPE human preference",
+    rule="accuracy over the human votes that are not ties",
     load=load,
     score=score,
     files=("*.parquet", "*.json", "*.jsonl"),

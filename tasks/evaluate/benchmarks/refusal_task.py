@@ -83,6 +83,7 @@ def score(judged: pd.DataFrame) -> list[ScoreRow]:
 BENCHMARK = Benchmark(
     name=NAME,
     title="Refusal task (held-out)",
+    rule="accuracy over its held-out pairs",
     load=load,
     score=score,
     files=FILES,

@@ -148,6 +148,7 @@ def report(rows: list[ScoreRow]) -> list[str]:
 BENCHMARK = Benchmark(
     name=NAME,
     title="RewardBench",
+    rule="mean of four sections, each the count-weighted mean of its subsets",
     load=load,
     score=score,
     files=("*.json", "*.jsonl", "*.parquet"),

@@ -313,6 +313,7 @@ PUBLISHED = (
 BENCHMARK = Benchmark(
     name=NAME,
     title="RewardBench 2",
+    rule="mean of six subset scores (best-of-4 accuracy; Ties' weighted score)",
     load=load,
     score=score,
     files=("*.json", "*.jsonl", "*.parquet"),

@@ -146,6 +146,7 @@ def matrix(rows: list[ScoreRow]) -> list[dict[str, Any]]:
 BENCHMARK = Benchmark(
     name=NAME,
     title="RM-Bench",
+    rule="mean of the domains' 3x3 style-matrix accuracies",
     load=load,
     score=score,
     parts=DOMAINS,

@@ -133,6 +133,7 @@ def score(df: pd.DataFrame) -> list[ScoreRow]:
 BENCHMARK = Benchmark(
     name=NAME,
     title="RMB",
+    rule="mean of the pairwise and best-of-N accuracies of helpfulness and harmlessness",
     load=load,
     score=score,
     parts=tuple(f"{kind}/{goal}" for kind in ("pairwise", "bon") for goal in GOALS),

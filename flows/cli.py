@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     releasing.add_argument("--name", help="The model's name in its card (default rm-r1-judge-<version>).")
     releasing.add_argument("--push-to-hub", metavar="ORG/NAME", help="Also upload the folder (a private repo).")
     releasing.add_argument("--revision", help="With --push-to-hub: the branch to upload to (created if missing).")
+    releasing.add_argument(
+        "--ui", action="store_true", help="Also show the card and the checkpoint's tags in the Prefect UI (a flow run)."
+    )
     releasing.add_argument("--artifacts", help="Artifact root; default $RMR1_ARTIFACTS or ./artifacts.")
 
     listing = commands.add_parser(
@@ -663,9 +666,17 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "release":
         from tasks.release import push_to_hub, release
 
+        store = ArtifactStore(args.artifacts)
         name = args.name or (args.push_to_hub.split("/")[-1] if args.push_to_hub else None)
-        ref, folder = release(ArtifactStore(args.artifacts), args.target, args.to, name)
-        print(f"rmr1: released {ref} to {folder} (model card: {folder}/README.md)")
+        if args.ui and not _prefect_api_url():
+            raise RecipeError("rmr1 release --ui: set PREFECT_API_URL to the Prefect server whose UI should show it")
+        if args.ui:
+            from flows.release import release_flow
+
+            folder = release_flow(args.target, args.to, name, store.uri(store.root))
+        else:
+            folder = release(store, args.target, args.to, name)[1]
+        print(f"rmr1: released {store.resolve(args.target, 'release')} to {folder} (model card: {folder}/README.md)")
         if args.push_to_hub:
             print(f"rmr1: uploaded to {args.push_to_hub}: {push_to_hub(folder, args.push_to_hub, args.revision)}")
         return 0

@@ -93,3 +93,22 @@ def test_push_to_hub_uploads_the_folder_to_the_named_repo_and_branch(
     assert calls[0] == ("repo", ("org/judge", {"repo_type": "model", "private": True, "exist_ok": True}))
     assert calls[1] == ("branch", ("org/judge", {"branch": "v1", "repo_type": "model", "exist_ok": True}))
     assert calls[2][1]["folder_path"] == str(tmp_path) and calls[2][1]["revision"] == "v1"  # type: ignore[index]
+
+
+def test_release_ui_leaves_the_card_and_the_tags_in_the_prefect_ui(
+    tmp_path: Path, prefect_server: dict[str, str]
+) -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    store = publish_tiny_judge(tmp_path, ["a few words"])
+    art = ["--artifacts", str(store.root)]
+    assert rmr1(["artifacts", "tag", f"rl_checkpoint/{VERSION}", "candidate", *art]) == 0
+    url = prefect_server["PREFECT_API_URL"]
+    with temporary_settings({PREFECT_API_URL: url}):
+        assert rmr1(["release", "rl_checkpoint@candidate", "--to", str(tmp_path / "out"), "--ui", *art]) == 0
+    key = f"release-rl-checkpoint-{VERSION}"
+    [artifact] = httpx.post(f"{url}/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}}).json()
+    assert f"### Release of `rl_checkpoint/{VERSION}` (tags: candidate)" in artifact["data"]
+    assert "## How to call it" in artifact["data"] and "model-index" not in artifact["data"]
+    assert (tmp_path / "out" / "README.md").exists()

@@ -49,6 +49,7 @@ DEFAULT_ROOT = "./artifacts"
 ROOT_ENV = "RMR1_ARTIFACTS"
 ROWS_PER_PART = 100_000
 TEMP_PREFIX = ".tmp-"  # a writer's folder until commit; hidden from readers
+TAGS = ".tags"  # names for versions (`tags.py`), under the root: hidden, never a kind, never a gc candidate
 ATTEMPT_PREFIX = "attempt-"  # object stores: one publisher's files under <version>/, listed by the manifest that won
 STALE_TEMP_SECONDS = 24 * 3600  # a temporary folder this old belongs to a writer that was killed
 CACHE_ENV = "RMR1_CACHE"  # downloads of remote folder artifacts, scratch space for remote roots
@@ -232,10 +233,15 @@ class ArtifactStore:
         """KIND/VERSION (a unique version prefix will do), KIND@TAG (the version a tag names, `tags.py`) or KIND
         alone (the newest of that kind); `option` is the command-line option that named it, for the error."""
         if "@" in target and "/" not in target:
-            from data_contracts.tags import version_of
-
             kind, _, name = target.partition("@")
-            return self.require(kind, version_of(self, kind, name))
+            moves = self.tag_moves(kind, name)
+            if not moves:
+                folder = f"{self.root}/{TAGS}/{kind}"
+                known = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)) if (
+                    self.fs.exists(folder)) else []  # fmt: skip
+                raise ArtifactNotFound(f"{target}: no such tag under {self.uri(self.root)}; tags of {kind}: "
+                                       f"{', '.join(known) or 'none'}")  # fmt: skip
+            return self.require(kind, moves[-1]["version"])
         kind, _, prefix = target.partition("/")
         said = f"{option} " if option else ""
         if not kind:
@@ -246,6 +252,15 @@ class ArtifactStore:
                 raise ArtifactNotFound(f"{said}{kind}: nothing of that kind is published under {self}")
             prefix = max(published, key=lambda manifest: manifest["created_at"])["version"]
         return self.find(kind, prefix)
+
+    def tag_moves(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """Every move of the tag `kind@name`, oldest first; empty when there is no such tag (see `tags.py`)."""
+        folder = f"{self.root}/{TAGS}/{kind}/{name}"
+        self.fs.invalidate_cache(folder)
+        if not self.fs.exists(folder):
+            return []
+        paths = sorted(p for p in self.fs.ls(folder, detail=False) if p.endswith(".json"))
+        return [json.loads(self.fs.cat_file(path)) for path in paths]
 
     def writer(
         self,

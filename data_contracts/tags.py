@@ -14,19 +14,16 @@ import json
 import os
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data_contracts.errors import UserError
+from data_contracts.store import TAGS, ArtifactRef, ArtifactStore
 
-if TYPE_CHECKING:
-    from data_contracts.store import ArtifactRef, ArtifactStore
-
-TAGS = ".tags"  # hidden: never listed as a kind, never a gc candidate
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class TagError(UserError):
-    """A tag name that cannot be used, or a tag that does not exist."""
+    """A tag name that cannot be used."""
 
     exit_code = 2
 
@@ -47,27 +44,12 @@ def _folder(store: ArtifactStore, kind: str, name: str) -> str:
 
 def history(store: ArtifactStore, kind: str, name: str) -> list[dict[str, Any]]:
     """Every move of `kind@name`, oldest first (empty when the tag does not exist)."""
-    folder = _folder(store, kind, name)
-    store.fs.invalidate_cache(folder)
-    if not store.fs.exists(folder):
-        return []
-    moves = sorted(p for p in store.fs.ls(folder, detail=False) if p.endswith(".json"))
-    return [json.loads(store.fs.cat_file(path)) for path in moves]
+    return store.tag_moves(kind, name)
 
 
 def current(store: ArtifactStore, kind: str, name: str) -> dict[str, Any] | None:
     moves = history(store, kind, name)
     return moves[-1] if moves else None
-
-
-def version_of(store: ArtifactStore, kind: str, name: str) -> str:
-    """The version `kind@name` points at; TagError naming the tags of that kind when there is no such tag."""
-    move = current(store, kind, check_name(name))
-    if move is None:
-        known = sorted(t["name"] for t in all_tags(store) if t["kind"] == kind)
-        raise TagError(f"{kind}@{name}: no such tag under {store.uri(store.root)}; tags of {kind}: "
-                       f"{', '.join(known) or 'none'}")  # fmt: skip
-    return str(move["version"])
 
 
 def move(store: ArtifactStore, ref: ArtifactRef, name: str, *, note: str = "") -> dict[str, Any]:

@@ -24,10 +24,11 @@ import yaml
 
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
-from data_contracts.kinds import FOLDER_KINDS
+from data_contracts.kinds import EVAL_PREDICTIONS, FOLDER_KINDS
 from data_contracts.store import MANIFEST
 
 CARD = "README.md"
+DEFAULT_TEMPLATE = "cor-instruct-v1"
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
@@ -78,6 +79,31 @@ def _results(store: ArtifactStore, ref: ArtifactRef) -> list[tuple[str, str, str
     return results
 
 
+def judge_template(store: ArtifactStore, ref: ArtifactRef) -> str:
+    """The judge template the checkpoint was evaluated with (its newest evaluation), else the one its training
+    data was written with (the lineage's configs), else the default."""
+    evaluations = [m for m in store.list(EVAL_PREDICTIONS.kind) if m["upstream"].get(ref.kind) == ref.version]
+    configs = [m.get("config") or {} for m in reversed(evaluations)]
+    configs += [m.get("config") or {} for _, m, _ in store.lineage(ref)]
+    for config in configs:
+        found = _find_key(config, "template")
+        if isinstance(found, str):
+            return found
+    return DEFAULT_TEMPLATE
+
+
+def _find_key(value: Any, key: str) -> Any:
+    """The first value of `key` anywhere in nested dicts (depth first), or None."""
+    if isinstance(value, dict):
+        if key in value and isinstance(value[key], str):
+            return value[key]
+        for inner in value.values():
+            found = _find_key(inner, key)
+            if found is not None:
+                return found
+    return None
+
+
 def model_card(store: ArtifactStore, ref: ArtifactRef, repo_name: str) -> str:
     """The README.md of the release: YAML metadata (with `model-index`) and the card's text."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -86,7 +112,8 @@ def model_card(store: ArtifactStore, ref: ArtifactRef, repo_name: str) -> str:
 
     manifest = store.manifest(ref)
     training = scrub(manifest.get("config") or {})
-    template = load_template_set("cor-instruct-v1")
+    template_name = judge_template(store, ref)
+    template = load_template_set(template_name)
     results = _results(store, ref)
     data = ModelCardData(
         model_name=repo_name,
@@ -119,7 +146,7 @@ its verdict. Released from `{ref}`.
 
 ## How to call it
 
-- Prompt: the `cor-instruct-v1` judge template (system prompt and user message below), applied with this
+- Prompt: the `{template_name}` judge template (its system prompt below), applied with this
   tokenizer's chat template; the two answers fill `{{answer_a}}` / `{{answer_b}}`.
 - Verdict: the trace ends with `<answer>[[A]]</answer>` or `<answer>[[B]]</answer>`; evaluation reads `[[A]]` or
   `[[B]]` anywhere in the output (both or neither is unparseable).

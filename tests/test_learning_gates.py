@@ -110,3 +110,32 @@ def test_a_judging_template_that_differs_from_training_fails_a_gate(
     with pytest.raises(GateFailed, match=r"gate learning\.gates\.min_(sft|rl)_accuracy") as failed:
         execute(make_plan(recipe, store, target="learning"))
     print(failed.value, *_scores(store), sep="\n")
+
+
+def test_a_release_of_the_smoke_judge_judges_as_the_store_does_and_carries_its_scores(
+    clean: tuple[Recipe, Path], tmp_path: Path
+) -> None:
+    """The issue's check on the smoke recipe's own rl_checkpoint: the released folder, loaded with transformers,
+    gives the store's checkpoint's verdicts on 20 held-out pairs; the card's model-index equals its eval_scores."""
+    from huggingface_hub import ModelCard
+
+    from tasks.evaluate.benchmarks import load_benchmark
+    from tasks.evaluate.config import BenchmarkConfig
+    from tasks.evaluate.promotion import published_scores
+    from tasks.judge.api import PairwiseJudge
+    from tasks.release import judge_template, release
+
+    _, root = clean
+    store = ArtifactStore(str(root))
+    ref, out = release(store, "rl_checkpoint", str(tmp_path / "release"))
+    assert judge_template(store, ref) == "cor-compact-v1"  # what the smoke judge was trained and evaluated with
+    items = load_benchmark(BenchmarkConfig(name="refusal_task", path="synthetic", sample_seed=2))[:20]
+    pairs = [(c.conversation, c.chosen, c.rejected) for c in items]
+    options = {"template": "cor-compact-v1", "max_new_tokens": 96, "batch_size": 20}
+    released = PairwiseJudge.from_model(out, **options).compare_many(pairs)  # type: ignore[arg-type]
+    stored = PairwiseJudge.from_artifact(store, "rl_checkpoint", **options).compare_many(pairs)  # type: ignore[arg-type]
+    assert [j.verdict for j in released] == [j.verdict for j in stored] and len(released) == 20
+    assert sum(j.verdict == "a" for j in stored) >= 16  # the trained judge prefers the first answer (chosen) here
+    card = ModelCard.load(Path(out) / "README.md")
+    index = {r.dataset_type: r.metric_value for r in card.data.eval_results}
+    assert index == {name: round(score, 4) for name, score in published_scores(store, ref).items()} != {}

@@ -705,15 +705,16 @@ def _command(args: argparse.Namespace) -> int:
         print(plan.describe())
         return 0
 
+    from flows.plan import STAGE_NAMES
     from flows.prefect_internals import finish_prefect
-    from flows.stages import STAGE_FLOWS, pipeline_flow  # imports Prefect
+    from flows.stages import pipeline_flow, stage_flow  # imports Prefect
 
     print(f"rmr1: recipe {recipe.name} ({recipe.fingerprint}), artifacts {ArtifactStore(args.artifacts)}")
     try:
         if args.command == "stage":
-            if args.name not in STAGE_FLOWS:
-                raise RecipeError(f"no stage {args.name!r}; stages are {', '.join(STAGE_FLOWS)}")
-            versions = STAGE_FLOWS[args.name](recipe, args.artifacts)
+            if args.name not in STAGE_NAMES:
+                raise RecipeError(f"no stage {args.name!r}; stages are {', '.join(STAGE_NAMES)}")
+            versions = stage_flow(args.name)(recipe, args.artifacts)
         else:
             versions = pipeline_flow(recipe, args.artifacts, args.from_stage, args.to_stage)
     finally:

@@ -11,6 +11,7 @@ passes), so a deployment's parameter form in the UI is typed.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from prefect.runtime import flow_run
 from data_contracts import ArtifactRef, ArtifactStore
 from data_contracts.errors import UserError
 from data_contracts.kinds import FOLDER_KINDS
-from flows.plan import BY_NAME, STAGES, Plan, Step, execute, make_plan, pin, plan_step, run_here
+from flows.plan import BY_NAME, Plan, Step, execute, make_plan, pin, plan_step, run_here
 from flows.recipe import load_recipe, recipe_from_dict
 from tasks.distill.stage import OutcomeCallback, Shard, run_shard
 from tasks.hub import HubRevisions
@@ -150,7 +151,7 @@ def _stage_flow(
 def _run_as_stage_flow(step: Step, plan: Plan) -> StageResult:
     """Run a step as its own stage flow run in this process (inputs and planned versions handed over)."""
     upstream = {kind: ref.version for kind, ref in step.inputs.items()}
-    STAGE_FLOWS[step.name](plan.recipe, plan.store.uri(plan.store.root), upstream=upstream, versions=step.versions)
+    stage_flow(step.name)(plan.recipe, plan.store.uri(plan.store.root), upstream=upstream, versions=step.versions)
     return StageResult(step.name, {k: plan.store.require(k, v) for k, v in step.versions.items()})
 
 
@@ -184,10 +185,23 @@ def _make_stage_flow(name: str, description: str) -> Flow[..., dict[str, str]]:
     return flow(name=name, flow_run_name=_run_name(name), description=description)(stage_flow)
 
 
-STAGE_FLOWS = {stage.name: _make_stage_flow(stage.name, stage.description) for stage in STAGES}
-# Module-level names for `prefect deploy` entrypoints (infra/prefect.yaml: flows/stages.py:pull_flow, split_flow,
-# distill_flow, filter_flow, sft_flow, rl_flow, evaluate_flow): one per registered stage, none written by hand.
-globals().update({f"{name}_flow": stage_flow for name, stage_flow in STAGE_FLOWS.items()})
+@functools.cache
+def stage_flow(name: str) -> Flow[..., dict[str, str]]:
+    """The flow of the registered stage `name`, built on first use.
+
+    Building a flow makes its typed parameter schema (the whole recipe), ~0.25 s each: a process builds only
+    the flows it runs, and `prefect deploy` loads one entrypoint at a time without building the others.
+    """
+    return _make_stage_flow(name, BY_NAME[name].description)
+
+
+def __getattr__(attribute: str) -> Flow[..., dict[str, str]]:
+    """`pull_flow`, `split_flow`, ... `learning_flow`: the `prefect deploy` entrypoints of infra/prefect.yaml
+    (`flows/stages.py:pull_flow`), one per registered stage, none written by hand."""
+    name = attribute.removesuffix("_flow")
+    if attribute.endswith("_flow") and name in BY_NAME:
+        return stage_flow(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 @flow(name="rm-r1 pipeline", flow_run_name=_run_name("pipeline"), description="The RM-R1 stages in order.")

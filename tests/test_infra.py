@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from prefect.client.schemas.schedules import CronSchedule
 
 import flows.maintenance
 import flows.stages
+from flows.plan import STAGE_NAMES
 from flows.recipe import load_recipe
 from tests.conftest import ROOT
 
@@ -32,9 +35,28 @@ def _flow(entrypoint: str) -> Flow:
 
 def test_every_stage_flow_and_the_pipeline_are_deployed_and_the_smoke_run_too() -> None:
     deployed = {d["entrypoint"].split(":")[1] for d in DEPLOYMENTS}
-    assert deployed == {f"{stage}_flow" for stage in flows.stages.STAGE_FLOWS} | {"pipeline_flow", "artifacts_gc_flow"}
+    assert deployed == {f"{stage}_flow" for stage in STAGE_NAMES} | {"pipeline_flow", "artifacts_gc_flow"}
     assert any(d["name"] == "smoke" and d["parameters"]["recipe"] == "recipes/smoke.yaml" for d in DEPLOYMENTS)
     assert len({(d["entrypoint"], d["name"]) for d in DEPLOYMENTS}) == len(DEPLOYMENTS)  # unique per flow
+
+
+def test_the_stage_flows_are_built_when_first_named_and_a_wrong_name_is_an_attribute_error() -> None:
+    """`prefect deploy` loads `flows/stages.py:pull_flow` as a fresh module per deployment: importing it builds
+    the pipeline's flow only, and naming `pull_flow` builds that one (each flow's typed schema costs time)."""
+    code = (
+        "import flows.stages as s, prefect\n"
+        "built = lambda: sorted(f.name for f in vars(s).values() if isinstance(f, prefect.Flow))\n"
+        "print(built(), s.stage_flow.cache_info().currsize)\n"
+        "print(s.pull_flow.name, s.pull_flow is s.stage_flow('pull'), s.stage_flow.cache_info().currsize)\n"
+        "try:\n    s.pul_flow\nexcept AttributeError as error:\n    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "['rm-r1 pipeline'] 0",
+        "pull True 1",
+        "module 'flows.stages' has no attribute 'pul_flow'",
+    ]
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: f"{d['entrypoint'].split(':')[1]}/{d['name']}")

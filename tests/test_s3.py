@@ -120,14 +120,17 @@ def test_processes_publishing_one_version_at_once_on_s3_leave_exactly_one_artifa
 
 
 def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_lineage_back(
-    s3_root: str, s3_server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    s3_root: str, s3_server: dict[str, str], prefect_server: dict[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     """`rmr1 run --artifacts s3://...`: every artifact (tables and the SFT checkpoint folder) on the S3 server,
-    a re-run that publishes nothing, and the lineage read back from S3."""
+    a re-run that publishes nothing, and the lineage read back from S3. The runs report to the session's
+    Prefect server (tests/test_cli.py shows that skipping does not rest on Prefect's state)."""
     from tests.conftest import ROOT, TINY_TRAINING
 
     monkeypatch.setenv("RMR1_CACHE", str(tmp_path / "cache"))  # checkpoint downloads: this test's own
-    env = {**s3_server, "PREFECT_HOME": str(tmp_path / "prefect-home"), "RMR1_CACHE": str(tmp_path / "cache")}
+    env = {**s3_server, "PREFECT_HOME": str(tmp_path / "prefect-home"), "RMR1_CACHE": str(tmp_path / "cache"),
+           "PREFECT_API_URL": prefect_server["PREFECT_API_URL"]}  # fmt: skip
     env.pop("RMR1_ARTIFACTS", None)
     overrides = [arg for setting in [*TINY_TRAINING, "pull.sources.0.rows=80"] for arg in ("--set", setting)]
     command = [sys.executable, "-m", "flows.cli", "run", "--recipe", str(ROOT / "recipes" / "smoke.yaml"), "--to",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterParentFlowRunId,
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import State
 
 from data_contracts import ArtifactStore
 from flows.plan import STAGE_NAMES, GateFailed, MissingUpstream
@@ -47,11 +50,43 @@ def smoke(*overrides: str) -> Recipe:
     return load_recipe(SMOKE, ["pull.sources.0.rows=120", *TINY_TRAINING, "rl.max_steps=2", *overrides])
 
 
+@dataclass(frozen=True)
+class Published:
+    root: Path
+    state: State[Any]
+    versions: dict[str, str]
+
+    def copy(self, to: Path) -> Path:
+        """A copy of the published root for a test that publishes more (the shared one stays as it was made)."""
+        shutil.copytree(self.root, to)
+        return to
+
+
+@pytest.fixture(scope="module")
+def published(on_a_real_server: None, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """One pipeline run of the smoke recipe, every stage published, made once: the test of what it leaves in
+    Prefect reads it, and the tests of re-runs start from a copy of its root."""
+    root = tmp_path_factory.mktemp("published-smoke")
+    state = pipeline_flow(smoke(), str(root), return_state=True)
+    return Published(root, state, state.result())
+
+
 def table_artifact(key: str) -> list[dict[str, Any]]:
+    """The newest Prefect artifact `key` (on this worker's server, the test's own run just made it)."""
     artifact = Artifact.get(key)
     assert artifact is not None, f"no Prefect artifact {key}"
+    return _table(artifact)
+
+
+def _table(artifact: Any) -> list[dict[str, Any]]:
     data = artifact.data
     return json.loads(data) if isinstance(data, str) else data
+
+
+def run_artifact(ui: dict[str, Any], key: str) -> Any:
+    """The artifact `key` made by this pipeline run (whichever stage made it), not a later run's."""
+    [artifact] = [stage["artifacts"][key] for stage in ui["stages"].values() if key in stage["artifacts"]]
+    return artifact
 
 
 async def _read_back(pipeline_run_id: Any) -> dict[str, Any]:
@@ -130,10 +165,8 @@ def assert_traces_readable_in_prefect(ui: dict[str, Any], store: ArtifactStore, 
     assert {row["benchmark"] for row in shown} == {"rewardbench", "rm_bench", "rmb"}
 
 
-def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(tmp_path: Path) -> None:
-    recipe = smoke()
-    state = pipeline_flow(recipe, str(tmp_path), return_state=True)
-    versions = state.result()
+def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(published: Published) -> None:
+    recipe, state, versions = smoke(), published.state, published.versions
     fingerprint = load_recipe(SMOKE, ["pull.sources.0.rows=120", *TINY_TRAINING, "rl.max_steps=2"]).fingerprint
     ui = asyncio.run(_read_back(state.state_details.flow_run_id))
     assert ui["flow"] == "rm-r1 pipeline" and ui["pipeline"].name == f"pipeline · smoke · {fingerprint}"
@@ -163,7 +196,7 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     assert "RM-R1-Qwen2.5-Instruct-7B" in str(evaluate["evaluate-report"].data)  # the run beside the paper
     assert {"pass1-shard0000"} <= ui["stages"]["distill"]["tasks"]  # one task run per shard of requests
     assert {"distill-counts", "distill-by-pass", "distill-totals"} <= set(ui["stages"]["distill"]["artifacts"])
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(published.root)
     assert set(versions) == {
         "preference_pairs", "distill_set", "rl_set", "teacher_traces", "sft_examples", "filter_rejects",
         "sft_checkpoint", "rl_checkpoint", "eval_predictions", "eval_scores", "learning_scores",
@@ -171,59 +204,59 @@ def test_pipeline_publishes_every_stage_and_leaves_counts_and_links_in_prefect(t
     pairs = store.require("preference_pairs", versions["preference_pairs"])
     manifest = store.manifest(pairs)
     assert manifest["flow_run_id"]  # made inside a Prefect flow run
-    counts = table_artifact("pull-counts")
+    counts = _table(run_artifact(ui, "pull-counts"))
     assert {row["domain"] for row in counts} == {"chat", "safety", "code", "math"}
     assert sum(row["rows_out"] for row in counts) == manifest["rows"] == 120
-    progress = Artifact.get("pull-progress")
+    progress = run_artifact(ui, "pull-progress")
     assert progress is not None and float(progress.data) == 100.0
-    split_counts = table_artifact("split-counts")
+    split_counts = _table(run_artifact(ui, "split-counts"))
     assert sum(row["rows_in"] for row in split_counts) == 120
     assert sum(row["distill_set"] for row in split_counts) == 15
     assert {row["domain"] for row in split_counts} == {"chat", "safety", "code", "math"}
-    balance = table_artifact("split-label-balance")
+    balance = _table(run_artifact(ui, "split-label-balance"))
     assert {"artifact": "distill_set", "rows": 15, "model_a": 8, "model_b": 7} in balance
-    sft_metrics = table_artifact("sft-metrics")
+    sft_metrics = _table(run_artifact(ui, "sft-metrics"))
     assert [row["step"] for row in sft_metrics] == [1, 2, 3, 4] and all(row["loss"] > 0 for row in sft_metrics)
-    rl_metrics = table_artifact("rl-metrics")
+    rl_metrics = _table(run_artifact(ui, "rl-metrics"))
     assert [row["step"] for row in rl_metrics] == [1, 2] and all(-1 <= row["reward"] <= 1 for row in rl_metrics)
-    assert table_artifact("rl-totals")[0]["steps"] == 2
-    curves = Artifact.get("rl-curves")
+    assert _table(run_artifact(ui, "rl-totals"))[0]["steps"] == 2
+    curves = run_artifact(ui, "rl-curves")
     assert curves is not None and "data:image/png;base64,iVBOR" in str(curves.data)  # the PNG, inline
-    training_progress = Artifact.get("sft-progress")
+    training_progress = run_artifact(ui, "sft-progress")
     assert training_progress is not None and float(training_progress.data) == 100.0
-    link = Artifact.get("split-distill-set")
+    link = run_artifact(ui, "split-distill-set")
     folder = store.folder("distill_set", versions["distill_set"])
     assert link is not None and f"(file://{folder})" in str(link.data)  # link artifacts read back as markdown
     predictions = store.read_table(store.require("eval_predictions", versions["eval_predictions"])).to_pandas()
     assert set(predictions["judge"]) == {f"rl_checkpoint/{versions['rl_checkpoint']}"}
     assert set(predictions["benchmark"]) == {"rewardbench", "rm_bench", "rmb"}
-    rm_bench = table_artifact("evaluate-rm-bench")
+    rm_bench = _table(run_artifact(ui, "evaluate-rm-bench"))
     assert {"hard", "normal", "easy"} <= {row["name"] for row in rm_bench if row["level"] == "section"}
     assert all({"score", "n", "error_rate_%"} <= set(row) for row in rm_bench)
-    assert [row["name"] for row in table_artifact("evaluate-headline")] == ["score"]
-    matrix = table_artifact("evaluate-rm-bench-matrix")
+    assert [row["name"] for row in _table(run_artifact(ui, "evaluate-headline"))] == ["score"]
+    matrix = _table(run_artifact(ui, "evaluate-rm-bench-matrix"))
     assert [(row["domain"], row["chosen"]) for row in matrix[:3]] == [
         ("chat", s) for s in ("concise", "detailed", "markdown")
     ]
     assert all(0 <= row["vs markdown"] <= 100 for row in matrix)
-    report = Artifact.get("evaluate-report")
+    report = run_artifact(ui, "evaluate-report")
     assert report is not None and "RM-R1-Qwen2.5-Instruct-7B" in str(report.data)
-    evaluate_progress = Artifact.get("evaluate-progress")
+    evaluate_progress = run_artifact(ui, "evaluate-progress")
     assert evaluate_progress is not None and float(evaluate_progress.data) == 100.0
     assert_traces_readable_in_prefect(ui, store, versions)
-    learning = table_artifact("learning-table")  # the student before and after training, beside the baseline
+    learning = _table(run_artifact(ui, "learning-table"))  # the student before and after training, beside the baseline
     assert [row["judge"] for row in learning] == ["untrained student", "after SFT", "after GRPO", "length baseline"]
     assert all(row["n"] == 4 for row in learning)  # refusal_task, 2 items per subset
-    assert [row["step"] for row in table_artifact("learning-rl-reward")] == [1, 2]
-    report = Artifact.get("learning-report")
+    assert [row["step"] for row in _table(run_artifact(ui, "learning-rl-reward"))] == [1, 2]
+    report = run_artifact(ui, "learning-report")
     assert report is not None and "| after GRPO |" in str(report.data) and "image/png;base64" in str(report.data)
 
 
-def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -> None:
-    first = pipeline_flow(smoke(), str(tmp_path))
-    store = ArtifactStore(tmp_path)
+def test_rerun_skips_every_stage_and_returns_the_same_versions(published: Published, tmp_path: Path) -> None:
+    first, root = published.versions, published.copy(tmp_path / "artifacts")
+    store = ArtifactStore(root)
     created = {m["version"]: m["created_at"] for m in store.list()}
-    second = pipeline_flow(smoke(), str(tmp_path))
+    second = pipeline_flow(smoke(), str(root))
     assert second == first
     assert {m["version"]: m["created_at"] for m in store.list()} == created
     stages = table_artifact("pipeline-stages")  # no stage flow ran: the pipeline's table says why
@@ -233,17 +266,19 @@ def test_rerun_skips_every_stage_and_returns_the_same_versions(tmp_path: Path) -
     # A gate the judge misses fails even this all-skipped run, naming the gate and the numbers; nothing is lost.
     with pytest.raises(GateFailed, match=r"^gate learning\.gates\.min_rl_accuracy: held-out accuracy after GRPO "
                                          r"0\.\d{3} < 0\.999 \(learning_scores/"):  # fmt: skip
-        pipeline_flow(smoke("learning.gates.min_rl_accuracy=0.999"), str(tmp_path))
+        pipeline_flow(smoke("learning.gates.min_rl_accuracy=0.999"), str(root))
     assert {m["version"]: m["created_at"] for m in store.list()} == created
     assert len(table_artifact("pipeline-stages")) == len(stages)  # the UI still lists every (skipped) stage
 
 
-def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(tmp_path: Path) -> None:
-    first = pipeline_flow(smoke(), str(tmp_path))
-    pull_created = ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"]
-    changed = pipeline_flow(smoke("split.seed=5"), str(tmp_path))
+def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(
+    published: Published, tmp_path: Path
+) -> None:
+    first, root = published.versions, published.copy(tmp_path / "artifacts")
+    pull_created = ArtifactStore(root).list("preference_pairs")[0]["created_at"]
+    changed = pipeline_flow(smoke("split.seed=5"), str(root))
     assert changed["preference_pairs"] == first["preference_pairs"]
-    assert ArtifactStore(tmp_path).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
+    assert ArtifactStore(root).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
     how = {row["stage"]: row["how"] for row in table_artifact("pipeline-stages")}
     assert how == {"pull": "skipped, already published", "split": "ran", "distill": "ran", "filter": "ran",
                    "sft": "ran", "rl": "ran", "evaluate": "ran", "learning": "ran"}  # fmt: skip
@@ -262,7 +297,7 @@ def test_from_stage_refuses_to_run_without_published_upstream(tmp_path: Path) ->
     with pytest.raises(MissingUpstream, match="stage 'pull' has not published preference_pairs/"):
         pipeline_flow(smoke(), str(tmp_path), from_stage="split")
     pipeline_flow(smoke(), str(tmp_path), to_stage="pull")
-    versions = pipeline_flow(smoke(), str(tmp_path), from_stage="split")
+    versions = pipeline_flow(smoke(), str(tmp_path), from_stage="split", to_stage="split")
     assert "rl_set" in versions
 
 

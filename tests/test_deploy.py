@@ -5,7 +5,10 @@ pipeline handing a stage to a deployment (`dispatch`) while running the others i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -78,7 +81,11 @@ def test_deploy_all_then_a_process_worker_runs_the_scheduled_pull(deployed: dict
 
 @pytest.fixture
 def worker(deployed: dict[str, str], tmp_path: Path) -> Iterator[None]:
-    """A process worker on the CPU pool, polling every second, for the length of one test."""
+    """A process worker on the CPU pool, polling every second, for the length of one test.
+
+    `prefect worker start` runs the worker in a child process and forwards SIGTERM to it as SIGINT; under load
+    that child has been seen to take more than 30 s to stop. Its shutdown is Prefect's, not ours: after 30 s
+    the whole process group is killed, so no orphaned worker keeps polling the session's server."""
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
         [*PREFECT, "worker", "start", "--pool", "rmr1-cpu"],
@@ -86,13 +93,21 @@ def worker(deployed: dict[str, str], tmp_path: Path) -> Iterator[None]:
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         yield
     finally:
         process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the worker's child, if it outlived its parent
+            log.close()
 
 
 def test_the_pipeline_dispatches_a_stage_to_its_deployment_and_runs_the_rest_in_process(

@@ -7,6 +7,7 @@ reason when it is absent. Prefect and `datasets` run against throw-away homes, n
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -76,6 +77,12 @@ os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"  # else huggingface_hub asks its endpoint for an agent registry
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("RMR1_ARTIFACTS", None)
+
+# Tests press Ctrl-C on servers they start (SIGINT, as a terminal does). A shell's background job starts with
+# SIGINT ignored, and a child inherits that: Python would then install no KeyboardInterrupt handler in it, and
+# Prefect's worker, which stops its child with SIGINT, would wait forever. Run the suite as if from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -23,15 +23,19 @@ def rmr1(
     prefect_home: str = "prefect-home",
     api_url: str | None = None,
     python_args: tuple[str, ...] = ("-m", "flows.cli"),
+    merged: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`rmr1 ARGS` in a fresh process, on an ephemeral Prefect server or the server at `api_url`; `python_args`
-    start the CLI (`("-c", CODE)` to wrap it)."""
+    start the CLI (`("-c", CODE)` to wrap it); `merged`: stderr into stdout, unbuffered, in the order written."""
     env = {**os.environ, "PREFECT_HOME": str(cwd / prefect_home)}
     env.pop("RMR1_ARTIFACTS", None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    if merged:
+        env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, *python_args, *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged else {"capture_output": True}
+    return subprocess.run(command, cwd=cwd, env=env, text=True, timeout=600, **streams)  # type: ignore[call-overload]
 
 
 def printed_versions(output: str) -> dict[str, str]:
@@ -53,22 +57,17 @@ def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstre
     assert len(manifests) == 3  # default root ./artifacts, no rejects for the synthetic set
     stamps = {p: p.stat().st_mtime_ns for p in manifests}
 
-    # A fresh Prefect home (an empty database): skipping rests on artifact versions alone.
-    second = rmr1(
-        "run",
-        "--recipe",
-        SMOKE,
-        "--to",
-        "split",
-        "--set",
-        "pull.sources.0.rows=400",
-        cwd=tmp_path,
-        prefect_home="another-prefect-home",
-    )
-    assert second.returncode == 0, second.stderr
+    # A fresh Prefect home (an empty database): skipping rests on artifact versions alone. Without a Prefect API
+    # URL the run starts a temporary server, and stops it before it prints its outcome: the outcome ends the output.
+    second = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path,
+                  prefect_home="another-prefect-home", merged=True)  # fmt: skip
+    assert second.returncode == 0, second.stdout
     assert printed_versions(second.stdout) == versions
-    assert "pull: skipped, already published" in second.stderr
-    assert "split: skipped, already published" in second.stderr
+    assert "pull: skipped, already published" in second.stdout
+    assert "split: skipped, already published" in second.stdout
+    lines = second.stdout.rstrip().splitlines()
+    stopped = next(i for i, line in enumerate(lines) if "Stopping temporary server" in line)
+    assert lines[-1] == "rmr1: done (3 artifacts)" and lines[stopped + 1].startswith("  preference_pairs "), lines[-6:]
     assert {p: p.stat().st_mtime_ns for p in manifests} == stamps
 
     changed = rmr1(

@@ -6,6 +6,7 @@ reason when it is absent. Prefect and `datasets` run against throw-away homes, n
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -153,18 +154,77 @@ def s3_root(s3_server: dict[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` on 127.0.0.1 for the session; yields the environment that points at it.
+    """One real `prefect server start` on 127.0.0.1 for the whole run, shared by the xdist workers; yields the
+    environment that points at it.
 
-    Each xdist worker has its own server. Half of a server's start is making its database (migrations, block
-    types): the first worker's server makes it and leaves a copy taken as soon as it answers (no run in it yet);
-    the other workers' servers start from that copy (~9 s instead of ~19 s)."""
+    The first test that needs it starts it; the run's main process stops it at the end (`pytest_sessionfinish`,
+    once every worker is done). Tests on it read back their own runs (by flow run id or a name of their own),
+    never "the newest" of a key. Tests that change the server itself (work pools, deployments, workers) start
+    their own: `private_prefect_server`."""
+    shared = _run_folder(tmp_path_factory)
+    with FileLock(shared / f"{SERVER_INFO}.lock"):  # the first worker starts it; the others wait, then use it
+        if not (shared / SERVER_INFO).exists():
+            home = shared / "prefect-server"
+            process, env = _start_prefect_server(home, template=None)
+            live, copy = sqlite3.connect(home / "prefect.db"), sqlite3.connect(shared / f"{TEMPLATE}.partial")
+            with closing(live), closing(copy):
+                live.backup(copy)  # its fresh database (no run in it yet), for the private servers
+            os.replace(shared / f"{TEMPLATE}.partial", shared / TEMPLATE)
+            (shared / SERVER_INFO).write_text(json.dumps({"pid": process.pid, "env": env}))
+    env = json.loads((shared / SERVER_INFO).read_text())["env"]
+    yield {**os.environ, **env}
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)  # this worker's runs' last logs reach the server before it goes
+
+
+@pytest.fixture(scope="module")
+def private_prefect_server(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                           ) -> Iterator[dict[str, str]]:  # fmt: skip
+    """A `prefect server start` of the module's own, started from a copy of the shared server's fresh database
+    (~9 s instead of ~19 s): for tests that create work pools, deployments and workers no other test may see."""
     home = tmp_path_factory.mktemp("prefect-server")
-    shared = tmp_path_factory.getbasetemp().parent  # one folder for all the workers of this run
-    template = shared / "prefect-server-template.db"
+    process, env = _start_prefect_server(home, template=_run_folder(tmp_path_factory) / TEMPLATE)
+    try:
+        yield {**os.environ, **env}
+    finally:
+        from prefect.logging.handlers import APILogWorker
+
+        try:
+            APILogWorker.drain_all(timeout=5)
+        finally:
+            _stop(process.pid)
+
+
+SERVER_INFO, TEMPLATE = "prefect-server.json", "prefect-server-template.db"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's main process (not an xdist worker) stops the shared Prefect server, if a test started it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    info = _run_folder(session.config._tmp_path_factory) / SERVER_INFO  # type: ignore[attr-defined]
+    if info.exists():
+        _stop(json.loads(info.read_text())["pid"])
+        info.unlink()
+
+
+def _run_folder(factory: pytest.TempPathFactory) -> Path:
+    """One folder for the whole run: its base temporary folder (each xdist worker's is a folder inside it)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _start_prefect_server(home: Path, template: Path | None) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """`prefect server start` on a free port of 127.0.0.1 with its home (and log) in `home`, from a copy of the
+    database `template` if given, once it answers; with the environment (home, API URL) that points at it."""
+    home.mkdir(parents=True, exist_ok=True)
+    if template is not None:
+        shutil.copyfile(template, home / "prefect.db")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"}
+    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_UI_ENABLED": "false"}
     # The server's background services that no test reads from (schedules, late runs, automations, the event
     # store, clean-ups) are off: they cost ~20% of its CPU. Task runs (recorded from events), flow runs, logs
     # and artifacts are served as always.
@@ -172,40 +232,15 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
                     "PAUSE_EXPIRATIONS", "REPOSSESSOR", "SCHEDULER", "TRIGGERS"):  # fmt: skip
         env[f"PREFECT_SERVER_SERVICES_{service}_ENABLED"] = "false"
     env["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] = "[]"
-    log = open(home / "server.log", "w")  # noqa: SIM115 (kept open for the server's lifetime)
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/api"
-    process = None
-    with FileLock(f"{template}.lock"):  # the first worker makes the template; the others wait for it
-        if not template.exists():
-            process = _started(subprocess.Popen(command, env=env, stdout=log, stderr=log), url, home)
-            live, copy = sqlite3.connect(home / "prefect.db"), sqlite3.connect(f"{template}.partial")
-            with closing(live), closing(copy):
-                live.backup(copy)  # a consistent copy of a database in use
-            os.replace(f"{template}.partial", template)
-    if process is None:
-        shutil.copyfile(template, home / "prefect.db")
-        process = _started(subprocess.Popen(command, env=env, stdout=log, stderr=log), url, home)
-    try:
-        yield {**env, "PREFECT_API_URL": url}
-    finally:
-        from prefect.logging.handlers import APILogWorker
-
-        try:
-            APILogWorker.drain_all(timeout=5)  # send the runs' last logs before the server goes
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
-
-
-def _started(process: subprocess.Popen[bytes], url: str, home: Path) -> subprocess.Popen[bytes]:
-    """`process`, once the Prefect server it runs answers at `url` (its log is in `home`)."""
+    with open(home / "server.log", "w") as log:  # the server keeps its own handle
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=log)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process
+                return process, {**env, "PREFECT_API_URL": url}
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
@@ -213,3 +248,17 @@ def _started(process: subprocess.Popen[bytes], url: str, home: Path) -> subproce
         time.sleep(0.5)
     process.kill()
     pytest.fail("prefect server did not start within 180 s")
+
+
+def _stop(pid: int) -> None:
+    """Stop the process `pid` (SIGTERM; SIGKILL if it is still there after 30 s), a child of ours or not."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+        process.wait(timeout=30)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        process.kill()

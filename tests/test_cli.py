@@ -43,7 +43,7 @@ def printed_versions(output: str) -> dict[str, str]:
     return {parts[0]: parts[1] for parts in lines if len(parts) == 3}  # kind, version, folder
 
 
-def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstream(
+def test_run_twice_recomputes_nothing_even_on_an_empty_prefect_database(
     tmp_path: Path, prefect_server: dict[str, str]
 ) -> None:
     url = prefect_server["PREFECT_API_URL"]  # the session's server; the second run starts an ephemeral one
@@ -70,28 +70,10 @@ def test_run_twice_recomputes_nothing_and_a_changed_value_rebuilds_only_downstre
     assert lines[-1] == "rmr1: done (3 artifacts)" and lines[stopped + 1].startswith("  preference_pairs "), lines[-6:]
     assert {p: p.stat().st_mtime_ns for p in manifests} == stamps
 
-    changed = rmr1(
-        "run",
-        "--recipe",
-        SMOKE,
-        "--set",
-        "split.distill_fraction=0.2",
-        "--set",
-        "pull.sources.0.rows=400",
-        "--to",
-        "split",
-        cwd=tmp_path,
-        api_url=url,
-    )
-    assert changed.returncode == 0, changed.stderr
-    new_versions = printed_versions(changed.stdout)
-    assert new_versions["preference_pairs"] == versions["preference_pairs"]
-    assert new_versions["distill_set"] != versions["distill_set"]
-
     listing = rmr1("artifacts", "--kind", "distill_set", cwd=tmp_path)
     assert listing.returncode == 0
-    assert versions["distill_set"] in listing.stdout and new_versions["distill_set"] in listing.stdout
-    assert f"preference_pairs/{versions['preference_pairs']}" in listing.stdout
+    assert versions["distill_set"] in listing.stdout
+    assert f"preference_pairs/{versions['preference_pairs']}" in listing.stdout  # its lineage
 
 
 def test_bad_override_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -39,13 +39,14 @@ def _prefect(*args: str, env: dict[str, str], timeout: float = 300) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(prefect_server: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The two work pools and every deployment of infra/prefect.yaml, created the documented way."""
-    env = {**prefect_server, "RMR1_HOME": str(ROOT), "RMR1_GPU_IMAGE": "rmr1-gpu:test", "RMR1_ARTIFACTS": ""}
+def deployed(private_prefect_server: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The two work pools and every deployment of infra/prefect.yaml, created the documented way, on a server of
+    the module's own (its workers must not pick up another test's runs, nor another test's worker its runs)."""
+    env = {**private_prefect_server, "RMR1_HOME": str(ROOT), "RMR1_GPU_IMAGE": "rmr1-gpu:test", "RMR1_ARTIFACTS": ""}
     _prefect("work-pool", "create", "rmr1-cpu", "--type", "process", env=env)
     _prefect("work-pool", "create", "rmr1-gpu", "--type", "docker", env=env)
     _prefect("--no-prompt", "deploy", "--all", "--prefect-file", "infra/prefect.yaml", env=env)
-    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+    with temporary_settings({PREFECT_API_URL: private_prefect_server["PREFECT_API_URL"]}):
         yield env
 
 

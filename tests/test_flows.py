@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -35,6 +34,7 @@ from tasks.judge.protocol import trace_sections
 from tasks.recipe import Recipe
 from tasks.trace_samples import PER_GROUP
 from tests.conftest import ROOT, TINY_TRAINING
+from tests.helpers.prefect_runs import artifact_of
 from tests.test_trace_samples import FENCE
 
 SMOKE = ROOT / "recipes" / "smoke.yaml"
@@ -71,11 +71,9 @@ def published(on_a_real_server: None, tmp_path_factory: pytest.TempPathFactory) 
     return Published(root, state, state.result())
 
 
-def table_artifact(key: str) -> list[dict[str, Any]]:
-    """The newest Prefect artifact `key` (on this worker's server, the test's own run just made it)."""
-    artifact = Artifact.get(key)
-    assert artifact is not None, f"no Prefect artifact {key}"
-    return _table(artifact)
+def table_artifact(state: State, key: str) -> list[dict[str, Any]]:
+    """The table artifact `key` of the flow run that ended in `state`."""
+    return _table(artifact_of(state, key))
 
 
 def _table(artifact: Any) -> list[dict[str, Any]]:
@@ -256,19 +254,21 @@ def test_rerun_skips_every_stage_and_returns_the_same_versions(published: Publis
     first, root = published.versions, published.copy(tmp_path / "artifacts")
     store = ArtifactStore(root)
     created = {m["version"]: m["created_at"] for m in store.list()}
-    second = pipeline_flow(smoke(), str(root))
+    rerun = pipeline_flow(smoke(), str(root), return_state=True)
+    second = rerun.result()
     assert second == first
     assert {m["version"]: m["created_at"] for m in store.list()} == created
-    stages = table_artifact("pipeline-stages")  # no stage flow ran: the pipeline's table says why
+    stages = table_artifact(rerun, "pipeline-stages")  # no stage flow ran: the pipeline's table says why
     assert [row["stage"] for row in stages][:3] == ["pull", "split", "split"]
     assert {row["how"] for row in stages} == {"skipped, already published"}
     assert {row["artifact"] for row in stages} == {f"{kind}/{version}" for kind, version in first.items()}
     # A gate the judge misses fails even this all-skipped run, naming the gate and the numbers; nothing is lost.
+    gated = pipeline_flow(smoke("learning.gates.min_rl_accuracy=0.999"), str(root), return_state=True)
     with pytest.raises(GateFailed, match=r"^gate learning\.gates\.min_rl_accuracy: held-out accuracy after GRPO "
                                          r"0\.\d{3} < 0\.999 \(learning_scores/"):  # fmt: skip
-        pipeline_flow(smoke("learning.gates.min_rl_accuracy=0.999"), str(root))
+        gated.result()
     assert {m["version"]: m["created_at"] for m in store.list()} == created
-    assert len(table_artifact("pipeline-stages")) == len(stages)  # the UI still lists every (skipped) stage
+    assert len(table_artifact(gated, "pipeline-stages")) == len(stages)  # the UI still lists every (skipped) stage
 
 
 def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(
@@ -276,10 +276,11 @@ def test_changing_a_split_value_rebuilds_the_split_and_what_follows_it_only(
 ) -> None:
     first, root = published.versions, published.copy(tmp_path / "artifacts")
     pull_created = ArtifactStore(root).list("preference_pairs")[0]["created_at"]
-    changed = pipeline_flow(smoke("split.seed=5"), str(root))
+    run = pipeline_flow(smoke("split.seed=5"), str(root), return_state=True)
+    changed = run.result()
     assert changed["preference_pairs"] == first["preference_pairs"]
     assert ArtifactStore(root).list("preference_pairs")[0]["created_at"] == pull_created  # pull skipped
-    how = {row["stage"]: row["how"] for row in table_artifact("pipeline-stages")}
+    how = {row["stage"]: row["how"] for row in table_artifact(run, "pipeline-stages")}
     assert how == {"pull": "skipped, already published", "split": "ran", "distill": "ran", "filter": "ran",
                    "sft": "ran", "rl": "ran", "evaluate": "ran", "learning": "ran"}  # fmt: skip
     for kind in ("distill_set", "rl_set", "teacher_traces", "sft_examples", "sft_checkpoint", "rl_checkpoint"):

@@ -297,15 +297,16 @@ def test_compact_cache_drops_old_answers_no_kept_artifact_names(tmp_path: Path) 
 def test_the_gc_flow_removes_the_same_artifacts_and_leaves_its_report_in_prefect(
     store: ArtifactStore, prefect_server: dict[str, str]
 ) -> None:
-    from prefect.artifacts import Artifact
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.maintenance import artifacts_gc_flow
+    from tests.helpers.prefect_runs import artifact_of
 
     expected = _lineage_closure_of_newest(store, 1)
     with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
-        summary = artifacts_gc_flow(keep=1, artifacts=store.root)
-        report = Artifact.get("artifacts-gc")
+        state = artifacts_gc_flow(keep=1, artifacts=store.root, return_state=True)
+        summary = state.result()
+        report = artifact_of(state, "artifacts-gc")
     assert _published(store) == expected
     assert summary["removed"] == len(REMOVED_AT_KEEP_1) and summary["kept"] == len(expected)
     assert report is not None and "removed sft_checkpoint/c0 " in str(report.data)

@@ -341,26 +341,29 @@ def show_lineage(store: ArtifactStore, target: str) -> str:
 
 def dry_run(recipe: Recipe, stage: str) -> str:
     """The TRL config a training stage would run with, as YAML, after TRL itself has accepted the values."""
+    if stage not in ("sft", "rl"):
+        raise RecipeError(f"--dry-run applies to the training stages sft and rl, not {stage}")
+    section = recipe.sft if stage == "sft" else recipe.rl
+    if section is None:  # said before torch and TRL are imported (seconds)
+        raise RecipeError(f"--dry-run: recipe {recipe.name} has no {stage} training section")
     import torch
 
     from tasks.train.config import TINY
-    from tasks.train.rl import trl_grpo_kwargs
-    from tasks.train.sft import trl_sft_kwargs
 
-    if stage not in ("sft", "rl"):
-        raise RecipeError(f"--dry-run applies to the training stages sft and rl, not {stage}")
     from_sft = stage == "rl" and recipe.sft is not None
     revision = None if from_sft else recipe.student.revision  # an SFT checkpoint is a local folder
-    if stage == "sft" and recipe.sft is not None:
+    if stage == "sft":
         from trl import SFTConfig as trl_class
 
-        section, kwargs = recipe.sft, trl_sft_kwargs(recipe.sft, "<work>/trainer", revision)
-    elif stage == "rl":
+        from tasks.train.sft import trl_sft_kwargs
+
+        kwargs = trl_sft_kwargs(recipe.sft, "<work>/trainer", revision)
+    else:
         from trl import GRPOConfig as trl_class  # type: ignore[assignment]
 
-        section, kwargs = recipe.rl, trl_grpo_kwargs(recipe.rl, "<work>/trainer", revision)
-    else:
-        raise RecipeError(f"--dry-run: recipe {recipe.name} has no {stage} training section")
+        from tasks.train.rl import trl_grpo_kwargs
+
+        kwargs = trl_grpo_kwargs(recipe.rl, "<work>/trainer", revision)
     with tempfile.TemporaryDirectory(prefix="rmr1-dry-run-") as scratch:
         checked = dict(kwargs, output_dir=scratch)
         if kwargs["bf16"] and not torch.cuda.is_available():  # TRL refuses bf16 without a GPU; check the rest

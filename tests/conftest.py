@@ -178,6 +178,15 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     APILogWorker.drain_all(timeout=5)  # this worker's runs' last logs reach the server before it goes
 
 
+@pytest.fixture
+def empty_prefect_home(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Prefect home whose database has no flow, run or log in it: a copy of the shared server's database taken
+    as soon as it answered (migrated, so a temporary server started on it skips ~10 s of migrations)."""
+    home = tmp_path_factory.mktemp("empty-prefect-home")
+    shutil.copyfile(_run_folder(tmp_path_factory) / TEMPLATE, home / "prefect.db")
+    return home
+
+
 @pytest.fixture(scope="module")
 def private_prefect_server(prefect_server: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                            ) -> Iterator[dict[str, str]]:  # fmt: skip

@@ -44,7 +44,7 @@ def printed_versions(output: str) -> dict[str, str]:
 
 
 def test_run_twice_recomputes_nothing_even_on_an_empty_prefect_database(
-    tmp_path: Path, prefect_server: dict[str, str]
+    tmp_path: Path, prefect_server: dict[str, str], empty_prefect_home: Path
 ) -> None:
     url = prefect_server["PREFECT_API_URL"]  # the session's server; the second run starts an ephemeral one
     first = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path,
@@ -57,10 +57,10 @@ def test_run_twice_recomputes_nothing_even_on_an_empty_prefect_database(
     assert len(manifests) == 3  # default root ./artifacts, no rejects for the synthetic set
     stamps = {p: p.stat().st_mtime_ns for p in manifests}
 
-    # A fresh Prefect home (an empty database): skipping rests on artifact versions alone. Without a Prefect API
-    # URL the run starts a temporary server, and stops it before it prints its outcome: the outcome ends the output.
+    # Another Prefect home, its database without a run: skipping rests on artifact versions alone. Without a Prefect
+    # API URL the run starts a temporary server, and stops it before it prints its outcome: the outcome ends the output.
     second = rmr1("run", "--recipe", SMOKE, "--to", "split", "--set", "pull.sources.0.rows=400", cwd=tmp_path,
-                  prefect_home="another-prefect-home", merged=True)  # fmt: skip
+                  prefect_home=str(empty_prefect_home), merged=True)  # fmt: skip
     assert second.returncode == 0, second.stdout
     assert printed_versions(second.stdout) == versions
     assert "pull: skipped, already published" in second.stdout

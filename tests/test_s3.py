@@ -121,11 +121,12 @@ def test_processes_publishing_one_version_at_once_on_s3_leave_exactly_one_artifa
 
 def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_lineage_back(
     s3_root: str, s3_server: dict[str, str], prefect_server: dict[str, str], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """`rmr1 run --artifacts s3://...`: every artifact (tables and the SFT checkpoint folder) on the S3 server,
     a re-run that publishes nothing, and the lineage read back from S3. The runs report to the session's
     Prefect server (tests/test_cli.py shows that skipping does not rest on Prefect's state)."""
+    from flows.cli import main as rmr1
     from tests.conftest import ROOT, TINY_TRAINING
 
     monkeypatch.setenv("RMR1_CACHE", str(tmp_path / "cache"))  # checkpoint downloads: this test's own
@@ -150,16 +151,15 @@ def test_the_smoke_recipe_through_sft_on_s3_skips_on_a_re_run_and_reads_its_line
     assert Path(store.local_copy(checkpoint), "config.json").is_file()  # the uploaded weights come back whole
     chain = [m["kind"] for _, m, _ in store.lineage(checkpoint)]
     assert chain[0] == "sft_checkpoint" and "sft_examples" in chain and "preference_pairs" in chain
-    plan = subprocess.run([sys.executable, "-m", "flows.cli", "plan", *command[4:]], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert plan.returncode == 0 and "will run" not in plan.stdout and "sft_checkpoint/" in plan.stdout, plan.stdout
+    assert rmr1(["plan", *command[4:]]) == 0  # in this process: `plan` and `artifacts` start no flow
+    plan = capsys.readouterr().out
+    assert "will run" not in plan and "sft_checkpoint/" in plan, plan
     created = {m["version"]: m["created_at"] for m in store.list()}
     again = run()
     assert again.returncode == 0, again.stderr[-3000:]
     assert {m["version"]: m["created_at"] for m in ArtifactStore(s3_root).list()} == created  # nothing new
-    lineage = subprocess.run([sys.executable, "-m", "flows.cli", "artifacts", "--artifacts", s3_root, "--lineage",
-                              "sft_checkpoint"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert lineage.returncode == 0 and f"sft_checkpoint/{kinds['sft_checkpoint']}" in lineage.stdout
+    assert rmr1(["artifacts", "--artifacts", s3_root, "--lineage", "sft_checkpoint"]) == 0
+    assert f"sft_checkpoint/{kinds['sft_checkpoint']}" in capsys.readouterr().out
 
 
 def test_gc_on_s3_removes_only_the_files_the_removed_manifest_listed(s3_root: str) -> None:
